@@ -1,0 +1,84 @@
+"""The Report step: a deterministic Markdown report offline, or an Agno Agent with a model."""
+
+from __future__ import annotations
+
+import re
+
+from agno.agent import Agent
+from agno.models.base import Model
+from agno.models.utils import get_model
+
+from .results import Aggregation
+
+REPORT_INSTRUCTIONS = [
+    "You write the final report of a data-processing workflow run.",
+    "You receive the run's aggregation as JSON: per-source results, totals and timings.",
+    "Write a short Markdown report: what was processed, records per source, any failed source "
+    "with its error, and the time saved by running the sources in parallel.",
+    "Use only the numbers in the JSON; do not invent data.",
+]
+
+
+class ReportModelError(RuntimeError):
+    """The configured report model cannot be used (unknown provider, SDK not installed, ...)."""
+
+
+def build_report_agent(model: Model | str) -> Agent:
+    """An Agent that turns the aggregation into a report, with a one-line error if unusable."""
+    try:
+        resolved = get_model(model)
+    except ImportError as error:
+        raise ReportModelError(
+            f"report model {model!r} needs its provider's SDK: {error}"
+        ) from None
+    except ValueError as error:
+        raise ReportModelError(f"report model {model!r} is not usable: {error}") from None
+    return Agent(
+        name="Report writer",
+        model=resolved,
+        instructions=REPORT_INSTRUCTIONS,
+        markdown=True,
+        telemetry=False,  # this project stays offline unless you opt in
+    )
+
+
+def render_report(aggregation: Aggregation) -> str:
+    """The offline report: the same facts an Agent would get, as Markdown."""
+    lines = [
+        f"# {escape(aggregation['workflow_name'])}: report",
+        "",
+        f"Request: {escape(aggregation['request'])}",
+        "",
+        "| Source | Status | Records | Seconds |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    for source in aggregation["sources"]:
+        status = "ok" if source["ok"] else "failed"
+        lines.append(
+            f"| {escape(source['name'])} | {status} | {source['records']:,} "
+            f"| {source['seconds']:.2f} |"
+        )
+    succeeded = aggregation["total_sources"] - len(aggregation["failed"])
+    lines += [
+        "",
+        f"{succeeded} of {aggregation['total_sources']} sources processed, "
+        f"{aggregation['total_records']:,} records in total.",
+        "",
+        f"The parallel block took {aggregation['wall_seconds']:.2f} s against "
+        f"{aggregation['sequential_seconds']:.2f} s one after another: "
+        f"{aggregation['time_saved_seconds']:.2f} s saved "
+        f"({aggregation['efficiency_percent']:.0f}% faster).",
+    ]
+    failures = [source for source in aggregation["sources"] if not source["ok"]]
+    if failures:
+        lines += ["", "## Failed sources", ""]
+        lines += [
+            f"- {escape(source['name'])} (`{source['id']}`): {escape(source['error'] or '')}"
+            for source in failures
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def escape(text: str) -> str:
+    """Backslash-escape the characters Markdown would otherwise interpret in names and errors."""
+    return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", text)
