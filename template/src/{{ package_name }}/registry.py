@@ -29,8 +29,13 @@ class WorkflowEntry:
     config: WorkflowConfig
 
     @property
-    def factory(self) -> Callable[[], Workflow]:
-        module = importlib.import_module(f"{__package__}.workflows.{self.folder}.workflow")
+    def package(self) -> str:
+        """The workflow's Python package, e.g. `<package>.workflows.<folder>`."""
+        return f"{__package__}.workflows.{self.folder}"
+
+    @property
+    def factory(self) -> Callable[..., Workflow]:
+        module = importlib.import_module(f"{self.package}.workflow")
         return getattr(module, f"get_{self.folder}")
 
 
@@ -49,6 +54,6 @@ def discover() -> dict[str, WorkflowEntry]:
     return entries
 
 
-def workflows() -> dict[str, Callable[[], Workflow]]:
-    """The seed's registry mapping, e.g. `{"{{ workflow_id }}": get_{{ workflow_module }}}`."""
+def workflows() -> dict[str, Callable[..., Workflow]]:
+    """The seed's registry mapping: workflow id -> factory, e.g. `get_parallel_workflow`."""
     return {workflow_id: entry.factory for workflow_id, entry in discover().items()}

@@ -1,0 +1,1 @@
+"""Agno workflows that process named data sources in parallel: see workflows/ and README.md."""

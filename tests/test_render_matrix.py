@@ -1,0 +1,115 @@
+"""Render a matrix of answers and run what each rendering produced: tests, CLI and ruff."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import render, run_in
+
+ODD_NAMES = [
+    "Customer DB (EU) - v2",
+    'The "quoted" feed',
+    "O'Reilly's exports",
+    "C:\\data\\exports\\new",
+    "{{ 7 * 7 }} & {% raw %}",
+    "Données clients — Zürich",
+    "日本語データ",
+    "2024 Sales",
+    "class",
+    "key: value # not a comment",
+    "- [list] *alias* &anchor !tag |pipe|",
+    '"""triple""" `code` <b>html</b> \\N{BULLET}',
+    "null",
+    "  spaced out  ",
+    "📊 Metrics",
+    "x" * 60,
+]
+
+SCENARIOS: dict[str, dict] = {
+    "defaults": {},
+    "one source": {"source_count": 1, "source_names": ["Orders"]},
+    "seed names": {
+        "project_name": "Seed Example",
+        "source_count": 3,
+        "source_names": ["User Database", "API Logs", "Analytics Data"],
+    },
+    "twelve sources": {"source_count": 12},
+    "256 sources": {"source_count": 256},
+    "odd names": {
+        "project_name": 'Acme "Data" \\ Platform {{ x }}',
+        "workflow_name": "Nightly \"ETL\" {% if %} — façade",
+        "source_count": len(ODD_NAMES),
+        "source_names": ODD_NAMES,
+    },
+}
+
+
+@pytest.fixture(scope="session", params=list(SCENARIOS))
+def rendered(request: pytest.FixtureRequest, copie_session) -> tuple[Path, dict]:
+    """One rendering per scenario, shared by the tests below."""
+    project = render(copie_session, SCENARIOS[request.param])
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text(encoding="utf-8"))
+    return project, answers
+
+
+def workflow_dir(project: Path, answers: dict) -> Path:
+    folder = answers["workflow_id"].replace("-", "_")
+    return project / "src" / answers["package_name"] / "workflows" / folder
+
+
+def test_config_yaml_holds_the_exact_display_names(rendered: tuple[Path, dict]) -> None:
+    project, answers = rendered
+    config = yaml.safe_load((workflow_dir(project, answers) / "config.yaml").read_text("utf-8"))
+
+    assert [s["name"] for s in config["sources"]] == answers["source_names"]
+    assert len(config["sources"]) == answers["source_count"]
+    assert config["workflow"]["name"] == answers["workflow_name"]
+    ids = [s["id"] for s in config["sources"]]
+    assert len(set(ids)) == len(ids)
+    for source_id in ids:
+        assert re.fullmatch(r"[a-z_][a-z0-9_]*", source_id)
+        assert (workflow_dir(project, answers) / "sources" / f"{source_id}.py").is_file()
+        assert (workflow_dir(project, answers) / "data" / f"{source_id}.csv").is_file()
+
+
+def test_the_rendered_project_passes_its_own_tests(rendered: tuple[Path, dict]) -> None:
+    project, _ = rendered
+    result = run_in(project, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert re.search(r"\b\d+ passed\b", result.stdout)
+    assert " failed" not in result.stdout
+
+
+def test_run_json_reports_every_source(rendered: tuple[Path, dict]) -> None:
+    project, answers = rendered
+    result = run_in(project, "-m", answers["package_name"], "run", "--json")
+
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert [s["name"] for s in document["sources"]] == answers["source_names"]
+    assert all(s["ok"] for s in document["sources"])
+    assert document["total_sources"] == answers["source_count"]
+    assert document["failed"] == []
+    assert document["total_records"] > 0
+    if answers["source_count"] > 1:
+        assert document["sequential_seconds"] > document["wall_seconds"] > 0
+
+
+def test_the_rendered_python_is_ruff_clean(rendered: tuple[Path, dict]) -> None:
+    project, _ = rendered
+    for command in (["check", "."], ["format", "--check", "."]):
+        result = run_in(project, "-m", "ruff", *command)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_rendered_python_compiles(rendered: tuple[Path, dict]) -> None:
+    project, _ = rendered
+    result = run_in(project, "-m", "compileall", "-q", "src", "tests")
+
+    assert result.returncode == 0, result.stdout + result.stderr
