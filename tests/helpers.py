@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,3 +46,25 @@ def render(copie, answers: dict) -> Path:
     assert result.exception is None, result.exception
     assert result.exit_code == 0
     return result.project_dir
+
+
+def git(repository: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repository, capture_output=True, text=True, check=True
+    ).stdout
+
+
+def template_snapshot(destination: Path) -> Path:
+    """A clean git repository holding this checkout's files as they are now, uncommitted
+    changes included, so that copier records a commit that `copier update` can find again."""
+    files = git(TEMPLATE, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
+    for relative in filter(None, files.split("\0")):
+        source = TEMPLATE / relative
+        if source.is_file():
+            target = destination / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    git(destination, "init", "-q")
+    git(destination, "add", "-A")
+    git(destination, "commit", "-qm", "template snapshot")
+    return destination

@@ -42,7 +42,7 @@ SCENARIOS: dict[str, dict] = {
     "256 sources": {"source_count": 256},
     "odd names": {
         "project_name": 'Acme "Data" \\ Platform {{ x }}',
-        "workflow_name": "Nightly \"ETL\" {% if %} — façade",
+        "workflow_name": 'Nightly "ETL" {% if %} — façade',
         "source_count": len(ODD_NAMES),
         "source_names": ODD_NAMES,
     },

@@ -1,0 +1,131 @@
+"""What a user gets from `copier copy` without --trust: hand-written-looking files, an
+answers file that `copier update` can use, and escaped names in Markdown."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import TEMPLATE, copier, git, run_in, template_snapshot
+
+
+@pytest.fixture(scope="module")
+def default_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    destination = tmp_path_factory.mktemp("cli") / "project"
+    result = copier("copy", "--defaults", "--vcs-ref=HEAD", str(TEMPLATE), str(destination))
+    assert result.returncode == 0, result.stderr
+    return destination, result.stdout + result.stderr
+
+
+def text_files(project: Path) -> list[Path]:
+    return [p for p in sorted(project.rglob("*")) if p.is_file() and ".git" not in p.parts]
+
+
+def test_copy_needs_no_trust_and_says_what_to_run_next(default_project: tuple[Path, str]) -> None:
+    project, output = default_project
+
+    assert (project / "src" / "parallel_workflow" / "workflows" / "parallel_workflow").is_dir()
+    assert '.venv/bin/pip install -e ".[dev]"' in output
+    assert ".venv/bin/python -m parallel_workflow run" in output
+
+
+def test_rendered_files_look_hand_written(default_project: tuple[Path, str]) -> None:
+    project, _ = default_project
+    files = text_files(project)
+    assert len(files) > 20
+
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        where = path.relative_to(project)
+        if not text:
+            continue  # e.g. tests/__init__.py
+        assert not re.search(r"\{\{|\}\}|\{%|%\}|\{#|#\}", text), f"Jinja left in {where}"
+        assert text.endswith("\n") and not text.endswith("\n\n"), f"{where} ends badly"
+        assert not text.startswith("\n"), f"{where} starts with a blank line"
+        assert not re.search(r"[ \t]+$", text, re.MULTILINE), f"trailing spaces in {where}"
+        assert "\n\n\n\n" not in text, f"more than two blank lines in a row in {where}"
+
+
+def test_the_answers_file_records_every_answer(default_project: tuple[Path, str]) -> None:
+    project, _ = default_project
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text(encoding="utf-8"))
+
+    assert answers["source_names"] == ["User Database", "API Logs", "Analytics Data"]
+    assert answers["source_count"] == 3
+    assert answers["workflow_id"] == "parallel-workflow"
+    assert answers["report_model"] == ""
+    assert Path(answers["_src_path"]) == TEMPLATE
+    assert "sources" not in answers and "workflow_module" not in answers  # derived, not asked
+
+
+def test_update_without_trust_and_without_changes_leaves_a_clean_tree(tmp_path: Path) -> None:
+    template = template_snapshot(tmp_path / "template")
+    project = tmp_path / "project"
+    result = copier("copy", "--defaults", str(template), str(project))
+    assert result.returncode == 0, result.stderr
+    git(project, "init", "-q")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "rendered")
+
+    result = copier("update", "--defaults", str(project))
+
+    assert result.returncode == 0, result.stderr
+    assert git(project, "status", "--porcelain") == ""
+
+
+def test_names_are_escaped_in_markdown(tmp_path: Path) -> None:
+    names = ["Pipes | and *stars*", "<b>tags</b> _under_ `code`", "[link](x)"]
+    destination = tmp_path / "project"
+    result = copier(
+        "copy",
+        "--defaults",
+        "--vcs-ref=HEAD",
+        "--data=source_count=3",
+        f"--data=source_names={yaml.safe_dump(names, default_flow_style=True).strip()}",
+        str(TEMPLATE),
+        str(destination),
+    )
+    assert result.returncode == 0, result.stderr
+    readme = (destination / "README.md").read_text(encoding="utf-8")
+
+    assert "| `pipes_and_stars` | Pipes \\| and \\*stars\\* |" in readme
+    assert "\\<b\\>tags\\</b\\> \\_under\\_ \\`code\\`" in readme
+    assert "\\[link\\](x)" in readme
+
+
+def test_update_can_add_a_source_and_keeps_the_users_edits(tmp_path: Path) -> None:
+    template = template_snapshot(tmp_path / "template")
+    project = tmp_path / "project"
+    assert copier("copy", "--defaults", str(template), str(project)).returncode == 0
+    workflow = project / "src" / "parallel_workflow" / "workflows" / "parallel_workflow"
+    git(project, "init", "-q")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "rendered")
+    edited = workflow / "sources" / "api_logs.py"
+    edited.write_text(edited.read_text(encoding="utf-8") + "# tuned by the team\n", "utf-8")
+    git(project, "commit", "-qam", "tune api_logs")
+
+    result = copier(
+        "update",
+        "--defaults",
+        "--data=source_count=4",
+        "--data=source_names=[User Database, API Logs, Analytics Data, Billing]",
+        str(project),
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert edited.read_text(encoding="utf-8").endswith("# tuned by the team\n")
+    assert (workflow / "sources" / "billing.py").is_file()
+    assert (workflow / "data" / "billing.csv").is_file()
+    run = run_in(project, "-m", "parallel_workflow", "run", "--json")
+    assert run.returncode == 0, run.stderr
+    assert [s["id"] for s in json.loads(run.stdout)["sources"]] == [
+        "user_database",
+        "api_logs",
+        "analytics_data",
+        "billing",
+    ]
