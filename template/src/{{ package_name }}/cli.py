@@ -10,8 +10,9 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markdown import Markdown
@@ -22,6 +23,9 @@ from .config import ConfigError
 from .registry import WorkflowEntry, discover
 from .report import ReportModelError
 from .results import Aggregation
+
+if TYPE_CHECKING:
+    from agno.workflow import Workflow
 
 DEFAULT_REQUEST = "Process all data sources"
 
@@ -58,16 +62,55 @@ def list_workflows() -> int:
     return 0
 
 
+@dataclass
+class RunOutcome:
+    """What one run produced: the aggregation, the report and any step that failed."""
+
+    aggregation: Aggregation | None
+    report: str | None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        if self.errors or self.aggregation is None or self.aggregation["failed"]:
+            return 1
+        return 0
+
+
 def run(
     workflow_id: str | None, request: str, *, stream: bool, as_json: bool, verbose: bool
 ) -> int:
     entry = _choose(discover(), workflow_id)
     _quiet_agno_logs(verbose)
     workflow = entry.factory()
-    session_state: dict[str, Any] = {}
     # Progress goes to stderr when stdout carries the JSON document.
     console = Console(stderr=as_json, highlight=False, soft_wrap=True)
-    if stream:
+    outcome = execute(workflow, request, entry, console.print if stream else None)
+    if as_json:
+        document = {
+            **(outcome.aggregation or {}),
+            "report": outcome.report,
+            "errors": outcome.errors,
+        }
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    elif outcome.aggregation is not None:
+        _print_summary(console, outcome.aggregation, outcome.report)
+    for error in outcome.errors:
+        print(f"error: {error}", file=sys.stderr)
+    return outcome.exit_code
+
+
+def execute(
+    workflow: Workflow,
+    request: str,
+    entry: WorkflowEntry,
+    progress: Callable[[Text], None] | None = None,
+) -> RunOutcome:
+    """Run the workflow once; with `progress`, stream Agno's events to it as lines."""
+    session_state: dict[str, Any] = {}
+    if progress is None:
+        step_results = workflow.run(input=request, session_state=session_state).step_results
+    else:
         step_results = []
         source_ids = {source.id for source in entry.config.sources}
         for event in workflow.run(
@@ -75,26 +118,20 @@ def run(
         ):
             line = _progress_line(event, source_ids)
             if line is not None:
-                console.print(line)
+                progress(line)
             if event.event == "WorkflowCompleted":
                 step_results = event.step_results
-    else:
-        step_results = workflow.run(input=request, session_state=session_state).step_results
     # Agno marks a failed top-level step (e.g. the Report Agent's model) but does not raise.
     errors = [f"{step.step_name} failed: {step.error}" for step in step_results if not step.success]
     aggregation: Aggregation | None = session_state.get("aggregation")
     if aggregation is None:
         errors.append("the run produced no aggregation")
-        report = None
-    else:
-        report = None if not step_results[-1].success else str(step_results[-1].content)
-    if as_json:
-        print(json.dumps(_json_document(aggregation, report, errors), indent=2, ensure_ascii=False))
-    elif aggregation is not None:
-        _print_summary(console, aggregation, report)
-    for error in errors:
-        print(f"error: {error}", file=sys.stderr)
-    return 1 if errors or aggregation is None or aggregation["failed"] else 0
+    report = step_results[-1] if step_results else None
+    return RunOutcome(
+        aggregation=aggregation,
+        report=str(report.content) if report is not None and report.success else None,
+        errors=errors,
+    )
 
 
 def _choose(entries: dict[str, WorkflowEntry], workflow_id: str | None) -> WorkflowEntry:
@@ -166,15 +203,6 @@ def _print_summary(console: Console, aggregation: Aggregation, report: str | Non
     if report:
         console.print()
         console.print(Markdown(report) if console.is_terminal else Text(report))
-
-
-def _json_document(
-    aggregation: Aggregation | None, report: str | None, errors: list[str]
-) -> dict[str, Any]:
-    document: dict[str, Any] = dict(aggregation or {})
-    document["report"] = report
-    document["errors"] = errors
-    return document
 
 
 def _parser() -> argparse.ArgumentParser:
