@@ -101,10 +101,14 @@ def test_run_json_reports_every_source(rendered: tuple[Path, dict]) -> None:
         assert document["sequential_seconds"] > document["wall_seconds"] > 0
 
 
-def test_the_rendered_python_is_ruff_clean(rendered: tuple[Path, dict]) -> None:
+def test_the_rendered_python_is_ruff_clean_and_type_checks(rendered: tuple[Path, dict]) -> None:
     project, _ = rendered
-    for command in (["check", "."], ["format", "--check", "."]):
-        result = run_in(project, "-m", "ruff", *command)
+    for command in (
+        ["-m", "ruff", "check", "."],
+        ["-m", "ruff", "format", "--check", "."],
+        ["-m", "mypy", "--no-incremental"],
+    ):
+        result = run_in(project, *command)
         assert result.returncode == 0, result.stdout + result.stderr
 
 

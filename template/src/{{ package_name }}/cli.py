@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from agno.run.workflow import WorkflowCompletedEvent
+from agno.workflow.types import StepOutput
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
@@ -87,11 +89,8 @@ def run(
     console = Console(stderr=as_json, highlight=False, soft_wrap=True)
     outcome = execute(workflow, request, entry, console.print if stream else None)
     if as_json:
-        document = {
-            **(outcome.aggregation or {}),
-            "report": outcome.report,
-            "errors": outcome.errors,
-        }
+        document = dict(outcome.aggregation or {})
+        document.update(report=outcome.report, errors=outcome.errors)
         print(json.dumps(document, indent=2, ensure_ascii=False))
     elif outcome.aggregation is not None:
         _print_summary(console, outcome.aggregation, outcome.report)
@@ -108,10 +107,10 @@ def execute(
 ) -> RunOutcome:
     """Run the workflow once; with `progress`, stream Agno's events to it as lines."""
     session_state: dict[str, Any] = {}
+    step_results: Sequence[StepOutput | list[StepOutput]] = []
     if progress is None:
         step_results = workflow.run(input=request, session_state=session_state).step_results
     else:
-        step_results = []
         source_ids = {source.id for source in entry.config.sources}
         for event in workflow.run(
             input=request, session_state=session_state, stream=True, stream_events=True
@@ -119,14 +118,15 @@ def execute(
             line = _progress_line(event, source_ids)
             if line is not None:
                 progress(line)
-            if event.event == "WorkflowCompleted":
+            if isinstance(event, WorkflowCompletedEvent):
                 step_results = event.step_results
     # Agno marks a failed top-level step (e.g. the Report Agent's model) but does not raise.
-    errors = [f"{step.step_name} failed: {step.error}" for step in step_results if not step.success]
+    steps = [step for step in step_results if isinstance(step, StepOutput)]
+    errors = [f"{step.step_name} failed: {step.error}" for step in steps if not step.success]
     aggregation: Aggregation | None = session_state.get("aggregation")
     if aggregation is None:
         errors.append("the run produced no aggregation")
-    report = step_results[-1] if step_results else None
+    report = steps[-1] if steps else None
     return RunOutcome(
         aggregation=aggregation,
         report=str(report.content) if report is not None and report.success else None,
