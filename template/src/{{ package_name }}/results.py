@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -56,6 +57,7 @@ def run_source(source: Source, process_source: ProcessSource) -> SourceResult:
         summary = process_source(source)
         records = int(summary["records"])
         details = dict(summary.get("details", {}))
+        json.dumps(details)  # details travel as JSON: refuse what cannot, as this source's error
     except Exception as error:  # one failing source must not take the others down
         return SourceResult(
             id=source.id,
