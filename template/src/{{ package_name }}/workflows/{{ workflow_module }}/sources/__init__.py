@@ -1,1 +1,10 @@
-"""One module per source, named after its id in config.yaml, each defining `process_source`."""
+"""One module per source, named after its id in config.yaml, each defining `process_source`.
+
+`process_source(source)` holds that source's processing and nothing else: replace its body
+with your own code (a database query, an API call, a file export). It receives the source's
+entry from config.yaml (`source.id`, `source.name` and its settings in `source.settings`) and
+returns `SourceSummary(records=..., details={...})`: how many records it processed, plus any
+JSON-ready details worth reporting. Raise on failure: the workflow records the error as this
+source's result and the other sources carry on. Sources run at the same time, each in its
+own thread, so a source must not rely on another one having run.
+"""
