@@ -77,24 +77,21 @@ def test_update_without_trust_and_without_changes_leaves_a_clean_tree(tmp_path: 
     assert git(project, "status", "--porcelain") == ""
 
 
-def test_names_are_escaped_in_markdown(tmp_path: Path) -> None:
-    names = ["Pipes | and *stars*", "<b>tags</b> _under_ `code`", "[link](x)"]
+def test_the_project_name_is_escaped_in_markdown(tmp_path: Path) -> None:
     destination = tmp_path / "project"
     result = copier(
         "copy",
         "--defaults",
         "--vcs-ref=HEAD",
-        "--data=source_count=3",
-        f"--data=source_names={yaml.safe_dump(names, default_flow_style=True).strip()}",
+        "--data=project_name=<b>Pipes</b> | *stars* _under_ `code` [link](x)",
+        "--data=package_name=escaped",
         str(TEMPLATE),
         str(destination),
     )
     assert result.returncode == 0, result.stderr
-    readme = (destination / "README.md").read_text(encoding="utf-8")
+    heading = (destination / "README.md").read_text(encoding="utf-8").splitlines()[0]
 
-    assert "| `pipes_and_stars` | Pipes \\| and \\*stars\\* |" in readme
-    assert "\\<b\\>tags\\</b\\> \\_under\\_ \\`code\\`" in readme
-    assert "\\[link\\](x)" in readme
+    assert heading == "# \\<b\\>Pipes\\</b\\> \\| \\*stars\\* \\_under\\_ \\`code\\` \\[link\\](x)"
 
 
 def test_update_can_add_a_source_and_keeps_the_users_edits(tmp_path: Path) -> None:
