@@ -90,6 +90,16 @@ REFUSALS = {
         "workflow_id must be a lowercase slug ([a-z][a-z0-9-]*), got 'Parallel_Workflow'",
     ),
     "empty project name": ({"project_name": " "}, "project_name", "project_name must not be empty"),
+    "project name on two lines": (
+        {"project_name": "Parallel\nWorkflow"},
+        "project_name",
+        "project_name must be a single line without control characters",
+    ),
+    "workflow id too long": (
+        {"workflow_id": "w" * 41},
+        "workflow_id",
+        "workflow_id must be at most 40 characters",
+    ),
     "report model without provider": (
         {"report_model": "gpt-4o-mini"},
         "report_model",
