@@ -65,7 +65,8 @@ def run_source(source: Source, process_source: ProcessSource) -> SourceResult:
             ok=False,
             records=0,
             seconds=round(time.perf_counter() - started, 3),
-            error=f"{type(error).__name__}: {error}",
+            # One line, whatever the exception said: it goes into tables, reports and logs.
+            error=" ".join(f"{type(error).__name__}: {error}".split()),
         )
     return SourceResult(
         id=source.id,
