@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -68,3 +69,30 @@ def template_snapshot(destination: Path) -> Path:
     git(destination, "add", "-A")
     git(destination, "commit", "-qm", "template snapshot")
     return destination
+
+
+# What running the rendered project's tools leaves behind: not rendered, not checked.
+CACHES = {".git", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+JINJA_MARKERS = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}")
+
+
+def assert_hand_written(project: Path, jinja_free: str = "*") -> None:
+    """Every rendered text file is tidy; those matching `jinja_free` hold no Jinja markers
+    (pass "*.py" where the answers themselves contain Jinja syntax: it never reaches code)."""
+    files = [
+        path
+        for path in sorted(project.rglob("*"))
+        if path.is_file() and not CACHES.intersection(path.relative_to(project).parts)
+    ]
+    assert len(files) > 20
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        where = path.relative_to(project)
+        if not text:
+            continue  # e.g. tests/__init__.py
+        if path.match(jinja_free):
+            assert not JINJA_MARKERS.search(text), f"Jinja left in {where}"
+        assert text.endswith("\n") and not text.endswith("\n\n"), f"{where} ends badly"
+        assert not text.startswith("\n"), f"{where} starts with a blank line"
+        assert not re.search(r"[ \t]+$", text, re.MULTILINE), f"trailing spaces in {where}"
+        assert "\n\n\n\n" not in text, f"more than two blank lines in a row in {where}"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import render, run_in
+from helpers import assert_hand_written, render, run_in
 
 ODD_NAMES = [
     "Customer DB (EU) - v2",
@@ -117,3 +117,8 @@ def test_the_rendered_python_compiles(rendered: tuple[Path, dict]) -> None:
     result = run_in(project, "-m", "compileall", "-q", "src", "tests")
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_rendered_files_look_hand_written(rendered: tuple[Path, dict]) -> None:
+    # Answers may hold Jinja syntax (the "odd names" do); it must never reach code.
+    assert_hand_written(rendered[0], jinja_free="*.py")

@@ -4,13 +4,12 @@ answers file that `copier update` can use, and escaped names in Markdown."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from helpers import TEMPLATE, copier, git, run_in, template_snapshot
+from helpers import TEMPLATE, assert_hand_written, copier, git, run_in, template_snapshot
 
 
 @pytest.fixture(scope="module")
@@ -19,10 +18,6 @@ def default_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str
     result = copier("copy", "--defaults", "--vcs-ref=HEAD", str(TEMPLATE), str(destination))
     assert result.returncode == 0, result.stderr
     return destination, result.stdout + result.stderr
-
-
-def text_files(project: Path) -> list[Path]:
-    return [p for p in sorted(project.rglob("*")) if p.is_file() and ".git" not in p.parts]
 
 
 def test_copy_needs_no_trust_and_says_what_to_run_next(default_project: tuple[Path, str]) -> None:
@@ -34,20 +29,7 @@ def test_copy_needs_no_trust_and_says_what_to_run_next(default_project: tuple[Pa
 
 
 def test_rendered_files_look_hand_written(default_project: tuple[Path, str]) -> None:
-    project, _ = default_project
-    files = text_files(project)
-    assert len(files) > 20
-
-    for path in files:
-        text = path.read_text(encoding="utf-8")
-        where = path.relative_to(project)
-        if not text:
-            continue  # e.g. tests/__init__.py
-        assert not re.search(r"\{\{|\}\}|\{%|%\}|\{#|#\}", text), f"Jinja left in {where}"
-        assert text.endswith("\n") and not text.endswith("\n\n"), f"{where} ends badly"
-        assert not text.startswith("\n"), f"{where} starts with a blank line"
-        assert not re.search(r"[ \t]+$", text, re.MULTILINE), f"trailing spaces in {where}"
-        assert "\n\n\n\n" not in text, f"more than two blank lines in a row in {where}"
+    assert_hand_written(default_project[0])
 
 
 def test_the_answers_file_records_every_answer(default_project: tuple[Path, str]) -> None:
