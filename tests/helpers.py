@@ -65,10 +65,16 @@ def template_snapshot(destination: Path) -> Path:
             target = destination / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
-    git(destination, "init", "-q")
-    git(destination, "add", "-A")
-    git(destination, "commit", "-qm", "template snapshot")
+    commit_all(destination, "template snapshot", init=True)
     return destination
+
+
+def commit_all(repository: Path, message: str, *, init: bool = False) -> None:
+    """Commit everything in the working tree (copier update needs a clean tree)."""
+    if init:
+        git(repository, "init", "-q")
+    git(repository, "add", "-A")
+    git(repository, "commit", "-qm", message)
 
 
 # What running the rendered project's tools leaves behind: not rendered, not checked.

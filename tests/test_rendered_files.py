@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import TEMPLATE, assert_hand_written, copier, git, run_in, template_snapshot
+from helpers import (
+    TEMPLATE,
+    assert_hand_written,
+    commit_all,
+    copier,
+    git,
+    run_in,
+    template_snapshot,
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +57,7 @@ def test_update_without_trust_and_without_changes_leaves_a_clean_tree(tmp_path: 
     project = tmp_path / "project"
     result = copier("copy", "--defaults", str(template), str(project))
     assert result.returncode == 0, result.stderr
-    git(project, "init", "-q")
-    git(project, "add", "-A")
-    git(project, "commit", "-qm", "rendered")
+    commit_all(project, "rendered", init=True)
 
     result = copier("update", "--defaults", str(project))
 
@@ -81,12 +87,10 @@ def test_update_can_add_a_source_and_keeps_the_users_edits(tmp_path: Path) -> No
     project = tmp_path / "project"
     assert copier("copy", "--defaults", str(template), str(project)).returncode == 0
     workflow = project / "src" / "parallel_workflow" / "workflows" / "parallel_workflow"
-    git(project, "init", "-q")
-    git(project, "add", "-A")
-    git(project, "commit", "-qm", "rendered")
+    commit_all(project, "rendered", init=True)
     edited = workflow / "sources" / "api_logs.py"
     edited.write_text(edited.read_text(encoding="utf-8") + "# tuned by the team\n", "utf-8")
-    git(project, "commit", "-qam", "tune api_logs")
+    commit_all(project, "tune api_logs")
 
     result = copier(
         "update",

@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agno.run.workflow import WorkflowCompletedEvent
 from agno.workflow.types import StepOutput
@@ -25,9 +25,6 @@ from .config import ConfigError
 from .registry import WorkflowEntry, discover
 from .report import ReportModelError
 from .results import Aggregation
-
-if TYPE_CHECKING:
-    from agno.workflow import Workflow
 
 DEFAULT_REQUEST = "Process all data sources"
 
@@ -84,10 +81,9 @@ def run(
 ) -> int:
     entry = _choose(discover(), workflow_id)
     _quiet_agno_logs(verbose)
-    workflow = entry.factory()
     # Progress goes to stderr when stdout carries the JSON document.
     console = Console(stderr=as_json, highlight=False, soft_wrap=True)
-    outcome = execute(workflow, request, entry, console.print if stream else None)
+    outcome = execute(entry, request, console.print if stream else None)
     if as_json:
         document = dict(outcome.aggregation or {})
         document.update(report=outcome.report, errors=outcome.errors)
@@ -100,12 +96,10 @@ def run(
 
 
 def execute(
-    workflow: Workflow,
-    request: str,
-    entry: WorkflowEntry,
-    progress: Callable[[Text], None] | None = None,
+    entry: WorkflowEntry, request: str, progress: Callable[[Text], None] | None = None
 ) -> RunOutcome:
-    """Run the workflow once; with `progress`, stream Agno's events to it as lines."""
+    """Build and run the workflow once; with `progress`, stream Agno's events to it as lines."""
+    workflow = entry.factory()
     session_state: dict[str, Any] = {}
     step_results: Sequence[StepOutput | list[StepOutput]] = []
     if progress is None:
