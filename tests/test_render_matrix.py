@@ -53,7 +53,9 @@ SCENARIOS: dict[str, dict] = {
 def rendered(request: pytest.FixtureRequest, copie_session) -> tuple[Path, dict]:
     """One rendering per scenario, shared by the tests below."""
     project = render(copie_session, SCENARIOS[request.param])
-    answers = yaml.safe_load((project / ".copier-answers.yml").read_text(encoding="utf-8"))
+    (answers_file,) = project.glob(".copier-answers.*.yml")
+    answers = yaml.safe_load(answers_file.read_text(encoding="utf-8"))
+    assert answers_file.name == f".copier-answers.{answers['workflow_id']}.yml"
     return project, answers
 
 

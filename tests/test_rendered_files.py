@@ -42,7 +42,7 @@ def test_rendered_files_look_hand_written(default_project: tuple[Path, str]) -> 
 
 def test_the_answers_file_records_every_answer(default_project: tuple[Path, str]) -> None:
     project, _ = default_project
-    answers = yaml.safe_load((project / ".copier-answers.yml").read_text(encoding="utf-8"))
+    answers = yaml.safe_load((project / ".copier-answers.parallel-workflow.yml").read_text(encoding="utf-8"))
 
     assert answers["source_names"] == ["User Database", "API Logs", "Analytics Data"]
     assert answers["source_count"] == 3
@@ -59,7 +59,9 @@ def test_update_without_trust_and_without_changes_leaves_a_clean_tree(tmp_path: 
     assert result.returncode == 0, result.stderr
     commit_all(project, "rendered", init=True)
 
-    result = copier("update", "--defaults", str(project))
+    result = copier(
+        "update", "--defaults", "--answers-file=.copier-answers.parallel-workflow.yml", str(project)
+    )
 
     assert result.returncode == 0, result.stderr
     assert git(project, "status", "--porcelain") == ""
@@ -95,6 +97,7 @@ def test_update_can_add_a_source_and_keeps_the_users_edits(tmp_path: Path) -> No
     result = copier(
         "update",
         "--defaults",
+        "--answers-file=.copier-answers.parallel-workflow.yml",
         "--data=source_count=4",
         "--data=source_names=[User Database, API Logs, Analytics Data, Billing]",
         str(project),
