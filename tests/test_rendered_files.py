@@ -1,9 +1,9 @@
 """What a user gets from `copier copy` without --trust: hand-written-looking files, an
-answers file that `copier update` can use, and escaped names in Markdown."""
+answers file that `copier update` can use (see test_lifecycle.py), and escaped names in
+Markdown."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -12,11 +12,7 @@ import yaml
 from helpers import (
     TEMPLATE,
     assert_hand_written,
-    commit_all,
     copier,
-    git,
-    run_in,
-    template_snapshot,
 )
 
 
@@ -42,7 +38,8 @@ def test_rendered_files_look_hand_written(default_project: tuple[Path, str]) -> 
 
 def test_the_answers_file_records_every_answer(default_project: tuple[Path, str]) -> None:
     project, _ = default_project
-    answers = yaml.safe_load((project / ".copier-answers.parallel-workflow.yml").read_text(encoding="utf-8"))
+    answers_file = project / ".copier-answers.parallel-workflow.yml"
+    answers = yaml.safe_load(answers_file.read_text(encoding="utf-8"))
 
     assert answers["source_names"] == ["User Database", "API Logs", "Analytics Data"]
     assert answers["source_count"] == 3
@@ -50,21 +47,6 @@ def test_the_answers_file_records_every_answer(default_project: tuple[Path, str]
     assert answers["report_model"] == ""
     assert Path(answers["_src_path"]) == TEMPLATE
     assert "sources" not in answers and "workflow_module" not in answers  # derived, not asked
-
-
-def test_update_without_trust_and_without_changes_leaves_a_clean_tree(tmp_path: Path) -> None:
-    template = template_snapshot(tmp_path / "template")
-    project = tmp_path / "project"
-    result = copier("copy", "--defaults", str(template), str(project))
-    assert result.returncode == 0, result.stderr
-    commit_all(project, "rendered", init=True)
-
-    result = copier(
-        "update", "--defaults", "--answers-file=.copier-answers.parallel-workflow.yml", str(project)
-    )
-
-    assert result.returncode == 0, result.stderr
-    assert git(project, "status", "--porcelain") == ""
 
 
 def test_the_project_name_is_escaped_in_markdown(tmp_path: Path) -> None:
@@ -82,36 +64,3 @@ def test_the_project_name_is_escaped_in_markdown(tmp_path: Path) -> None:
     heading = (destination / "README.md").read_text(encoding="utf-8").splitlines()[0]
 
     assert heading == "# \\<b\\>Pipes\\</b\\> \\| \\*stars\\* \\_under\\_ \\`code\\` \\[link\\](x)"
-
-
-def test_update_can_add_a_source_and_keeps_the_users_edits(tmp_path: Path) -> None:
-    template = template_snapshot(tmp_path / "template")
-    project = tmp_path / "project"
-    assert copier("copy", "--defaults", str(template), str(project)).returncode == 0
-    workflow = project / "src" / "parallel_workflow" / "workflows" / "parallel_workflow"
-    commit_all(project, "rendered", init=True)
-    edited = workflow / "sources" / "api_logs.py"
-    edited.write_text(edited.read_text(encoding="utf-8") + "# tuned by the team\n", "utf-8")
-    commit_all(project, "tune api_logs")
-
-    result = copier(
-        "update",
-        "--defaults",
-        "--answers-file=.copier-answers.parallel-workflow.yml",
-        "--data=source_count=4",
-        "--data=source_names=[User Database, API Logs, Analytics Data, Billing]",
-        str(project),
-    )
-
-    assert result.returncode == 0, result.stderr
-    assert edited.read_text(encoding="utf-8").endswith("# tuned by the team\n")
-    assert (workflow / "sources" / "billing.py").is_file()
-    assert (workflow / "data" / "billing.csv").is_file()
-    run = run_in(project, "-m", "parallel_workflow", "run", "--json")
-    assert run.returncode == 0, run.stderr
-    assert [s["id"] for s in json.loads(run.stdout)["sources"]] == [
-        "user_database",
-        "api_logs",
-        "analytics_data",
-        "billing",
-    ]

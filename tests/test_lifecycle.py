@@ -1,0 +1,471 @@
+"""A project's life after `copier copy`: updates to a newer template release, conflicts,
+changed sources, a second workflow, and no drift from a fresh copy.
+
+Each test starts from a throw-away git repository of this template with two releases:
+v1.0.0 is this checkout; v2.0.0 changes a file users edit (config.yaml), a file users own
+(README.md, source modules) and a file they usually leave alone (.gitignore).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from copier import run_copy, run_update
+
+from helpers import commit_all, copier, git, project_env, run_in, template_snapshot
+
+WORKFLOW_TEMPLATE = "template/src/{{ package_name }}/workflows/{{ workflow_module }}"
+WORKFLOW = Path("src/parallel_workflow/workflows/parallel_workflow")
+ANSWERS = ".copier-answers.parallel-workflow.yml"
+
+
+def replace_once(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) >= 1, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def append(path: Path, text: str) -> None:
+    path.write_text(path.read_text(encoding="utf-8") + text, encoding="utf-8")
+
+
+def release_v2(template: Path) -> None:
+    """The template's next release: what an update has to bring, or has to leave alone."""
+    replace_once(
+        template / WORKFLOW_TEMPLATE / "config.yaml.jinja", 'version: "1.0.0"', 'version: "1.1.0"'
+    )
+    append(template / "template" / ".gitignore", "*.log\n")
+    append(template / "template" / "README.md.jinja", "\nTemplate 1.1 adds this line.\n")
+    sources = next((template / WORKFLOW_TEMPLATE / "sources").glob("{% yield*"))
+    replace_once(sources, "sample records;", "sample records (template 1.1);")
+    commit_all(template, "v2")
+    git(template, "tag", "v2.0.0")
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repository = template_snapshot(tmp_path_factory.mktemp("releases") / "parallel-workflow")
+    git(repository, "tag", "v1.0.0")
+    release_v2(repository)
+    return repository
+
+
+def copy(template: Path, project: Path, vcs_ref: str = "v1.0.0", **answers: object) -> None:
+    run_copy(str(template), project, data=answers, defaults=True, vcs_ref=vcs_ref, quiet=True)
+
+
+def update(project: Path, answers_file: str = ANSWERS, **changes: object) -> None:
+    """`copier update` to the newest release, as the README tells users (overwrite is implied)."""
+    run_update(
+        project,
+        data=changes,
+        answers_file=answers_file,
+        defaults=True,
+        overwrite=True,
+        quiet=True,
+        unsafe=False,
+    )
+
+
+def new_project(template: Path, tmp_path: Path, **answers: object) -> Path:
+    project = tmp_path / "project"
+    copy(template, project, **answers)
+    commit_all(project, "rendered at v1.0.0", init=True)
+    return project
+
+
+def read(project: Path, relative: Path | str) -> str:
+    return (project / relative).read_text(encoding="utf-8")
+
+
+def files(project: Path) -> dict[str, str]:
+    """Every file in a project's working tree but git's and the ignored ones, by path."""
+    tracked = git(project, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
+    paths = [path for path in tracked.split("\0") if path and (project / path).is_file()]
+    return {path: read(project, path) for path in paths}
+
+
+def answers_of(project: Path, answers_file: str = ANSWERS) -> dict:
+    return yaml.safe_load(read(project, answers_file))
+
+
+def assert_rendered_tests_pass(project: Path) -> None:
+    result = run_in(project, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def assert_no_conflicts(project: Path) -> None:
+    for path, text in files(project).items():
+        assert not path.endswith(".rej"), path
+        assert not re.search(r"^(<<<<<<<|>>>>>>>) ", text, re.M), f"conflict left in {path}"
+
+
+# A user's own work, as edits that can also be replayed on a fresh copy (test 6).
+def edit_module(project: Path) -> None:
+    replace_once(
+        project / WORKFLOW / "sources" / "api_logs.py",
+        "    return summarise_sample(source)\n",
+        "    summary = summarise_sample(source)\n"
+        '    summary["details"]["checked_by"] = "the data team"\n'
+        "    return summary\n",
+    )
+
+
+def edit_config_settings(project: Path) -> None:
+    replace_once(
+        project / WORKFLOW / "config.yaml",
+        "    data_file: data/api_logs.csv\n    latency_seconds: 0.8\n",
+        "    data_file: data/api_logs.csv\n    latency_seconds: 0.3\n    retention_days: 30\n",
+    )
+
+
+USER_EDITS: dict[str, Callable[[Path], None]] = {
+    str(WORKFLOW / "sources" / "api_logs.py"): edit_module,
+    str(WORKFLOW / "config.yaml"): edit_config_settings,
+}
+
+
+def make_user_edits(project: Path) -> None:
+    for edit in USER_EDITS.values():
+        edit(project)
+    append(project / "README.md", "\nOur on-call rota is in notes/rota.md.\n")
+    (project / "notes").mkdir()
+    (project / "notes" / "rota.md").write_text("Mon: Ada\n", encoding="utf-8")
+    commit_all(project, "the team's edits")
+
+
+# 1
+def test_an_update_keeps_the_users_edits_and_brings_the_template_change(
+    template: Path, tmp_path: Path
+) -> None:
+    project = new_project(template, tmp_path)
+    make_user_edits(project)
+    readme = read(project, "README.md")
+
+    update(project)
+
+    config = read(project, WORKFLOW / "config.yaml")
+    assert 'version: "1.1.0"' in config  # the template's change
+    assert "latency_seconds: 0.3\n    retention_days: 30\n" in config  # the user's, beside it
+    assert 'checked_by"] = "the data team"' in read(project, WORKFLOW / "sources" / "api_logs.py")
+    assert read(project, "README.md") == readme  # yours: not even the template's new line
+    assert read(project, "notes/rota.md") == "Mon: Ada\n"
+    assert read(project, ".gitignore").endswith("*.log\n")
+    assert answers_of(project)["_commit"] == "v2.0.0"
+    assert_no_conflicts(project)
+    assert_rendered_tests_pass(project)
+    run = run_in(project, "-m", "parallel_workflow", "run", "--json")
+    api_logs = json.loads(run.stdout)["sources"][1]
+    assert api_logs["details"]["checked_by"] == "the data team"
+
+
+# 2
+def test_a_conflicting_edit_is_left_inline_and_nothing_is_lost(
+    template: Path, tmp_path: Path
+) -> None:
+    project = new_project(template, tmp_path)
+    make_user_edits(project)
+    replace_once(project / WORKFLOW / "config.yaml", 'version: "1.0.0"', 'version: "3.0.0-ours"')
+    commit_all(project, "our own workflow version")
+
+    update(project)
+
+    config = read(project, WORKFLOW / "config.yaml")
+    conflict = re.search(
+        r"<<<<<<< before updating\n(.*?)=======\n(.*?)>>>>>>> after updating\n", config, re.S
+    )
+    assert conflict, config
+    assert conflict[1] == '  version: "3.0.0-ours"\n'
+    assert conflict[2] == '  version: "1.1.0"\n'
+    assert "latency_seconds: 0.3\n    retention_days: 30\n" in config
+    assert 'checked_by"] = "the data team"' in read(project, WORKFLOW / "sources" / "api_logs.py")
+    assert git(project, "diff", "--name-only", "--diff-filter=U").split() == [
+        str(WORKFLOW / "config.yaml")
+    ]
+
+
+def pre_commit(project: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """The rendered pre-commit configuration on everything staged, offline: the ruff hooks
+    would install ruff from PyPI, so they are skipped here (the rendered CI runs them)."""
+    git(project, "add", "-A")
+    environment = project_env(project) | {
+        "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"),
+        "SKIP": "ruff-check,ruff-format",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "pre_commit", "run", "--all-files"],
+        cwd=project,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_pre_commit_refuses_conflict_markers_and_rej_files(template: Path, tmp_path: Path) -> None:
+    project = new_project(template, tmp_path)
+    clean = pre_commit(project, tmp_path)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+
+    replace_once(project / WORKFLOW / "config.yaml", 'version: "1.0.0"', 'version: "3.0.0-ours"')
+    commit_all(project, "our own workflow version")
+    update(project)
+    markers = pre_commit(project, tmp_path)
+
+    assert markers.returncode == 1
+    assert re.search(r"no unresolved conflict markers\.+Failed", markers.stdout)
+    assert f"{WORKFLOW / 'config.yaml'}:" in markers.stdout
+
+    git(project, "reset", "-q", "--hard", "HEAD")
+    run_update(
+        project, answers_file=ANSWERS, defaults=True, overwrite=True, quiet=True, conflict="rej"
+    )
+    rejected = pre_commit(project, tmp_path)
+
+    assert rejected.returncode == 1
+    assert re.search(r"no rejected update hunks \(\*\.rej\)\.+Failed", rejected.stdout)
+    assert f"{WORKFLOW / 'config.yaml'}.rej" in rejected.stdout
+
+
+# 3
+def test_an_update_adds_a_source_and_a_moved_module_keeps_its_code(
+    template: Path, tmp_path: Path
+) -> None:
+    project = new_project(template, tmp_path)
+    make_user_edits(project)
+    sources = project / WORKFLOW / "sources"
+    replace_once(sources / "analytics_data.py", "sample records;", "web analytics;")
+    # The README's recipe for a rename: move the module to the new id, then update.
+    git(project, "mv", str(sources / "analytics_data.py"), str(sources / "web_analytics.py"))
+    commit_all(project, "rename the Analytics Data source")
+    names = ["User Database", "API Logs", "Web Analytics", "Billing"]
+
+    update(project, source_count=4, source_names=names)
+
+    ids = ["user_database", "api_logs", "web_analytics", "billing"]
+    assert sorted(p.stem for p in sources.glob("*.py")) == sorted(["__init__", *ids])
+    assert sorted(p.stem for p in (project / WORKFLOW / "data").glob("*.csv")) == sorted(ids)
+    assert "web analytics;" in read(project, WORKFLOW / "sources" / "web_analytics.py")
+    assert 'checked_by"] = "the data team"' in read(project, WORKFLOW / "sources" / "api_logs.py")
+    assert "(template 1.1)" in read(project, WORKFLOW / "sources" / "billing.py")
+    config = yaml.safe_load(read(project, WORKFLOW / "config.yaml"))
+    assert [(s["id"], s["name"]) for s in config["sources"]] == list(zip(ids, names, strict=True))
+    assert config["sources"][1]["retention_days"] == 30
+    assert config["workflow"]["version"] == "1.1.0"
+    assert_no_conflicts(project)
+    assert_rendered_tests_pass(project)  # they check one Parallel branch per configured source
+    run = run_in(project, "-m", "parallel_workflow", "run", "--json")
+    assert run.returncode == 0, run.stderr
+    document = json.loads(run.stdout)
+    assert [s["id"] for s in document["sources"]] == ids
+    assert document["sources"][1]["details"]["checked_by"] == "the data team"
+
+
+def test_renaming_a_source_whose_settings_you_changed_leaves_them_inline(
+    template: Path, tmp_path: Path
+) -> None:
+    project = new_project(template, tmp_path)
+    make_user_edits(project)  # api_logs: latency 0.3 and retention_days
+
+    update(project, source_names=["User Database", "Request Logs", "Analytics Data"])
+
+    conflict = re.search(
+        r"<<<<<<< before updating\n(.*?)=======\n(.*?)>>>>>>> after updating\n",
+        read(project, WORKFLOW / "config.yaml"),
+        re.S,
+    )
+    assert conflict
+    assert 'id: "api_logs"' in conflict[1] and "retention_days: 30" in conflict[1]
+    assert 'id: "request_logs"' in conflict[2] and "latency_seconds: 0.8" in conflict[2]
+
+
+def test_removing_a_source_is_announced_and_git_still_has_its_module(
+    template: Path, tmp_path: Path
+) -> None:
+    project = new_project(template, tmp_path)
+    make_user_edits(project)
+    module = WORKFLOW / "sources" / "api_logs.py"
+
+    result = copier(
+        "update",
+        "--defaults",
+        f"--answers-file={ANSWERS}",
+        "--data=source_count=2",
+        "--data=source_names=[User Database, Analytics Data]",
+        str(project),
+    )
+
+    assert result.returncode == 0, result.stderr
+    before_update = result.stderr.split("Updating to template version")[0]
+    assert "loses its module" in before_update and "git checkout HEAD -- <path>" in before_update
+    assert not (project / module).exists()
+    assert not (project / WORKFLOW / "data" / "api_logs.csv").exists()
+    git(project, "checkout", "HEAD", "--", str(module))
+    assert 'checked_by"] = "the data team"' in read(project, module)
+
+
+# 4
+def test_an_update_without_changes_leaves_a_clean_tree(template: Path, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    copy(template, project, vcs_ref="v2.0.0")
+    commit_all(project, "rendered at v2.0.0", init=True)
+
+    # As a user would: copier's command line, without --trust.
+    result = copier("update", "--defaults", f"--answers-file={ANSWERS}", str(project))
+
+    assert result.returncode == 0, result.stderr
+    assert git(project, "status", "--porcelain") == ""
+
+
+# 5
+def test_a_second_workflow_is_added_beside_the_first_and_updated_on_its_own(
+    template: Path, tmp_path: Path
+) -> None:
+    project = new_project(template, tmp_path)
+    make_user_edits(project)
+    replace_once(
+        project / "pyproject.toml", '"rich>=13.7",\n', '"rich>=13.7",\n    "httpx>=0.27",\n'
+    )
+    commit_all(project, "a dependency of our own")
+    shared_before = {p: t for p, t in files(project).items() if not p.startswith(str(WORKFLOW))}
+
+    result = copier(
+        "copy",
+        "--vcs-ref=v1.0.0",
+        f"--data-file={project / ANSWERS}",
+        "--data=workflow_name=Nightly Reports",
+        "--data=workflow_id=nightly-reports",
+        "--data=source_count=2",
+        "--data=source_names=[Orders, Refunds]",
+        str(template),
+        str(project),
+    )
+
+    assert result.returncode == 0, result.stderr
+    second = Path("src/parallel_workflow/workflows/nightly_reports")
+    added = git(project, "status", "--porcelain", "--untracked-files=all").splitlines()
+    assert sorted(line[3:] for line in added) == sorted(
+        [".copier-answers.nightly-reports.yml"]
+        + [str(second / name) for name in ("__init__.py", "config.yaml", "workflow.py")]
+        + [str(second / "sources" / f"{name}.py") for name in ("__init__", "orders", "refunds")]
+        + [str(second / "data" / f"{name}.csv") for name in ("orders", "refunds")]
+    )
+    assert all(read(project, p) == text for p, text in shared_before.items())
+    listing = run_in(project, "-m", "parallel_workflow", "list")
+    assert "parallel-workflow" in listing.stdout and "nightly-reports" in listing.stdout
+    for workflow_id in ("parallel-workflow", "nightly-reports"):
+        run = run_in(project, "-m", "parallel_workflow", "run", "--workflow", workflow_id, "--json")
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["workflow_id"] == workflow_id
+    commit_all(project, "add the Nightly Reports workflow")
+
+    # The second workflow alone: its answers, its folder, and the shared files' template change.
+    update(
+        project,
+        ".copier-answers.nightly-reports.yml",
+        source_count=3,
+        source_names=["Orders", "Refunds", "Returns"],
+    )
+
+    changed = git(project, "status", "--porcelain", "--untracked-files=all").splitlines()
+    assert sorted(line[3:] for line in changed) == sorted(
+        [
+            ".copier-answers.nightly-reports.yml",
+            ".gitignore",
+            str(second / "config.yaml"),
+            str(second / "sources" / "returns.py"),
+            str(second / "data" / "returns.csv"),
+        ]
+    )
+    assert answers_of(project)["_commit"] == "v1.0.0"
+    assert answers_of(project, ".copier-answers.nightly-reports.yml")["_commit"] == "v2.0.0"
+    commit_all(project, "update Nightly Reports")
+
+    # Then the first one: nothing of the second workflow moves.
+    update(project)
+
+    changed = git(project, "status", "--porcelain", "--untracked-files=all").splitlines()
+    assert sorted(line[3:] for line in changed) == [ANSWERS, str(WORKFLOW / "config.yaml")]
+    assert answers_of(project)["_commit"] == "v2.0.0"
+    assert '"httpx>=0.27",' in read(project, "pyproject.toml")
+    assert_no_conflicts(project)
+    assert_rendered_tests_pass(project)  # every rendered test runs once per workflow
+
+
+# 6
+@pytest.mark.parametrize(
+    "answers",
+    [
+        {},
+        {"source_count": 4, "source_names": ["Orders", "API Logs", "Refunds (EU)", "Customers"]},
+    ],
+    ids=["defaults", "four-sources"],
+)
+def test_an_updated_project_equals_a_fresh_copy_plus_the_users_edits(
+    template: Path, tmp_path: Path, answers: dict
+) -> None:
+    project = new_project(template, tmp_path, **answers)
+    for edit in USER_EDITS.values():
+        edit(project)
+    commit_all(project, "the team's edits")
+
+    update(project)
+    fresh = tmp_path / "fresh"
+    copy(template, fresh, vcs_ref="v2.0.0", **answers)
+    commit_all(fresh, "rendered at v2.0.0", init=True)
+    for edit in USER_EDITS.values():
+        edit(fresh)
+
+    updated, expected = files(project), files(fresh)
+    # README.md is yours: written at v1.0.0 and never rewritten, so v2's line is not in it.
+    assert updated.pop("README.md") + "\nTemplate 1.1 adds this line.\n" == expected.pop(
+        "README.md"
+    )
+    # The source modules are yours as well: only those created by v2 carry v2's docstring.
+    modules = [path for path in expected if re.search(r"/sources/(?!__init__)\w+\.py$", path)]
+    for path in modules:
+        assert updated.pop(path) == expected.pop(path).replace(" (template 1.1)", "")
+    assert sorted(updated) == sorted(expected)
+    for path in expected:
+        assert updated[path] == expected[path], f"{path} drifted from a fresh copy"
+
+
+def test_ci_warns_when_a_newer_template_is_out(template: Path, tmp_path: Path) -> None:
+    project = new_project(template, tmp_path)
+    ci = yaml.safe_load(read(project, ".github/workflows/ci.yml"))
+    (step,) = [
+        s for s in ci["jobs"]["template-update"]["steps"] if "check-update" in s.get("run", "")
+    ]
+    environment = project_env(project)
+    environment["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), environment["PATH"]])
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", "-e", "-c", step["run"]],
+            cwd=project,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    behind = check()
+    assert behind.returncode == 0, behind.stderr
+    assert behind.stdout == (
+        f"::warning file={ANSWERS}::A newer template version is out: "
+        f"copier update --answers-file {ANSWERS}\n"
+    )
+
+    update(project)
+    commit_all(project, "update")
+    current = check()
+    assert current.returncode == 0, current.stderr
+    assert current.stdout == f"{ANSWERS}: up to date\n"
