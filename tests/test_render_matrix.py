@@ -39,7 +39,8 @@ SCENARIOS: dict[str, dict] = {
         "source_names": ["User Database", "API Logs", "Analytics Data"],
     },
     "twelve sources": {"source_count": 12},
-    "256 sources": {"source_count": 256},
+    # All at once: the cap itself is covered by the rendered tests (test_execution.py).
+    "256 sources": {"source_count": 256, "max_concurrency": 256},
     "odd names": {
         "project_name": 'Acme "Data" \\ Platform {{ x }}',
         "workflow_name": 'Nightly "ETL" {% if %} — façade',

@@ -1,4 +1,4 @@
-"""Command line: `python -m <package> run | list`.
+"""Command line: `python -m <package> run | list | bench`.
 
 Exit codes: 0 when every source succeeded, 1 when a source or the report failed, 2 for bad
 usage (unknown workflow id, broken config.yaml, unusable report model).
@@ -7,6 +7,7 @@ usage (unknown workflow id, broken config.yaml, unusable report model).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import sys
@@ -17,11 +18,14 @@ from typing import Any
 from agno.run.workflow import WorkflowCompletedEvent
 from agno.workflow.types import StepOutput
 from rich.console import Console
+from rich.live import Live
 from rich.markdown import Markdown
 from rich.table import Table
 from rich.text import Text
 
+from .bench import BenchSettings, print_bench, run_bench
 from .config import ConfigError
+from .progress import LISTENER, ProgressTable, SourceEvent
 from .registry import WorkflowEntry, discover
 from .report import ReportModelError
 from .results import Aggregation
@@ -39,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "list":
             return list_workflows()
+        if args.command == "bench":
+            return bench(args)
         return run(
             args.workflow, args.message, stream=args.stream, as_json=args.json, verbose=args.verbose
         )
@@ -83,7 +89,15 @@ def run(
     _quiet_agno_logs(verbose)
     # Progress goes to stderr when stdout carries the JSON document.
     console = Console(stderr=as_json, highlight=False, soft_wrap=True)
-    outcome = execute(entry, request, console.print if stream else None)
+    if stream:
+        outcome = execute(entry, request, progress=console.print)
+    elif console.is_terminal and not as_json:
+        # A live table of the sources on a terminal; it gives way to the summary at the end.
+        table = ProgressTable(entry.config.sources)
+        with Live(table, console=console, refresh_per_second=8, transient=True):
+            outcome = execute(entry, request, listener=table)
+    else:
+        outcome = execute(entry, request)
     if as_json:
         document = dict(outcome.aggregation or {})
         document.update(report=outcome.report, errors=outcome.errors)
@@ -96,17 +110,32 @@ def run(
 
 
 def execute(
-    entry: WorkflowEntry, request: str, progress: Callable[[Text], None] | None = None
+    entry: WorkflowEntry,
+    request: str,
+    progress: Callable[[Text], None] | None = None,
+    listener: Callable[[SourceEvent], None] | None = None,
 ) -> RunOutcome:
-    """Build and run the workflow once; with `progress`, stream Agno's events to it as lines."""
+    """Build and run the workflow once. With `progress`, Agno's events stream to it as lines;
+    with `listener`, every source's progress (start, retry, finish) is reported to it."""
+    return asyncio.run(_execute(entry, request, progress, listener))
+
+
+async def _execute(
+    entry: WorkflowEntry,
+    request: str,
+    progress: Callable[[Text], None] | None,
+    listener: Callable[[SourceEvent], None] | None,
+) -> RunOutcome:
+    LISTENER.set(listener)  # this run's tasks, and so its sources, inherit it
     workflow = entry.factory()
     session_state: dict[str, Any] = {}
     step_results: Sequence[StepOutput | list[StepOutput]] = []
     if progress is None:
-        step_results = workflow.run(input=request, session_state=session_state).step_results
+        output = await workflow.arun(input=request, session_state=session_state)
+        step_results = output.step_results
     else:
         source_ids = {source.id for source in entry.config.sources}
-        for event in workflow.run(
+        async for event in workflow.arun(
             input=request, session_state=session_state, stream=True, stream_events=True
         ):
             line = _progress_line(event, source_ids)
@@ -126,6 +155,24 @@ def execute(
         report=str(report.content) if report is not None and report.success else None,
         errors=errors,
     )
+
+
+def bench(args: argparse.Namespace) -> int:
+    entry = _choose(discover(), args.workflow)
+    _quiet_agno_logs(verbose=False)
+    settings = BenchSettings(
+        sources=args.sources,
+        latencies=args.latency,
+        max_concurrency=args.max_concurrency,
+        repeat=args.repeat,
+        source_kind=args.kind,
+    )
+    results = run_bench(entry, settings)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print_bench(Console(highlight=False), results)
+    return 0
 
 
 def _choose(entries: dict[str, WorkflowEntry], workflow_id: str | None) -> WorkflowEntry:
@@ -162,25 +209,31 @@ def _progress_line(event: Any, source_ids: set[str]) -> Text | None:
 
 
 def _source_line(result: dict[str, Any]) -> Text:
+    tries = f" ({result['attempts']} attempts)" if result["attempts"] > 1 else ""
     if result["ok"]:
         return Text(
-            f"  ✓ {result['name']}: {result['records']:,} records in {result['seconds']:.2f} s"
+            f"  ✓ {result['name']}: {result['records']:,} records in "
+            f"{result['seconds']:.2f} s{tries}"
         )
-    return Text(
-        f"  ✗ {result['name']} failed after {result['seconds']:.2f} s: {result['error']}",
-        style="red",
-    )
+    return Text(f"  ✗ {result['name']}{tries}: {result['error']}", style="red")
 
 
 def _print_summary(console: Console, aggregation: Aggregation, report: str | None) -> None:
     table = Table(
-        "source", "name", "status", "records", "seconds", title=Text(aggregation["workflow_name"])
+        "source",
+        "name",
+        "status",
+        "attempts",
+        "records",
+        "seconds",
+        title=Text(aggregation["workflow_name"]),
     )
     for source in aggregation["sources"]:
         table.add_row(
             source["id"],
             Text(source["name"]),
-            Text("ok", style="green") if source["ok"] else Text("failed", style="red"),
+            Text(source["status"].replace("_", " "), style="green" if source["ok"] else "red"),
+            str(source["attempts"]),
             f"{source['records']:,}",
             f"{source['seconds']:.2f}",
         )
@@ -193,7 +246,9 @@ def _print_summary(console: Console, aggregation: Aggregation, report: str | Non
     )
     for source in aggregation["sources"]:
         if not source["ok"]:
-            console.print(Text(f"failed: {source['name']}: {source['error']}", style="red"))
+            console.print(
+                Text(f"{source['status']}: {source['name']}: {source['error']}", style="red")
+            )
     if report:
         console.print()
         console.print(Markdown(report) if console.is_terminal else Text(report))
@@ -223,4 +278,54 @@ def _parser() -> argparse.ArgumentParser:
     )
     run_parser.add_argument("--verbose", action="store_true", help="show Agno's own log lines")
     commands.add_parser("list", help="list the workflows the registry discovers")
+    bench_parser = commands.add_parser(
+        "bench",
+        help="time synthetic sources run sequentially, by the workflow and by raw asyncio.gather",
+    )
+    bench_parser.add_argument(
+        "--workflow", metavar="ID", help="workflow id (default: the only workflow)"
+    )
+    bench_parser.add_argument(
+        "--sources", type=_positive(int), default=200, help="how many sources (default: 200)"
+    )
+    bench_parser.add_argument(
+        "--latency",
+        type=_latencies,
+        default=(0.2,),
+        metavar="SECONDS[,SECONDS...]",
+        help="seconds each source takes; a list repeats over the sources, e.g. 0.5,0.8,0.6 "
+        "for the seed's profile (default: 0.2)",
+    )
+    bench_parser.add_argument(
+        "--max-concurrency",
+        type=_positive(int),
+        metavar="N",
+        help="sources at once (default: all of them, i.e. no cap)",
+    )
+    bench_parser.add_argument(
+        "--repeat", type=_positive(int), default=5, help="timed runs of each way (default: 5)"
+    )
+    bench_parser.add_argument(
+        "--kind",
+        choices=("async", "sync"),
+        default="async",
+        help="sources as coroutines (asyncio.sleep) or blocking functions (time.sleep in a "
+        "thread); the raw baseline runs the same kind (default: async)",
+    )
+    bench_parser.add_argument("--json", action="store_true", help="print one JSON document")
     return parser
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names it in "invalid int value: 'x'"
+    return parse
+
+
+def _latencies(text: str) -> tuple[float, ...]:
+    return tuple(_positive(float)(part) for part in text.split(","))

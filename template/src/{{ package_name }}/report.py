@@ -53,7 +53,9 @@ def render_report(aggregation: Aggregation) -> str:
         "| --- | --- | ---: | ---: |",
     ]
     for source in aggregation["sources"]:
-        status = "ok" if source["ok"] else "failed"
+        status = source["status"].replace("_", " ")
+        if source["attempts"] > 1:
+            status += f" after {source['attempts']} attempts"
         lines.append(
             f"| {escape(source['name'])} | {status} | {source['records']:,} "
             f"| {source['seconds']:.2f} |"

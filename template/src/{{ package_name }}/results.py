@@ -1,12 +1,10 @@
-"""What one source returns, how its run is timed and how the results add up."""
+"""What one source returns, what its run came to, and how the results add up."""
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from .config import Source
 
@@ -18,7 +16,10 @@ class SourceSummary(TypedDict):
     details: NotRequired[dict[str, Any]]  # anything else worth reporting; must be JSON-ready
 
 
-ProcessSource = Callable[[Source], SourceSummary]
+# A source's `process_source`: a plain function (run in a thread of its own) or a coroutine.
+ProcessSource = Callable[[Source], SourceSummary] | Callable[[Source], Awaitable[SourceSummary]]
+
+Status = Literal["ok", "failed", "timed_out"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,9 @@ class SourceResult:
     name: str
     ok: bool
     records: int
-    seconds: float
+    seconds: float  # time spent running it, over all attempts (not waiting for a slot)
+    status: Status = "ok"
+    attempts: int = 1
     error: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -48,34 +51,6 @@ class Aggregation(TypedDict):
     sequential_seconds: float
     time_saved_seconds: float
     efficiency_percent: float
-
-
-def run_source(source: Source, process_source: ProcessSource) -> SourceResult:
-    """Run one source's code, timing it; an exception becomes a failed result, never a crash."""
-    started = time.perf_counter()
-    try:
-        summary = process_source(source)
-        records = int(summary["records"])
-        details = dict(summary.get("details", {}))
-        json.dumps(details)  # details travel as JSON: refuse what cannot, as this source's error
-    except Exception as error:  # one failing source must not take the others down
-        return SourceResult(
-            id=source.id,
-            name=source.name,
-            ok=False,
-            records=0,
-            seconds=round(time.perf_counter() - started, 3),
-            # One line, whatever the exception said: it goes into tables, reports and logs.
-            error=" ".join(f"{type(error).__name__}: {error}".split()),
-        )
-    return SourceResult(
-        id=source.id,
-        name=source.name,
-        ok=True,
-        records=records,
-        seconds=round(time.perf_counter() - started, 3),
-        details=details,
-    )
 
 
 def aggregate(
