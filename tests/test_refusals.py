@@ -69,6 +69,16 @@ REFUSALS = {
         "source_count",
         "source_count must be between 1 and 256, got 257",
     ),
+    "cap 0": (
+        {"max_concurrency": 0},
+        "max_concurrency",
+        "max_concurrency must be between 1 and 1024, got 0",
+    ),
+    "names with a noncharacter YAML cannot hold": (
+        {"source_count": 1, "source_names": ["Inv\ufffeoices"]},
+        "source_names",
+        "source_names item 1 contains a line break or another control character",
+    ),
     "package name not an identifier": (
         {"package_name": "my-package"},
         "package_name",
