@@ -1,7 +1,7 @@
-"""Command line: `python -m <package> run | list | bench`.
+"""Command line: `python -m <package> run | list | history | serve | bench`.
 
 Exit codes: 0 when every source succeeded, 1 when a source or the report failed, 2 for bad
-usage (unknown workflow id, broken config.yaml, unusable report model).
+usage (unknown workflow id, broken config.yaml, unusable report model or history).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agno.run.workflow import WorkflowCompletedEvent
 from agno.workflow.types import StepOutput
@@ -25,10 +25,22 @@ from rich.text import Text
 
 from .bench import BenchSettings, print_bench, run_bench
 from .config import ConfigError
+from .history import (
+    HistoryError,
+    RunRecord,
+    history_for_run,
+    history_location,
+    open_history,
+    recent_runs,
+)
 from .progress import LISTENER, ProgressTable, SourceEvent
 from .registry import WorkflowEntry, discover
 from .report import ReportModelError
 from .results import Aggregation
+from .serve import ServeError, serve
+
+if TYPE_CHECKING:
+    from agno.db.base import BaseDb
 
 DEFAULT_REQUEST = "Process all data sources"
 
@@ -45,10 +57,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return list_workflows()
         if args.command == "bench":
             return bench(args)
+        if args.command == "history":
+            return history(args.workflow, args.limit, as_json=args.json)
+        if args.command == "serve":
+            serve(args.host, args.port, history_location())
+            return 0
         return run(
             args.workflow, args.message, stream=args.stream, as_json=args.json, verbose=args.verbose
         )
-    except (UsageError, ConfigError, ReportModelError) as error:
+    except (UsageError, ConfigError, ReportModelError, HistoryError, ServeError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
 
@@ -74,6 +91,7 @@ class RunOutcome:
     aggregation: Aggregation | None
     report: str | None
     errors: list[str] = field(default_factory=list)
+    run_id: str | None = None  # Agno's id of the run, as the history records it
 
     @property
     def exit_code(self) -> int:
@@ -89,18 +107,19 @@ def run(
     _quiet_agno_logs(verbose)
     # Progress goes to stderr when stdout carries the JSON document.
     console = Console(stderr=as_json, highlight=False, soft_wrap=True)
+    db = history_for_run()
     if stream:
-        outcome = execute(entry, request, progress=console.print)
+        outcome = execute(entry, request, progress=console.print, db=db)
     elif console.is_terminal and not as_json:
         # A live table of the sources on a terminal; it gives way to the summary at the end.
         table = ProgressTable(entry.config.sources)
         with Live(table, console=console, refresh_per_second=8, transient=True):
-            outcome = execute(entry, request, listener=table)
+            outcome = execute(entry, request, listener=table, db=db)
     else:
-        outcome = execute(entry, request)
+        outcome = execute(entry, request, db=db)
     if as_json:
         document = dict(outcome.aggregation or {})
-        document.update(report=outcome.report, errors=outcome.errors)
+        document.update(run_id=outcome.run_id, report=outcome.report, errors=outcome.errors)
         print(json.dumps(document, indent=2, ensure_ascii=False))
     elif outcome.aggregation is not None:
         _print_summary(console, outcome.aggregation, outcome.report)
@@ -114,10 +133,12 @@ def execute(
     request: str,
     progress: Callable[[Text], None] | None = None,
     listener: Callable[[SourceEvent], None] | None = None,
+    db: BaseDb | None = None,
 ) -> RunOutcome:
     """Build and run the workflow once. With `progress`, Agno's events stream to it as lines;
-    with `listener`, every source's progress (start, retry, finish) is reported to it."""
-    return asyncio.run(_execute(entry, request, progress, listener))
+    with `listener`, every source's progress (start, retry, finish) is reported to it; with
+    `db`, the run is recorded in that history."""
+    return asyncio.run(_execute(entry, request, progress, listener, db))
 
 
 async def _execute(
@@ -125,14 +146,16 @@ async def _execute(
     request: str,
     progress: Callable[[Text], None] | None,
     listener: Callable[[SourceEvent], None] | None,
+    db: BaseDb | None,
 ) -> RunOutcome:
     LISTENER.set(listener)  # this run's tasks, and so its sources, inherit it
-    workflow = entry.factory()
+    workflow = entry.factory(db=db)
     session_state: dict[str, Any] = {}
     step_results: Sequence[StepOutput | list[StepOutput]] = []
+    run_id: str | None = None
     if progress is None:
         output = await workflow.arun(input=request, session_state=session_state)
-        step_results = output.step_results
+        step_results, run_id = output.step_results, output.run_id
     else:
         source_ids = {source.id for source in entry.config.sources}
         async for event in workflow.arun(
@@ -142,19 +165,84 @@ async def _execute(
             if line is not None:
                 progress(line)
             if isinstance(event, WorkflowCompletedEvent):
-                step_results = event.step_results
+                step_results, run_id = event.step_results, event.run_id
     # Agno marks a failed top-level step (e.g. the Report Agent's model) but does not raise.
     steps = [step for step in step_results if isinstance(step, StepOutput)]
     errors = [f"{step.step_name} failed: {step.error}" for step in steps if not step.success]
     aggregation: Aggregation | None = session_state.get("aggregation")
     if aggregation is None:
         errors.append("the run produced no aggregation")
+    # Agno logs a failed save (e.g. no rights to create its tables) and carries on.
+    if db is not None and (run_id is None or db.get_run(run_id) is None):
+        errors.append(f"the run was not saved in the history ({history_location()})")
     report = steps[-1] if steps else None
     return RunOutcome(
         aggregation=aggregation,
         report=str(report.content) if report is not None and report.success else None,
         errors=errors,
+        run_id=run_id,
     )
+
+
+def history(workflow_id: str | None, limit: int, *, as_json: bool) -> int:
+    entries = discover()
+    if workflow_id is not None:
+        _choose(entries, workflow_id)  # refuses an unknown id
+    location = history_location()
+    if location.sqlite_file is not None and not location.sqlite_file.exists():
+        records = []  # opening it would create it; nothing has run yet
+    else:
+        steps = {wid: entry.config.steps.aggregation for wid, entry in entries.items()}
+        records = recent_runs(open_history(location), steps, workflow_id, limit)
+    if as_json:
+        print(json.dumps([_record_document(record) for record in records], indent=2))
+        return 0
+    table = Table(
+        "run",
+        "workflow",
+        "started (UTC)",
+        "status",
+        "sources",
+        "failed",
+        "wall s",
+        "run s",
+        title=Text(f"Recent runs in {location}"),
+    )
+    for record in records:
+        aggregation = record.aggregation or {}
+        failed = [s for s in aggregation.get("sources", []) if not s["ok"]]
+        table.add_row(
+            record.run_id[:8],
+            record.workflow_id,
+            record.started.strftime("%Y-%m-%d %H:%M:%S"),
+            Text(record.status, style="green" if record.status == "COMPLETED" else "red"),
+            f"{aggregation.get('total_sources', 0) - len(failed)}/"
+            f"{aggregation.get('total_sources', '?')} ok",
+            Text(", ".join(f"{s['id']} ({s['status']})" for s in failed), style="red"),
+            f"{aggregation['wall_seconds']:.2f}" if aggregation else "",
+            f"{record.duration_seconds:.2f}" if record.duration_seconds is not None else "",
+        )
+    # Piped output gets a wide page rather than rich's 80 columns: eight columns need it.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+    console.print(table if records else f"No runs yet in {location}.")
+    return 0
+
+
+def _record_document(record: RunRecord) -> dict[str, Any]:
+    aggregation = record.aggregation or {}
+    return {
+        "run_id": record.run_id,
+        "session_id": record.session_id,
+        "workflow_id": record.workflow_id,
+        "started": record.started.isoformat(),
+        "status": record.status,
+        "duration_seconds": record.duration_seconds,
+        "wall_seconds": aggregation.get("wall_seconds"),
+        "sources": [
+            {key: source[key] for key in ("id", "name", "status", "attempts", "seconds", "error")}
+            for source in aggregation.get("sources", [])
+        ],
+    }
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -278,6 +366,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     run_parser.add_argument("--verbose", action="store_true", help="show Agno's own log lines")
     commands.add_parser("list", help="list the workflows the registry discovers")
+    history_parser = commands.add_parser(
+        "history", help="list recent runs, from the command line and over HTTP"
+    )
+    history_parser.add_argument("--workflow", metavar="ID", help="only this workflow's runs")
+    history_parser.add_argument(
+        "--limit", type=_positive(int), default=20, help="how many runs (default: 20)"
+    )
+    history_parser.add_argument("--json", action="store_true", help="print one JSON document")
+    serve_parser = commands.add_parser(
+        "serve", help="serve every workflow over HTTP (AgentOS); needs the serve extra"
+    )
+    serve_parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1, this machine only)",
+    )
+    serve_parser.add_argument(
+        "--port", type=_positive(int), default=7777, help="port (default: 7777)"
+    )
     bench_parser = commands.add_parser(
         "bench",
         help="time synthetic sources run sequentially, by the workflow and by raw asyncio.gather",

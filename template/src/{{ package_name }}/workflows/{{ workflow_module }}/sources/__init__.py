@@ -5,6 +5,11 @@ with your own code (a database query, an API call, a file export). It receives t
 entry from config.yaml (`source.id`, `source.name` and its settings in `source.settings`) and
 returns `SourceSummary(records=..., details={...})`: how many records it processed, plus any
 JSON-ready details worth reporting. Raise on failure: the workflow records the error as this
-source's result and the other sources carry on. Sources run at the same time, each in its
-own thread, so a source must not rely on another one having run.
+source's result and the other sources carry on. Sources run at the same time (at most
+`max_concurrency` at once), so a source must not rely on another one having run.
+
+Write `def process_source` for blocking code (it runs in a thread of its own) or
+`async def process_source` for asyncio code (it runs on the workflow's event loop, so it
+must not call blocking functions). config.yaml's `timeout_seconds` and `retries` apply to
+either.
 """
