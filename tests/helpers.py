@@ -77,8 +77,9 @@ def commit_all(repository: Path, message: str, *, init: bool = False) -> None:
     git(repository, "commit", "-qm", message)
 
 
-# What running the rendered project's tools leaves behind: not rendered, not checked.
-CACHES = {".git", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+# What running the rendered project and its tools leaves behind (.data: the run history):
+# not rendered, not checked.
+CACHES = {".git", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".data"}
 JINJA_MARKERS = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}")
 GITHUB_EXPRESSIONS = re.compile(r"\$\{\{ [\w.-]+ \}\}")
 
