@@ -58,6 +58,13 @@ def git(repository: Path, *args: str) -> str:
 def template_snapshot(destination: Path) -> Path:
     """A clean git repository holding this checkout's files as they are now, uncommitted
     changes included, so that copier records a commit that `copier update` can find again."""
+    copy_checkout(destination)
+    commit_all(destination, "template snapshot", init=True)
+    return destination
+
+
+def copy_checkout(destination: Path) -> None:
+    """This checkout's files as they are now (not git's, not the ignored ones) into a folder."""
     files = git(TEMPLATE, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
     for relative in filter(None, files.split("\0")):
         source = TEMPLATE / relative
@@ -65,8 +72,6 @@ def template_snapshot(destination: Path) -> Path:
             target = destination / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
-    commit_all(destination, "template snapshot", init=True)
-    return destination
 
 
 def commit_all(repository: Path, message: str, *, init: bool = False) -> None:

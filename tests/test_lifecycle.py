@@ -2,8 +2,8 @@
 changed sources, a second workflow, and no drift from a fresh copy.
 
 Each test starts from a throw-away git repository of this template with two releases:
-v1.0.0 is this checkout; v2.0.0 changes a file users edit (config.yaml), a file users own
-(README.md, source modules) and a file they usually leave alone (.gitignore).
+v1.0.0 is this checkout; v2.0.0 changes files users edit (config.yaml, workflow.py, README.md),
+files users own (the source modules) and a file they usually leave alone (.gitignore).
 """
 
 from __future__ import annotations
@@ -20,7 +20,16 @@ import pytest
 import yaml
 from copier import run_copy, run_update
 
-from helpers import commit_all, copier, git, project_env, run_in, template_snapshot
+from helpers import (
+    TEMPLATE,
+    commit_all,
+    copier,
+    copy_checkout,
+    git,
+    project_env,
+    run_in,
+    template_snapshot,
+)
 
 WORKFLOW_TEMPLATE = "template/src/{{ package_name }}/workflows/{{ workflow_module }}"
 WORKFLOW = Path("src/parallel_workflow/workflows/parallel_workflow")
@@ -43,7 +52,12 @@ def release_v2(template: Path) -> None:
         template / WORKFLOW_TEMPLATE / "config.yaml.jinja", 'version: "1.0.0"', 'version: "1.1.0"'
     )
     append(template / "template" / ".gitignore", "*.log\n")
-    append(template / "template" / "README.md.jinja", "\nTemplate 1.1 adds this line.\n")
+    replace_once(template / "template" / "README.md.jinja", "## Run it\n", "## Run it (1.1)\n")
+    replace_once(
+        template / WORKFLOW_TEMPLATE / "workflow.py.jinja",
+        "Add a step of your own",
+        "Add a step of your own (template 1.1)",
+    )
     sources = next((template / WORKFLOW_TEMPLATE / "sources").glob("{% yield*"))
     replace_once(sources, "sample records;", "sample records (template 1.1);")
     commit_all(template, "v2")
@@ -127,9 +141,44 @@ def edit_config_settings(project: Path) -> None:
     )
 
 
+VALIDATION_STEP = """
+
+def validate(step_input: StepInput) -> StepOutput:
+    \"\"\"Stop before the report when no source returned a single record.\"\"\"
+    aggregation = aggregation_of(step_input)
+    if aggregation.total_records == 0:
+        return StepOutput(content="No records at all: no report today.", stop=True)
+    return StepOutput(content=f"{aggregation.total_records:,} records checked")
+"""
+
+
+def add_a_step(project: Path) -> None:
+    """README.md's "Add a step": a Validation step between Aggregation and Report."""
+    workflow = project / WORKFLOW / "workflow.py"
+    replace_once(
+        workflow,
+        "from agno.workflow import Parallel, Workflow\n",
+        "from agno.workflow import Parallel, Step, Workflow\n"
+        "from agno.workflow.types import StepInput, StepOutput\n",
+    )
+    replace_once(
+        workflow,
+        "from ..._runtime.config import",
+        "from ... import aggregation_of\nfrom ..._runtime.config import",
+    )
+    replace_once(workflow, "\n\n\ndef get_", "\n" + VALIDATION_STEP + "\n\ndef get_")
+    replace_once(
+        workflow,
+        "            aggregation_step(config),\n",
+        "            aggregation_step(config),\n"
+        '            Step(name="Validation", executor=validate),\n',
+    )
+
+
 USER_EDITS: dict[str, Callable[[Path], None]] = {
     str(WORKFLOW / "sources" / "api_logs.py"): edit_module,
     str(WORKFLOW / "config.yaml"): edit_config_settings,
+    str(WORKFLOW / "workflow.py"): add_a_step,
 }
 
 
@@ -148,7 +197,6 @@ def test_an_update_keeps_the_users_edits_and_brings_the_template_change(
 ) -> None:
     project = new_project(template, tmp_path)
     make_user_edits(project)
-    readme = read(project, "README.md")
 
     update(project)
 
@@ -156,15 +204,21 @@ def test_an_update_keeps_the_users_edits_and_brings_the_template_change(
     assert 'version: "1.1.0"' in config  # the template's change
     assert "latency_seconds: 0.3\n    retention_days: 30\n" in config  # the user's, beside it
     assert 'checked_by"] = "the data team"' in read(project, WORKFLOW / "sources" / "api_logs.py")
-    assert read(project, "README.md") == readme  # yours: not even the template's new line
+    readme = read(project, "README.md")
+    assert "## Run it (1.1)\n" in readme  # the template's change
+    assert readme.endswith("\nOur on-call rota is in notes/rota.md.\n")  # the user's, kept
+    workflow = read(project, WORKFLOW / "workflow.py")
+    assert "Add a step of your own (template 1.1)" in workflow
+    assert 'Step(name="Validation", executor=validate),' in workflow and VALIDATION_STEP in workflow
     assert read(project, "notes/rota.md") == "Mon: Ada\n"
     assert read(project, ".gitignore").endswith("*.log\n")
     assert answers_of(project)["_commit"] == "v2.0.0"
     assert_no_conflicts(project)
     assert_rendered_tests_pass(project)
     run = run_in(project, "-m", "parallel_workflow", "run", "--json")
-    api_logs = json.loads(run.stdout)["sources"][1]
-    assert api_logs["details"]["checked_by"] == "the data team"
+    document = json.loads(run.stdout)
+    assert document["sources"][1]["details"]["checked_by"] == "the data team"
+    assert document["report"].startswith("# ")  # the Report step still ran after Validation
 
 
 # 2
@@ -380,7 +434,9 @@ def test_a_second_workflow_is_added_beside_the_first_and_updated_on_its_own(
         [
             ".copier-answers.nightly-reports.yml",
             ".gitignore",
+            "README.md",
             str(second / "config.yaml"),
+            str(second / "workflow.py"),
             str(second / "sources" / "returns.py"),
             str(second / "data" / "returns.csv"),
         ]
@@ -393,7 +449,9 @@ def test_a_second_workflow_is_added_beside_the_first_and_updated_on_its_own(
     update(project)
 
     changed = git(project, "status", "--porcelain", "--untracked-files=all").splitlines()
-    assert sorted(line[3:] for line in changed) == [ANSWERS, str(WORKFLOW / "config.yaml")]
+    assert sorted(line[3:] for line in changed) == sorted(
+        [ANSWERS, str(WORKFLOW / "config.yaml"), str(WORKFLOW / "workflow.py")]
+    )
     assert answers_of(project)["_commit"] == "v2.0.0"
     assert '"httpx>=0.27",' in read(project, "pyproject.toml")
     assert_no_conflicts(project)
@@ -425,10 +483,6 @@ def test_an_updated_project_equals_a_fresh_copy_plus_the_users_edits(
         edit(fresh)
 
     updated, expected = files(project), files(fresh)
-    # README.md is yours: written at v1.0.0 and never rewritten, so v2's line is not in it.
-    assert updated.pop("README.md") + "\nTemplate 1.1 adds this line.\n" == expected.pop(
-        "README.md"
-    )
     # The source modules are yours as well: only those created by v2 carry v2's docstring.
     modules = [path for path in expected if re.search(r"/sources/(?!__init__)\w+\.py$", path)]
     for path in modules:
@@ -469,3 +523,62 @@ def test_ci_warns_when_a_newer_template_is_out(template: Path, tmp_path: Path) -
     current = check()
     assert current.returncode == 0, current.stderr
     assert current.stdout == f"{ANSWERS}: up to date\n"
+
+
+# 7
+def changelog_commit(version: str) -> str:
+    """The commit CHANGELOG.md names for a release (scripts/release tags it)."""
+    changelog = (TEMPLATE / "CHANGELOG.md").read_text(encoding="utf-8")
+    found = re.search(rf"^## \[{re.escape(version)}\] .*?^Commit: (\w+)$", changelog, re.M | re.S)
+    assert found, f"CHANGELOG.md names no commit for {version}"
+    return found[1]
+
+
+@pytest.fixture(scope="module")
+def releases_since_0_4_0(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A template repository with v0.4.0, the commit before the engine moved to _runtime/,
+    and v0.5.0, this checkout."""
+    commit = changelog_commit("0.4.0")
+    present = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=TEMPLATE)
+    assert present.returncode == 0, f"{commit} is not in this clone: git fetch --unshallow"
+    repository = tmp_path_factory.mktemp("releases-0.4") / "parallel-workflow"
+    repository.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", commit], cwd=TEMPLATE, capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x"], cwd=repository, input=archive.stdout, check=True)
+    commit_all(repository, "0.4.0", init=True)
+    git(repository, "tag", "v0.4.0")
+    git(repository, "rm", "-rq", ".")
+    copy_checkout(repository)
+    commit_all(repository, "0.5.0")
+    git(repository, "tag", "v0.5.0")
+    return repository
+
+
+def test_a_project_from_0_4_0_updates_and_its_old_source_modules_still_work(
+    releases_since_0_4_0: Path, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    copy(releases_since_0_4_0, project, vcs_ref="v0.4.0")
+    commit_all(project, "rendered at v0.4.0", init=True)
+    module = project / WORKFLOW / "sources" / "api_logs.py"
+    old_module = read(project, module.relative_to(project))
+    assert "from parallel_workflow.config import Source" in old_module  # 0.4.0's import paths
+    edit_module(project)  # the team's edit, as they wrote it against 0.4.0
+    commit_all(project, "the team's edit")
+
+    update(project)
+
+    assert answers_of(project)["_commit"] == "v0.5.0"
+    edited = read(project, module.relative_to(project))
+    assert 'checked_by"] = "the data team"' in edited and "def process_source(" in edited
+    package = project / "src" / "parallel_workflow"
+    assert (package / "_runtime" / "cli.py").is_file() and not (package / "cli.py").exists()
+    assert (package / "workflows" / "settings.yaml").is_file()
+    assert not (package / "settings.yaml").exists()
+    assert_no_conflicts(project)
+    assert_rendered_tests_pass(project)
+    run = run_in(project, "-m", "parallel_workflow", "run", "--json")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["sources"][1]["details"]["checked_by"] == "the data team"

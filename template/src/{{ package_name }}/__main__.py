@@ -1,3 +1,3 @@
-from .cli import main
+from ._runtime.cli import main
 
 raise SystemExit(main())

@@ -24,7 +24,7 @@ from rich.table import Table
 from .config import Source, SourceLimits
 from .execution import call_source
 from .registry import WorkflowEntry
-from .results import ProcessSource, SourceSummary
+from .results import Aggregation, SourceFunction, SourceSummary
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def run_bench(entry: WorkflowEntry, settings: BenchSettings) -> BenchResults:
     wait = _waiting_source(settings.source_kind)
     # "": the offline report, whatever model is configured: the bench times orchestration.
     workflow = entry.factory(
-        config, report_model="", process_sources={source.id: wait for source in sources}
+        config=config, report_model="", source_functions={source.id: wait for source in sources}
     )
 
     async def through_workflow() -> tuple[float, int]:
@@ -78,8 +78,8 @@ def run_bench(entry: WorkflowEntry, settings: BenchSettings) -> BenchResults:
         started = time.perf_counter()
         await workflow.arun(input="bench", session_state=state)
         elapsed = time.perf_counter() - started
-        aggregated = [s for s in state["aggregation"]["sources"] if s["ok"]]
-        return elapsed, len(aggregated)
+        aggregation = Aggregation.model_validate(state["aggregation"])
+        return elapsed, aggregation.total_sources - len(aggregation.failed)
 
     async def through_raw_gather() -> float:
         slots = asyncio.Semaphore(cap)
@@ -161,7 +161,7 @@ def print_bench(console: Console, results: BenchResults) -> None:
     )
 
 
-def _waiting_source(kind: Literal["async", "sync"]) -> ProcessSource:
+def _waiting_source(kind: Literal["async", "sync"]) -> SourceFunction:
     """A source that only waits its `latency_seconds`: as a coroutine, or blocking."""
     if kind == "async":
 

@@ -1,30 +1,32 @@
-"""Load and check a workflow's config.yaml, the single source of truth for its steps and sources."""
+"""Load and check a workflow's config.yaml, the single source of truth for its sources.
+
+The file's shape is declared once, as pydantic models (`WorkflowSection`, `SourceEntry`); a
+value that does not fit is reported in one line that names where it is and what it must be,
+e.g. `config.yaml: sources[0].retries must be a whole number from 0 to 100, got 'three'`.
+"""
 
 from __future__ import annotations
 
 import keyword
-import math
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-# Set this environment variable to override `workflow.report_model` of every workflow,
-# e.g. `openai:gpt-4o-mini`; set it to an empty string to force the offline report.
-REPORT_MODEL_ENV = "{{ package_name | upper }}_REPORT_MODEL"
+# The names of the workflow's own steps (steps.py builds them): a source's step may not take one.
+PREPARATION_STEP = "Preparation"
+PARALLEL_STEP = "ParallelProcessing"
+AGGREGATION_STEP = "Aggregation"
+REPORT_STEP = "Report"
+RESERVED_STEP_NAMES = (PREPARATION_STEP, PARALLEL_STEP, AGGREGATION_STEP, REPORT_STEP)
 
-# The seed's four steps, in order: the workflow is built from these types.
-STEP_TYPES = ("function", "parallel", "function", "agent")
-
-# Settings of the workflow that each source's entry may override.
-LIMIT_KEYS = ("timeout_seconds", "retries", "retry_backoff_seconds")
+MAX_RETRIES = 100
 
 
 class ConfigError(ValueError):
-    """config.yaml is missing something or holds a value of the wrong kind."""
+    """config.yaml (or settings.yaml) is missing something or holds a value of the wrong kind."""
 
 
 @dataclass(frozen=True)
@@ -34,17 +36,18 @@ class SourceLimits:
     timeout_seconds: float | None = 60.0  # None: no limit
     retries: int = 0  # extra attempts after a failure or a timeout
     retry_backoff_seconds: float = 0.5  # the pause before the first retry; doubles each time
+    max_backoff_seconds: float = 30.0  # no pause between attempts is longer than this
 
 
 @dataclass(frozen=True)
 class Source:
-    """One data source: its entry under `sources:` in config.yaml."""
+    """One data source, as its entry under `sources:` in config.yaml describes it."""
 
     id: str
     name: str
-    settings: Mapping[str, Any]
-    folder: Path  # the workflow folder: relative paths in settings start here
-    limits: SourceLimits = SourceLimits()
+    settings: dict[str, Any]  # the entry's own keys, e.g. `data_file`, `table`, `url`
+    folder: Path  # the workflow's folder: relative paths in settings start here
+    limits: SourceLimits = field(default_factory=SourceLimits)
 
     def path(self, setting: str) -> Path:
         """The file named by a setting such as `data_file`."""
@@ -52,138 +55,162 @@ class Source:
 
 
 @dataclass(frozen=True)
-class StepNames:
-    """The names of the four steps, as config.yaml spells them."""
-
-    preparation: str
-    parallel: str
-    aggregation: str
-    report: str
-
-
-@dataclass(frozen=True)
 class WorkflowConfig:
+    """A workflow's config.yaml, checked."""
+
     name: str
     workflow_id: str
     version: str
-    report_model: str
+    report_model: str  # "" for the offline report
     max_concurrency: int  # how many sources may run at once
-    steps: StepNames
+    max_details_bytes: int  # the largest `details` a source may return, as JSON
     sources: tuple[Source, ...]
     path: Path
 
-    @property
-    def effective_report_model(self) -> str:
-        """The report model after the environment override; empty means the offline report."""
-        return os.environ.get(REPORT_MODEL_ENV, self.report_model).strip()
+
+# What config.yaml may hold. Each `description` is the rule in words: it completes the
+# sentence "<where> must be ..." of the error message.
+Text = Annotated[str, Field(min_length=1, pattern=r"\S", description="a non-empty string")]
+Timeout = Annotated[
+    float | None,
+    Field(gt=0, allow_inf_nan=False, description="a positive number of seconds or null"),
+]
+Retries = Annotated[
+    int, Field(ge=0, le=MAX_RETRIES, description=f"a whole number from 0 to {MAX_RETRIES}")
+]
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False, description="a number of seconds >= 0")]
+PositiveSeconds = Annotated[
+    float, Field(gt=0, allow_inf_nan=False, description="a positive number of seconds")
+]
+
+
+class _Strict(BaseModel):
+    # strict: "3" is not 3 and `true` is not 1; a typo in a setting's name is an error.
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class WorkflowSection(_Strict):
+    """The `workflow:` mapping: the workflow's identity and the defaults of every source."""
+
+    name: Text
+    workflow_id: Text
+    version: str = "0.0.0"
+    report_model: Annotated[str, Field(description="a string")] = ""
+    max_concurrency: Annotated[int, Field(ge=1, description="a whole number of at least 1")] = 16
+    max_details_bytes: Annotated[
+        int, Field(ge=1, description="a whole number of bytes of at least 1")
+    ] = 1_000_000
+    timeout_seconds: Timeout = 60.0
+    retries: Retries = 0
+    retry_backoff_seconds: Seconds = 0.5
+    max_backoff_seconds: PositiveSeconds = 30.0
+
+
+class SourceEntry(_Strict):
+    """One entry under `sources:`; any key not declared here is the source's own setting."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: Text
+    name: Text
+    timeout_seconds: Timeout = None
+    retries: Retries = 0
+    retry_backoff_seconds: Seconds = 0.5
+    max_backoff_seconds: PositiveSeconds = 30.0
+
+    @field_validator("id")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not value.isidentifier() or keyword.iskeyword(value):
+            raise ValueError("a Python identifier (its module is sources/<id>.py)")
+        if value in RESERVED_STEP_NAMES:
+            raise ValueError(f"other than the workflow's step names {list(RESERVED_STEP_NAMES)}")
+        return value
+
+
+class ConfigFile(_Strict):
+    workflow: WorkflowSection
+    sources: Annotated[list[SourceEntry], Field(min_length=1, description="a non-empty list")]
+
+
+LIMIT_KEYS = tuple(
+    name for name in SourceEntry.model_fields if name in SourceLimits.__annotations__
+)
+RULES = {
+    name: info.description
+    for model in (ConfigFile, WorkflowSection, SourceEntry)
+    for name, info in model.model_fields.items()
+    if info.description
+}
 
 
 def load_config(path: Path) -> WorkflowConfig:
     """Read a workflow's config.yaml; raise ConfigError naming the first problem found."""
+    data = read_yaml(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"{path}: cannot be read: {error}") from error
-    workflow = _mapping(data, "the file", path)
-    settings = _mapping(workflow.get("workflow"), "workflow", path)
-    max_concurrency = settings.get("max_concurrency", 16)
-    if not _is_int(max_concurrency) or max_concurrency < 1:
-        raise ConfigError(
-            f"{path}: workflow.max_concurrency must be a whole number of at least 1, "
-            f"got {max_concurrency!r}"
+        checked = ConfigFile.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{path}: {describe(error)}") from None
+    workflow = checked.workflow
+    sources: list[Source] = []
+    for index, entry in enumerate(checked.sources):
+        if any(source.id == entry.id for source in sources):
+            raise ConfigError(f"{path}: sources[{index}].id {entry.id!r} is used twice")
+        sources.append(
+            Source(
+                id=entry.id,
+                name=entry.name,
+                settings=dict(entry.model_extra or {}),
+                folder=path.parent,
+                limits=_limits(workflow, entry),
+            )
         )
-    defaults = _limits(settings, SourceLimits(), "workflow", path)
     return WorkflowConfig(
-        name=_text(settings, "name", "workflow", path),
-        workflow_id=_text(settings, "workflow_id", "workflow", path),
-        version=str(settings.get("version", "0.0.0")),
-        report_model=str(settings.get("report_model") or ""),
-        max_concurrency=max_concurrency,
-        steps=_step_names(workflow.get("steps"), path),
-        sources=_sources(workflow.get("sources"), defaults, path),
+        name=workflow.name,
+        workflow_id=workflow.workflow_id,
+        version=workflow.version,
+        report_model=workflow.report_model,
+        max_concurrency=workflow.max_concurrency,
+        max_details_bytes=workflow.max_details_bytes,
+        sources=tuple(sources),
         path=path,
     )
 
 
-def _step_names(steps: Any, path: Path) -> StepNames:
-    if not isinstance(steps, list) or [
-        step.get("type") if isinstance(step, dict) else None for step in steps
-    ] != list(STEP_TYPES):
-        raise ConfigError(f"{path}: steps must be four steps of types {', '.join(STEP_TYPES)}")
-    names = [_text(step, "name", f"steps[{index}]", path) for index, step in enumerate(steps)]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{path}: step names must be unique, got {names}")
-    return StepNames(*names)
-
-
-def _sources(entries: Any, defaults: SourceLimits, path: Path) -> tuple[Source, ...]:
-    if not isinstance(entries, list) or not entries:
-        raise ConfigError(f"{path}: sources must be a non-empty list")
-    sources: list[Source] = []
-    for index, entry in enumerate(entries):
-        where = f"sources[{index}]"
-        settings = _mapping(entry, where, path)
-        source_id = _text(settings, "id", where, path)
-        if not source_id.isidentifier() or keyword.iskeyword(source_id):
-            raise ConfigError(f"{path}: {where}.id must be a Python identifier, got {source_id!r}")
-        if any(source.id == source_id for source in sources):
-            raise ConfigError(f"{path}: {where}.id {source_id!r} is used twice")
-        sources.append(
-            Source(
-                id=source_id,
-                name=_text(settings, "name", where, path),
-                settings={
-                    key: value
-                    for key, value in settings.items()
-                    if key not in ("id", "name", *LIMIT_KEYS)
-                },
-                folder=path.parent,
-                limits=_limits(settings, defaults, where, path),
-            )
-        )
-    return tuple(sources)
-
-
-def _limits(
-    settings: Mapping[str, Any], defaults: SourceLimits, where: str, path: Path
-) -> SourceLimits:
-    """The limits in `settings`, each falling back to `defaults` when absent."""
-    timeout = settings.get("timeout_seconds", defaults.timeout_seconds)
-    if timeout is not None and (not _is_number(timeout) or timeout <= 0):
-        raise ConfigError(
-            f"{path}: {where}.timeout_seconds must be a positive number or null, got {timeout!r}"
-        )
-    retries = settings.get("retries", defaults.retries)
-    if not _is_int(retries) or retries < 0:
-        raise ConfigError(f"{path}: {where}.retries must be a whole number >= 0, got {retries!r}")
-    backoff = settings.get("retry_backoff_seconds", defaults.retry_backoff_seconds)
-    if not _is_number(backoff) or backoff < 0:
-        raise ConfigError(
-            f"{path}: {where}.retry_backoff_seconds must be a number >= 0, got {backoff!r}"
-        )
+def _limits(workflow: WorkflowSection, entry: SourceEntry) -> SourceLimits:
+    """The source's limits: those its entry sets, else the workflow's defaults."""
+    given = entry.model_fields_set
     return SourceLimits(
-        timeout_seconds=None if timeout is None else float(timeout),
-        retries=retries,
-        retry_backoff_seconds=float(backoff),
+        **{key: getattr(entry if key in given else workflow, key) for key in LIMIT_KEYS}
     )
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ConfigError(f"{path}: is not valid YAML{line}") from None
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _mapping(value: Any, where: str, path: Path) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path}: {where} must be a mapping")
-    return value
-
-
-def _text(settings: Mapping[str, Any], key: str, where: str, path: Path) -> str:
-    value = settings.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{path}: {where}.{key} must be a non-empty string")
-    return value
+def describe(error: ValidationError) -> str:
+    """The first problem pydantic found, as one sentence: `<where> must be <rule>, got ...`."""
+    problem = error.errors()[0]
+    where = "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" for part in problem["loc"]
+    ).lstrip(".")
+    key = next((part for part in reversed(problem["loc"]) if isinstance(part, str)), "")
+    if problem["type"] == "missing":
+        return f"{where} is missing"
+    if problem["type"] == "extra_forbidden":
+        return f"{where} is not a known setting"
+    if problem["type"] == "model_type" or problem["type"] == "dict_type":
+        return f"{where or 'the file'} must be a mapping"
+    if problem["type"] == "value_error":
+        rule = str(problem["ctx"]["error"])
+    else:
+        rule = RULES.get(key, problem["msg"].lower())
+    return f"{where} must be {rule}, got {problem['input']!r}"

@@ -1,10 +1,14 @@
 """How each source runs: at most `max_concurrency` at once, every attempt bounded by its
 `timeout_seconds`, and a failure retried `retries` times after an exponential, jittered pause.
 
-The workflow runs with Agno's `arun`, every source as an asyncio task. An `async def
-process_source` is awaited in that task. A plain `def process_source` runs in a thread of its
-own, so that its blocking calls never hold up the other sources, and a daemon thread, so that
-one still stuck after its timeout cannot keep the process from exiting.
+The workflow runs with Agno's `arun`, every source as an asyncio task. An `async def run` is
+awaited in that task. A plain `def run` runs in a thread of its own, so that its blocking calls
+never hold up the other sources, and a daemon thread, so that one still stuck after its
+timeout cannot keep the process from exiting.
+
+Whatever a source does, only that source fails: an exception of any kind (`SystemExit` and
+`KeyboardInterrupt` raised by its code included), a summary that is not one, details that are
+not strict JSON or larger than `max_details_bytes`.
 """
 
 from __future__ import annotations
@@ -13,16 +17,18 @@ import asyncio
 import contextlib
 import inspect
 import json
+import math
 import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
 
 from .config import Source
 from .progress import SourceEvent, emit
-from .results import ProcessSource, SourceResult, SourceSummary, Status
+from .results import SourceFunction, SourceResult, SourceState, SourceSummary
 
 
 class ConcurrencyLimit:
@@ -41,80 +47,121 @@ class ConcurrencyLimit:
         return self._slots[loop]
 
 
-async def run_source(
-    source: Source, process_source: ProcessSource, limit: ConcurrencyLimit
-) -> SourceResult:
-    """Run one source under its limits and return how it went; it never raises."""
-    seconds = 0.0
-    attempt = 0
-    while True:
-        attempt += 1
-        async with limit.slot():
-            emit(SourceEvent(source, "running", attempt, seconds))
-            started = time.perf_counter()
-            status, summary, error = await _attempt(source, process_source)
-            seconds += time.perf_counter() - started
-        if summary is not None:
-            emit(SourceEvent(source, "ok", attempt, seconds))
-            return SourceResult(
-                id=source.id,
-                name=source.name,
-                ok=True,
-                records=summary["records"],
-                seconds=round(seconds, 3),
-                attempts=attempt,
-                details=summary.get("details", {}),
+class SourceError(Exception):
+    """A source failed; the message is already the one line to report."""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """How one attempt at a source ended."""
+
+    state: SourceState
+    summary: SourceSummary | None = None
+    error: str | None = None
+
+
+class SourceRunner:
+    """Runs the sources of one workflow under its limits; shared by all its parallel branches."""
+
+    def __init__(self, max_concurrency: int, max_details_bytes: int) -> None:
+        self.limit = ConcurrencyLimit(max_concurrency)
+        self.max_details_bytes = max_details_bytes
+
+    async def run(self, source: Source, function: SourceFunction) -> SourceResult:
+        """Run one source under its limits and return how it went; it never raises."""
+        seconds = 0.0
+        attempt = 0
+        while True:
+            attempt += 1
+            async with self.limit.slot():
+                emit(SourceEvent(source, SourceState.RUNNING, attempt, seconds))
+                started = time.perf_counter()
+                outcome = await self._attempt(source, function)
+                seconds += time.perf_counter() - started
+            if outcome.summary is not None:
+                emit(SourceEvent(source, SourceState.OK, attempt, seconds))
+                return SourceResult(
+                    id=source.id,
+                    name=source.name,
+                    records=outcome.summary["records"],
+                    seconds=round(seconds, 3),
+                    attempts=attempt,
+                    details=outcome.summary.get("details", {}),
+                )
+            error = outcome.error or "failed"
+            if attempt > source.limits.retries:
+                emit(SourceEvent(source, outcome.state, attempt, seconds, error))
+                return SourceResult.failure(
+                    source, error, status=outcome.state, attempts=attempt, seconds=seconds
+                )
+            emit(SourceEvent(source, SourceState.RETRYING, attempt, seconds, error))
+            # The slot is free while we wait, so that other sources can use it.
+            limits = source.limits
+            await asyncio.sleep(
+                backoff_seconds(limits.retry_backoff_seconds, attempt, limits.max_backoff_seconds)
             )
-        if attempt > source.limits.retries:
-            emit(SourceEvent(source, status, attempt, seconds, error))
-            return SourceResult(
-                id=source.id,
-                name=source.name,
-                ok=False,
-                records=0,
-                seconds=round(seconds, 3),
-                status=status,
-                attempts=attempt,
-                error=error,
+
+    async def _attempt(self, source: Source, function: SourceFunction) -> Attempt:
+        deadline = asyncio.timeout(source.limits.timeout_seconds)
+        try:
+            async with deadline:
+                summary = await call_source(function, source)
+            return Attempt(SourceState.OK, summary=self.checked(summary))
+        except TimeoutError as error:
+            if deadline.expired():
+                timeout = f"timed out after {source.limits.timeout_seconds:g} s"
+                return Attempt(SourceState.TIMED_OUT, error=timeout)
+            return Attempt(SourceState.FAILED, error=one_line(error))  # its own TimeoutError
+        except asyncio.CancelledError:
+            raise  # the run itself is being cancelled (Ctrl-C): not this source's failure
+        except BaseException as error:
+            return Attempt(SourceState.FAILED, error=one_line(error))
+
+    def checked(self, summary: Any) -> SourceSummary:
+        """What a source returned, checked: a record count and strict-JSON details."""
+        if not isinstance(summary, dict):
+            raise SourceError(f"run() must return a SourceSummary, got {type(summary).__name__}")
+        records = summary.get("records")
+        if isinstance(records, bool) or not isinstance(records, int) or records < 0:
+            raise SourceError(f"records must be a whole number >= 0, got {records!r}")
+        details = summary.get("details", {})
+        if not isinstance(details, dict):
+            raise SourceError(f"details must be a mapping, got {type(details).__name__}")
+        try:
+            text = json.dumps(details, allow_nan=False)
+        except ValueError:
+            raise SourceError("details must be JSON: NaN and Infinity are not") from None
+        except TypeError as error:
+            raise SourceError(f"details must be JSON: {error}") from None
+        size = len(text.encode())
+        if size > self.max_details_bytes:
+            raise SourceError(
+                f"details are {size:,} bytes as JSON, more than max_details_bytes "
+                f"({self.max_details_bytes:,})"
             )
-        emit(SourceEvent(source, "retrying", attempt, seconds, error))
-        # The slot is free while we wait, so that other sources can use it.
-        await asyncio.sleep(backoff_seconds(source.limits.retry_backoff_seconds, attempt))
+        return SourceSummary(records=records, details=details)
 
 
-def backoff_seconds(first: float, attempt: int) -> float:
-    """The pause after failed attempt number `attempt`: `first`, doubled for each retry so far,
-    less a random part of up to half, so that sources failing together do not retry together."""
-    ceiling = first * 2 ** (attempt - 1)
-    return random.uniform(ceiling / 2, ceiling)
+def backoff_seconds(first: float, attempt: int, ceiling: float = math.inf) -> float:
+    """The pause after failed attempt number `attempt`: `first`, doubled for each retry so far
+    but never above `ceiling`, less a random part of up to half, so that sources failing
+    together do not retry together."""
+    longest = min(first * 2.0 ** min(attempt - 1, 64), ceiling)
+    return random.uniform(longest / 2, longest)
 
 
-async def _attempt(
-    source: Source, process_source: ProcessSource
-) -> tuple[Status, SourceSummary | None, str | None]:
-    deadline = asyncio.timeout(source.limits.timeout_seconds)
-    try:
-        async with deadline:
-            summary = await call_source(process_source, source)
-        return "ok", _checked(summary), None
-    except TimeoutError as error:
-        if deadline.expired():
-            return "timed_out", None, f"timed out after {source.limits.timeout_seconds:g} s"
-        return "failed", None, _one_line(error)  # the source's own TimeoutError
-    except Exception as error:  # one failing source must not take the others down
-        return "failed", None, _one_line(error)
-
-
-async def call_source(process_source: ProcessSource, source: Source) -> Any:
-    """Await an `async def process_source`, or run a plain one in a thread of its own."""
-    if inspect.iscoroutinefunction(process_source):
-        summary: SourceSummary = await process_source(source)
-        return summary
-    return await in_own_thread(process_source, source)
+async def call_source(function: SourceFunction, source: Source) -> Any:
+    """Await an `async def run`, or run a plain one in a thread of its own."""
+    if inspect.iscoroutinefunction(function):
+        return await function(source)
+    return await in_own_thread(function, source)
 
 
 def in_own_thread(function: Callable[[Source], Any], source: Source) -> asyncio.Future[Any]:
-    """Call `function(source)` in a new daemon thread; the future gets its result or error.
+    """Call `function(source)` in a new daemon thread; the future gets its result, or a
+    SourceError whatever it raised (a `SystemExit` or `StopIteration` cannot travel to the
+    event loop as itself: the first would end the program, the second cannot be set on a
+    future at all).
 
     Not `asyncio.to_thread`: its pool has a fixed number of threads, which hung sources would
     use up, and the interpreter waits for them at exit.
@@ -135,7 +182,7 @@ def in_own_thread(function: Callable[[Source], Any], source: Source) -> asyncio.
         try:
             result = function(source)
         except BaseException as error:
-            settle(future.set_exception, error)
+            settle(future.set_exception, SourceError(one_line(error)))
         else:
             settle(future.set_result, result)
 
@@ -143,13 +190,10 @@ def in_own_thread(function: Callable[[Source], Any], source: Source) -> asyncio.
     return future
 
 
-def _checked(summary: Any) -> SourceSummary:
-    """What `process_source` returned, checked: a record count and JSON-ready details."""
-    details = dict(summary.get("details", {}))
-    json.dumps(details)  # details travel as JSON: refuse what cannot, as this source's error
-    return SourceSummary(records=int(summary["records"]), details=details)
-
-
-def _one_line(error: BaseException) -> str:
-    # One line, whatever the exception said: it goes into tables, reports and logs.
-    return " ".join(f"{type(error).__name__}: {error}".split())
+def one_line(error: BaseException) -> str:
+    """`Type: message` on one line, whatever the exception said: it goes into tables,
+    reports and logs. A SourceError's message is already that line."""
+    if isinstance(error, SourceError):
+        return " ".join(str(error).split())
+    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return " ".join(text.split())

@@ -8,26 +8,44 @@ state in the database's own tables, which it creates on first use.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
-import yaml
+from pydantic import ValidationError
+
+from .config import AGGREGATION_STEP
+from .results import Aggregation
+from .settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from agno.db.base import BaseDb
 
-SETTINGS_PATH = Path(__file__).with_name("settings.yaml")
-DATABASE_URL_ENV = "DATABASE_URL"
-HISTORY_DB_ENV = "{{ package_name | upper }}_HISTORY_DB"
 POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg", "postgres")
+SECRET_QUERY_KEYS = ("password", "pass", "pwd", "passfile", "sslpassword")
 
 
 class HistoryError(RuntimeError):
     """The history cannot be used: printed as one line, exit code 2."""
+
+
+def masked(url: str) -> str:
+    """A database URL fit to show: every password it carries, in the user info or the query,
+    replaced by `***`."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username}:***@{netloc.rpartition('@')[2]}"
+    query = urlencode(
+        [
+            (key, "***" if key.lower() in SECRET_QUERY_KEYS else value)
+            for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        ],
+        safe="*",
+    )
+    return parts._replace(netloc=netloc, query=query).geturl()
 
 
 @dataclass(frozen=True)
@@ -39,13 +57,7 @@ class HistoryLocation:
 
     def __str__(self) -> str:
         # Shown in messages and logs, so never with the database password.
-        if self.database_url is None:
-            return str(self.sqlite_file)
-        url = urlsplit(self.database_url)
-        if url.password is None:
-            return self.database_url
-        host = url.netloc.rpartition("@")[2]
-        return url._replace(netloc=f"{url.username}:***@{host}").geturl()
+        return str(self.sqlite_file) if self.database_url is None else masked(self.database_url)
 
 
 @dataclass(frozen=True)
@@ -58,20 +70,21 @@ class RunRecord:
     started: datetime
     status: str
     duration_seconds: float | None
-    aggregation: dict[str, Any] | None  # None when the run stopped before its Aggregation step
+    aggregation: Aggregation | None  # None when the run stopped before its Aggregation step
 
 
-def history_location() -> HistoryLocation:
-    database_url = os.environ.get(DATABASE_URL_ENV, "").strip()
+def history_location(settings: Settings | None = None) -> HistoryLocation:
+    settings = settings or load_settings()
+    database_url = settings.database_url.strip()
     if database_url:
         location = HistoryLocation(database_url=database_url)
         if urlsplit(database_url).scheme not in POSTGRES_SCHEMES:
             raise HistoryError(
-                f"{DATABASE_URL_ENV} must be a PostgreSQL URL such as "
+                "DATABASE_URL must be a PostgreSQL URL such as "
                 f"postgresql+psycopg://user:password@host:5432/dbname, got {location}"
             )
         return location
-    sqlite_file = os.environ.get(HISTORY_DB_ENV, "").strip() or _settings()["sqlite_file"]
+    sqlite_file = settings.history_db.strip() or settings.history.sqlite_file
     return HistoryLocation(sqlite_file=Path(sqlite_file))
 
 
@@ -83,7 +96,7 @@ def open_history(location: HistoryLocation | None = None) -> BaseDb:
             from agno.db.postgres import PostgresDb
         except ImportError:
             raise HistoryError(
-                f'{DATABASE_URL_ENV} needs PostgreSQL support: pip install -e ".[postgres]"'
+                'DATABASE_URL needs PostgreSQL support: pip install -e ".[postgres]"'
             ) from None
         return PostgresDb(db_url=location.database_url, id="history")
     try:
@@ -107,10 +120,8 @@ def history_for_run() -> BaseDb | None:
         return None
 
 
-def recent_runs(
-    db: BaseDb, aggregation_steps: dict[str, str], workflow_id: str | None, limit: int
-) -> list[RunRecord]:
-    """The newest runs first; `aggregation_steps` maps workflow ids to their Aggregation step."""
+def recent_runs(db: BaseDb, workflow_id: str | None, limit: int) -> list[RunRecord]:
+    """The newest runs first, of one workflow or of all."""
     rows, _ = cast(
         tuple[list[dict[str, Any]], int],
         db.get_runs(
@@ -124,7 +135,6 @@ def recent_runs(
     records = []
     for row in rows:
         run = row.get("run_data") or {}
-        step_name = aggregation_steps.get(row["workflow_id"], "Aggregation")
         records.append(
             RunRecord(
                 run_id=row["run_id"],
@@ -133,27 +143,18 @@ def recent_runs(
                 started=datetime.fromtimestamp(row["created_at"], UTC),
                 status=str(row["status"]),
                 duration_seconds=(run.get("metrics") or {}).get("duration"),
-                aggregation=_aggregation(run.get("step_results") or [], step_name),
+                aggregation=_aggregation(run.get("step_results") or []),
             )
         )
     return records
 
 
-def _aggregation(step_results: list[dict[str, Any]], step_name: str) -> dict[str, Any] | None:
-    # The Aggregation step's content is the aggregation as JSON text (see workflow.py).
+def _aggregation(step_results: list[dict[str, Any]]) -> Aggregation | None:
+    # The Aggregation step's content is the aggregation as JSON text (see steps.py).
     for step in step_results:
-        if step.get("step_name") == step_name and isinstance(step.get("content"), str):
+        if step.get("step_name") == AGGREGATION_STEP and isinstance(step.get("content"), str):
             try:
-                aggregation: dict[str, Any] = json.loads(step["content"])
-            except json.JSONDecodeError:
-                return None
-            return aggregation
+                return Aggregation.model_validate(json.loads(step["content"]))
+            except (json.JSONDecodeError, ValidationError):
+                return None  # a run stored by an older version of this project
     return None
-
-
-def _settings() -> dict[str, Any]:
-    data = yaml.safe_load(SETTINGS_PATH.read_text(encoding="utf-8"))
-    history = data.get("history") if isinstance(data, dict) else None
-    if not isinstance(history, dict) or not str(history.get("sqlite_file") or "").strip():
-        raise HistoryError(f"{SETTINGS_PATH}: history.sqlite_file must be a file path")
-    return history

@@ -1,4 +1,4 @@
-"""The workflow registry: workflow ids mapped to the factories that build them.
+"""The workflow registry: every workflow of the project, by workflow id.
 
 Every folder under `workflows/` that holds a `config.yaml` is a workflow, and its `workflow.py`
 defines `get_<folder name>()`, e.g. `workflows/parallel_workflow/workflow.py` defines
@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import ConfigError, WorkflowConfig, load_config
+from .settings import PACKAGE
 
 if TYPE_CHECKING:
     from agno.workflow import Workflow
 
-WORKFLOWS_DIR = Path(__file__).with_name("workflows")
+WORKFLOWS_DIR = Path(__file__).parents[1] / "workflows"
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,21 @@ class WorkflowEntry:
     @property
     def package(self) -> str:
         """The workflow's Python package, e.g. `<package>.workflows.<folder>`."""
-        return f"{__package__}.workflows.{self.folder}"
+        return f"{PACKAGE}.workflows.{self.folder}"
 
     @property
     def factory(self) -> Callable[..., Workflow]:
-        module = importlib.import_module(f"{self.package}.workflow")
-        return getattr(module, f"get_{self.folder}")
+        """`get_<folder>` from the workflow's workflow.py."""
+        try:
+            module = importlib.import_module(f"{self.package}.workflow")
+        except ModuleNotFoundError as error:
+            if error.name != f"{self.package}.workflow":
+                raise
+            raise ConfigError(f"workflows/{self.folder} has no workflow.py") from None
+        factory: Callable[..., Workflow] | None = getattr(module, f"get_{self.folder}", None)
+        if factory is None:
+            raise ConfigError(f"workflows/{self.folder}/workflow.py defines no get_{self.folder}()")
+        return factory
 
 
 def discover() -> dict[str, WorkflowEntry]:
@@ -52,8 +62,3 @@ def discover() -> dict[str, WorkflowEntry]:
             )
         entries[entry.config.workflow_id] = entry
     return entries
-
-
-def workflows() -> dict[str, Callable[..., Workflow]]:
-    """The seed's registry mapping: workflow id -> factory, e.g. `get_parallel_workflow`."""
-    return {workflow_id: entry.factory for workflow_id, entry in discover().items()}

@@ -45,37 +45,36 @@ def build_report_agent(model: Model | str) -> Agent:
 def render_report(aggregation: Aggregation) -> str:
     """The offline report: the same facts an Agent would get, as Markdown."""
     lines = [
-        f"# {escape(aggregation['workflow_name'])}: report",
+        f"# {escape(aggregation.workflow_name)}: report",
         "",
-        f"Request: {escape(aggregation['request'])}",
+        f"Request: {escape(aggregation.request)}",
         "",
         "| Source | Status | Records | Seconds |",
         "| --- | --- | ---: | ---: |",
     ]
-    for source in aggregation["sources"]:
-        status = source["status"].replace("_", " ")
-        if source["attempts"] > 1:
-            status += f" after {source['attempts']} attempts"
+    for source in aggregation.sources:
+        status = source.status.label
+        if source.attempts > 1:
+            status += f" after {source.attempts} attempts"
         lines.append(
-            f"| {escape(source['name'])} | {status} | {source['records']:,} "
-            f"| {source['seconds']:.2f} |"
+            f"| {escape(source.name)} | {status} | {source.records:,} | {source.seconds:.2f} |"
         )
-    succeeded = aggregation["total_sources"] - len(aggregation["failed"])
+    succeeded = aggregation.total_sources - len(aggregation.failed)
     lines += [
         "",
-        f"{succeeded} of {aggregation['total_sources']} sources processed, "
-        f"{aggregation['total_records']:,} records in total.",
+        f"{succeeded} of {aggregation.total_sources} sources processed, "
+        f"{aggregation.total_records:,} records in total.",
         "",
-        f"The parallel block took {aggregation['wall_seconds']:.2f} s against "
-        f"{aggregation['sequential_seconds']:.2f} s one after another: "
-        f"{aggregation['time_saved_seconds']:.2f} s saved "
-        f"({aggregation['efficiency_percent']:.0f}% faster).",
+        f"The parallel block took {aggregation.wall_seconds:.2f} s against "
+        f"{aggregation.sequential_seconds:.2f} s one after another: "
+        f"{aggregation.time_saved_seconds:.2f} s saved "
+        f"({aggregation.efficiency_percent:.0f}% faster).",
     ]
-    failures = [source for source in aggregation["sources"] if not source["ok"]]
+    failures = [source for source in aggregation.sources if not source.ok]
     if failures:
         lines += ["", "## Failed sources", ""]
         lines += [
-            f"- {escape(source['name'])} (`{source['id']}`): {escape(source['error'] or '')}"
+            f"- {escape(source.name)} (`{source.id}`): {escape(source.error or '')}"
             for source in failures
         ]
     return "\n".join(lines) + "\n"

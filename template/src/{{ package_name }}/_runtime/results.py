@@ -1,56 +1,103 @@
-"""What one source returns, what its run came to, and how the results add up."""
+"""What a source returns, how its run went, and how a run's results add up."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, NotRequired, TypedDict
+from enum import StrEnum
+from typing import Any, NotRequired, TypedDict
+
+from pydantic import BaseModel, ConfigDict, computed_field
 
 from .config import Source
 
 
 class SourceSummary(TypedDict):
-    """What a source's `process_source` returns."""
+    """What a source module's `run(source)` returns."""
 
     records: int  # how many records the source processed
-    details: NotRequired[dict[str, Any]]  # anything else worth reporting; must be JSON-ready
+    details: NotRequired[dict[str, Any]]  # anything else worth reporting; must be JSON
 
 
-# A source's `process_source`: a plain function (run in a thread of its own) or a coroutine.
-ProcessSource = Callable[[Source], SourceSummary] | Callable[[Source], Awaitable[SourceSummary]]
-
-Status = Literal["ok", "failed", "timed_out"]
+# A source module's `run`: a plain function (run in a thread of its own) or a coroutine.
+SourceFunction = Callable[[Source], SourceSummary] | Callable[[Source], Awaitable[SourceSummary]]
 
 
-@dataclass(frozen=True)
-class SourceResult:
+class SourceState(StrEnum):
+    """Where a source is in a run; the last three are how it ended."""
+
+    WAITING = "waiting"  # for a free slot under max_concurrency
+    RUNNING = "running"
+    RETRYING = "retrying"  # pausing before its next attempt
+    OK = "ok"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def label(self) -> str:
+        """How tables and reports show it: `timed out`."""
+        return self.value.replace("_", " ")
+
+
+class SourceResult(BaseModel):
     """The outcome of one source in one run."""
+
+    model_config = ConfigDict(frozen=True)
 
     id: str
     name: str
-    ok: bool
-    records: int
-    seconds: float  # time spent running it, over all attempts (not waiting for a slot)
-    status: Status = "ok"
+    status: SourceState = SourceState.OK  # OK, FAILED or TIMED_OUT
+    records: int = 0
+    seconds: float = 0.0  # time spent running it, over all attempts (not waiting for a slot)
     attempts: int = 1
-    error: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # one line, when it did not succeed
+    details: dict[str, Any] = {}
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ok(self) -> bool:
+        return self.status is SourceState.OK
+
+    @classmethod
+    def failure(
+        cls,
+        source: Source,
+        error: str,
+        *,
+        status: SourceState = SourceState.FAILED,
+        attempts: int = 1,
+        seconds: float = 0.0,
+    ) -> SourceResult:
+        """The result of a source that did not succeed."""
+        return cls(
+            id=source.id,
+            name=source.name,
+            status=status,
+            attempts=attempts,
+            seconds=round(seconds, 3),
+            error=error,
+        )
 
 
-class Aggregation(TypedDict):
-    """The merged results of a run: the CLI's `--json` output is built from this."""
+class Aggregation(BaseModel):
+    """The merged results of a run; the CLI's `run --json` prints this and a few more keys."""
+
+    model_config = ConfigDict(frozen=True)
 
     workflow_id: str
     workflow_name: str
     request: str
-    sources: list[dict[str, Any]]
+    sources: list[SourceResult]
     total_sources: int
     total_records: int
-    failed: list[str]
-    wall_seconds: float
-    sequential_seconds: float
+    failed: list[str]  # the ids of the sources that did not succeed
+    wall_seconds: float  # the parallel block, first source started to last one finished
+    sequential_seconds: float  # the sum of the sources' own times: one after another
     time_saved_seconds: float
     efficiency_percent: float
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """Plain JSON types, as the session state, the history and `--json` hold it."""
+        return self.model_dump(mode="json")
 
 
 def aggregate(
@@ -67,7 +114,7 @@ def aggregate(
         workflow_id=workflow_id,
         workflow_name=workflow_name,
         request=request,
-        sources=[asdict(result) for result in results],
+        sources=list(results),
         total_sources=len(results),
         total_records=sum(result.records for result in results),
         failed=[result.id for result in results if not result.ok],

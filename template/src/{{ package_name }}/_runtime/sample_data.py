@@ -1,7 +1,7 @@
 """The demo's stand-in for real data: each source's sample CSV and a simulated I/O delay.
 
 Every module in a workflow's sources/ calls `summarise_sample` until you replace it with the
-source's real processing; delete this module, and the data/ folders, once none does.
+source's real processing; once none does, the workflow's data/ folder can go.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from .history import HistoryLocation, open_history
 from .registry import discover
+from .settings import PACKAGE
 
 if TYPE_CHECKING:
     from agno.db.base import BaseDb
@@ -33,7 +34,7 @@ def build_app(db: BaseDb) -> FastAPI:
     except ImportError:
         raise ServeError('serving needs the serve extra: pip install -e ".[serve]"') from None
     agent_os = AgentOS(
-        id=__package__.replace("_", "-"),
+        id=PACKAGE.replace("_", "-"),
         description="Agno workflows that process data sources in parallel",
         workflows=[entry.factory(db=db) for entry in discover().values()],
         db=db,  # the same history as the workflows', so the session routes find their runs

@@ -1,0 +1,122 @@
+"""Run a workflow once and say how it went: used by `run`, `bench` and the HTTP server alike,
+so that every run gets the same checks (each source reported, the report written, the run
+stored in the history)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from agno.run.workflow import WorkflowCompletedEvent
+from agno.workflow.types import StepOutput
+
+from .config import REPORT_STEP
+from .progress import LISTENER, Listener
+from .registry import WorkflowEntry
+from .results import Aggregation
+
+if TYPE_CHECKING:
+    from agno.db.base import BaseDb
+    from agno.workflow import Workflow
+
+DEFAULT_REQUEST = "Process all data sources"
+
+
+@dataclass
+class RunOutcome:
+    """What one run produced: the aggregation, the report and anything that went wrong."""
+
+    aggregation: Aggregation | None
+    report: str | None
+    errors: list[str] = field(default_factory=list)
+    run_id: str | None = None  # Agno's id of the run, as the history records it
+    session_id: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every source and the report succeeded, else 1."""
+        if self.errors or self.aggregation is None or self.aggregation.failed:
+            return 1
+        return 0
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The `run --json` document: the aggregation, the run's id, the report, the errors."""
+        document = self.aggregation.to_json_dict() if self.aggregation is not None else {}
+        document.update(run_id=self.run_id, report=self.report, errors=self.errors)
+        return document
+
+
+def execute(
+    entry: WorkflowEntry,
+    request: str = DEFAULT_REQUEST,
+    *,
+    db: BaseDb | None = None,
+    listener: Listener | None = None,
+    on_event: Callable[[Any], None] | None = None,
+) -> RunOutcome:
+    """Build the workflow and run it once, in an event loop of its own."""
+    return asyncio.run(
+        run_workflow(entry.factory(db=db), request, db=db, listener=listener, on_event=on_event)
+    )
+
+
+async def run_workflow(
+    workflow: Workflow,
+    request: str,
+    *,
+    db: BaseDb | None = None,
+    listener: Listener | None = None,
+    on_event: Callable[[Any], None] | None = None,
+) -> RunOutcome:
+    """Run a built workflow once. `listener` hears each source start, retry and finish;
+    `on_event` receives each of Agno's events (the run then streams); with `db` the run must
+    end up in that history."""
+    LISTENER.set(listener)  # this run's tasks, and so its sources, inherit it
+    session_state: dict[str, Any] = {}
+    step_results: Sequence[StepOutput | list[StepOutput]] = []
+    run_id: str | None = None
+    session_id: str | None = None
+    if on_event is None:
+        output = await workflow.arun(input=request, session_state=session_state)
+        step_results, run_id, session_id = output.step_results, output.run_id, output.session_id
+    else:
+        async for event in workflow.arun(
+            input=request, session_state=session_state, stream=True, stream_events=True
+        ):
+            on_event(event)
+            if isinstance(event, WorkflowCompletedEvent):
+                step_results, run_id, session_id = (
+                    event.step_results,
+                    event.run_id,
+                    event.session_id,
+                )
+    return _outcome(step_results, session_state, run_id, session_id, db)
+
+
+def _outcome(
+    step_results: Sequence[StepOutput | list[StepOutput]],
+    session_state: dict[str, Any],
+    run_id: str | None,
+    session_id: str | None,
+    db: BaseDb | None,
+) -> RunOutcome:
+    # Agno marks a failed top-level step (e.g. the Report Agent's model) but does not raise.
+    steps = [step for step in step_results if isinstance(step, StepOutput)]
+    errors = [f"{step.step_name} failed: {step.error}" for step in steps if not step.success]
+    stored = session_state.get("aggregation")
+    aggregation = Aggregation.model_validate(stored) if stored is not None else None
+    if aggregation is None:
+        errors.append("the run produced no aggregation")
+    # Agno logs a failed save (e.g. no rights to create its tables) and carries on.
+    if db is not None and (run_id is None or db.get_run(run_id) is None):
+        errors.append("the run was not saved in the history")
+    report = next((step for step in steps if step.step_name == REPORT_STEP), None)
+    return RunOutcome(
+        aggregation=aggregation,
+        report=str(report.content) if report is not None and report.success else None,
+        errors=errors,
+        run_id=run_id,
+        session_id=session_id,
+    )

@@ -1,0 +1,67 @@
+"""Project-wide settings: `workflows/settings.yaml`, which environment variables override.
+
+The variables are named after the package, so that two projects on one machine do not read
+each other's: for the package `parallel_workflow`, `PARALLEL_WORKFLOW_REPORT_MODEL` and
+`PARALLEL_WORKFLOW_HISTORY_DB`; `DATABASE_URL` keeps its usual name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from .config import ConfigError, Text, describe, read_yaml
+
+PACKAGE = __name__.split(".")[0]
+ENV_PREFIX = f"{PACKAGE.upper()}_"
+SETTINGS_PATH = Path(__file__).parents[1] / "workflows" / "settings.yaml"
+REPORT_MODEL_ENV = f"{ENV_PREFIX}REPORT_MODEL"
+HISTORY_DB_ENV = f"{ENV_PREFIX}HISTORY_DB"
+DATABASE_URL_ENV = "DATABASE_URL"
+
+
+class HistorySettings(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    sqlite_file: Text = ".data/history.sqlite"  # relative: to the directory you run from
+
+
+class Settings(BaseSettings):
+    """Every setting of the project, from the environment first, then settings.yaml."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    history: HistorySettings = HistorySettings()
+    # HISTORY_DB_ENV: the SQLite history's path instead of settings.yaml's.
+    history_db: str = ""
+    # REPORT_MODEL_ENV: every workflow's report model; "" forces the offline report.
+    report_model: str | None = None
+    # DATABASE_URL_ENV: a PostgreSQL history instead of the SQLite file.
+    database_url: str = Field(default="", validation_alias=DATABASE_URL_ENV)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, SETTINGS_PATH))
+
+
+def load_settings() -> Settings:
+    """The settings as they are now; ConfigError names a broken settings.yaml in one line."""
+    read_yaml(SETTINGS_PATH)  # a missing or unparsable file: ConfigError with its line
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise ConfigError(f"{SETTINGS_PATH}: {describe(error)}") from None

@@ -1,0 +1,213 @@
+"""The steps every workflow.py is built from: Preparation, one Step per source for the
+Parallel block, Aggregation and Report.
+
+Each step's executor is an ordinary Agno executor: it receives the `StepInput` (and, if it
+asks for it, the `RunContext`, whose `session_state` is shared by the steps of one run) and
+returns a `StepOutput`. A step of your own in workflow.py works the same way; once the
+Aggregation step has run, `aggregation_of(step_input)` gives it the aggregation.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+import traceback
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+from agno.agent import Agent
+from agno.models.base import Model
+from agno.run.base import RunContext, RunStatus
+from agno.workflow import Step
+from agno.workflow.types import StepInput, StepOutput
+
+from .config import (
+    AGGREGATION_STEP,
+    PREPARATION_STEP,
+    REPORT_STEP,
+    ConfigError,
+    Source,
+    WorkflowConfig,
+)
+from .execution import SourceError, SourceRunner
+from .report import build_report_agent, render_report
+from .results import Aggregation, SourceFunction, SourceResult, aggregate
+from .settings import PACKAGE, load_settings
+
+# What a source module defines: `run(source)`; modules written before 0.5.0 define
+# `process_source(source)`, which still works until 1.0.0.
+SOURCE_FUNCTION_NAMES = ("run", "process_source")
+
+
+def preparation_step(config: WorkflowConfig) -> Step:
+    """Records the request and starts the clock of the parallel block."""
+    return Step(name=PREPARATION_STEP, executor=partial(prepare, config=config))
+
+
+def source_steps(
+    config: WorkflowConfig, source_functions: Mapping[str, SourceFunction] | None = None
+) -> list[Any]:
+    """One Step per source in config.yaml, each running its module's `run` (or the function
+    `source_functions` gives for its id, as the bench and the tests do), all under the
+    workflow's limits.
+
+    A list of Any, not of Step: Agno annotates each argument of `Parallel(*steps)` as a list
+    of steps, though it takes a Step, and a precise type here would not type-check there.
+    """
+    runner = SourceRunner(config.max_concurrency, config.max_details_bytes)
+    overrides = source_functions or {}
+    steps: list[Any] = []
+    for source in config.sources:
+        function = overrides.get(source.id) or load_source_function(config, source)
+        steps.append(
+            Step(
+                name=source.id,
+                executor=partial(run_source_step, source=source, function=function, runner=runner),
+                # The runner times out, retries and reports failures itself: Agno never retries.
+                max_retries=0,
+            )
+        )
+    return steps
+
+
+def aggregation_step(config: WorkflowConfig) -> Step:
+    """Merges every source's result, stores the aggregation in the session state."""
+    return Step(name=AGGREGATION_STEP, executor=partial(aggregate_results, config=config))
+
+
+def report_step(config: WorkflowConfig, report_model: Model | str | None = None) -> Step:
+    """An Agno Agent writes the report when a model is set; otherwise a Markdown template.
+
+    `report_model` overrides the configured model (an Agno `Model`, a `provider:model_id`
+    string, or "" for the offline report); by default `<PACKAGE>_REPORT_MODEL` or else
+    config.yaml's `report_model` decides.
+    """
+    model = effective_report_model(config) if report_model is None else report_model
+    if model:
+        agent = build_report_agent(model)
+        return Step(
+            name=REPORT_STEP, executor=partial(write_report_with_agent, agent=agent), max_retries=0
+        )
+    return Step(name=REPORT_STEP, executor=write_report, max_retries=0)
+
+
+def effective_report_model(config: WorkflowConfig) -> str:
+    """The report model after the environment override; empty means the offline report."""
+    override = load_settings().report_model
+    return (config.report_model if override is None else override).strip()
+
+
+def aggregation_of(step_input: StepInput) -> Aggregation:
+    """The run's aggregation, for the steps after Aggregation, whatever ran in between."""
+    output = step_input.get_step_output(AGGREGATION_STEP)
+    if output is None or not isinstance(output.content, str):
+        raise RuntimeError(f"no {AGGREGATION_STEP} step has run before this one")
+    return Aggregation.model_validate_json(output.content)
+
+
+def session_state(run_context: RunContext) -> dict[str, Any]:
+    """The run's session state, which Agno always passes to a workflow's steps."""
+    if run_context.session_state is None:
+        raise RuntimeError("Agno passed no session state to the step")
+    return run_context.session_state
+
+
+def prepare(step_input: StepInput, run_context: RunContext, config: WorkflowConfig) -> StepOutput:
+    state = session_state(run_context)
+    # Written before the parallel block starts, so no source ever races on these keys.
+    state["request"] = str(step_input.input or "")
+    state["parallel_started_at"] = time.perf_counter()
+    names = ", ".join(source.name for source in config.sources)
+    return StepOutput(content=f"Processing {len(config.sources)} sources: {names}")
+
+
+async def run_source_step(
+    step_input: StepInput, source: Source, function: SourceFunction, runner: SourceRunner
+) -> StepOutput:
+    # The result travels as this step's own output; sources never touch the session state.
+    result = await runner.run(source, function)
+    return StepOutput(content=result.model_dump(mode="json"))
+
+
+def aggregate_results(
+    step_input: StepInput, run_context: RunContext, config: WorkflowConfig
+) -> StepOutput:
+    """Every branch's result, found by its step name (the source's id) in the Parallel block."""
+    state = session_state(run_context)
+    wall_seconds = time.perf_counter() - state["parallel_started_at"]
+    results = [
+        _branch_result(source, step_input.get_step_output(source.id)) for source in config.sources
+    ]
+    aggregation = aggregate(
+        workflow_id=config.workflow_id,
+        workflow_name=config.name,
+        request=state["request"],
+        results=results,
+        wall_seconds=wall_seconds,
+    )
+    # A single assignment after the parallel block: nothing else writes this key concurrently.
+    state["aggregation"] = aggregation.to_json_dict()
+    # Text, as an Agent reads it; the history reads the aggregation back from it.
+    return StepOutput(content=json.dumps(state["aggregation"], indent=2, ensure_ascii=False))
+
+
+def write_report(step_input: StepInput) -> StepOutput:
+    """The offline Report step: a deterministic Markdown report of the aggregation."""
+    return StepOutput(content=render_report(aggregation_of(step_input)))
+
+
+async def write_report_with_agent(step_input: StepInput, agent: Agent) -> StepOutput:
+    """The Agent's Report step: it reads the aggregation, whatever steps ran since."""
+    aggregation = aggregation_of(step_input).model_dump_json(indent=2)
+    response = await agent.arun(input=aggregation)
+    if response.status == RunStatus.error:
+        raise RuntimeError(str(response.content))  # e.g. no API key: the step fails
+    return StepOutput(content=str(response.content))
+
+
+def load_source_function(config: WorkflowConfig, source: Source) -> SourceFunction:
+    """`run` from the source's own module, sources/<id>.py.
+
+    A module that does not import (a syntax error, an exception at import time, a missing
+    dependency) fails only its own source, with one line naming the file and line.
+    """
+    module_name = f"{PACKAGE}.workflows.{config.path.parent.name}.sources.{source.id}"
+    relative = f"sources/{source.id}.py"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name != module_name:
+            return _failing(f"{relative}{_line_in(error, relative)}: {error}")
+        raise ConfigError(f"source {source.id!r} has no module {relative}") from None
+    except SyntaxError as error:
+        return _failing(f"{relative} line {error.lineno}: SyntaxError: {error.msg}")
+    except (Exception, SystemExit) as error:
+        return _failing(f"{relative}{_line_in(error, relative)}: {type(error).__name__}: {error}")
+    for name in SOURCE_FUNCTION_NAMES:
+        function = getattr(module, name, None)
+        if callable(function):
+            return function
+    raise ConfigError(f"{relative} defines no run(source) function")
+
+
+def _failing(message: str) -> SourceFunction:
+    def cannot_run(source: Source) -> Any:
+        raise SourceError(" ".join(message.split()))
+
+    return cannot_run
+
+
+def _line_in(error: BaseException, relative: str) -> str:
+    """` line N`: where in the source's module the error was raised, if it was there."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename.endswith(relative)]
+    return f" line {frames[-1].lineno}" if frames else ""
+
+
+def _branch_result(source: Source, branch: StepOutput | None) -> SourceResult:
+    if branch is not None and isinstance(branch.content, dict):
+        return SourceResult.model_validate(branch.content)
+    # Only reached when Agno itself failed the branch (the runner catches the source's errors).
+    error = (branch.error if branch is not None else None) or "the source's step did not run"
+    return SourceResult.failure(source, error, attempts=0)
