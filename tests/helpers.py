@@ -10,6 +10,10 @@ import sys
 from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parents[1]
+# mypy's cache for the rendered projects and the engine, shared by the test workers: most of
+# what mypy reads is the same installed packages every time (mypy replaces a cache file
+# atomically, so two runs writing it at once leave it whole).
+MYPY_CACHE = TEMPLATE / ".mypy_cache" / "rendered"
 
 
 def project_env(project: Path) -> dict[str, str]:
@@ -20,12 +24,15 @@ def project_env(project: Path) -> dict[str, str]:
     return env
 
 
-def run_in(project: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run `python <args>` inside a rendered project with this interpreter."""
+def run_in(
+    project: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `python <args>` inside a rendered project with this interpreter (`env`: variables
+    to set on top of the project's environment)."""
     return subprocess.run(
         [sys.executable, *args],
         cwd=project,
-        env=project_env(project),
+        env=project_env(project) | (env or {}),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import TEMPLATE
+from helpers import MYPY_CACHE, TEMPLATE
 
 PACKAGE_TEMPLATE = TEMPLATE / "template" / "src" / "{{ package_name }}"
 
@@ -37,7 +37,7 @@ def test_the_engine_type_checks_in_place(tmp_path: Path) -> None:
     (tmp_path / "parallel_workflow").symlink_to(PACKAGE_TEMPLATE, target_is_directory=True)
     environment = {**os.environ, "MYPYPATH": str(tmp_path)}
 
-    result = tool("mypy", "--no-incremental", "-p", "parallel_workflow", env=environment)
+    result = tool("mypy", f"--cache-dir={MYPY_CACHE}", "-p", "parallel_workflow", env=environment)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Success: no issues found in" in result.stdout

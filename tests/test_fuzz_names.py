@@ -330,6 +330,9 @@ def check_refused_or_rendered(answer: Answer, destination: Path) -> ValueError |
 @example(answer=Answer(2, ["API Logs", "api-logs!"]))
 @example(answer=Answer(2, ['{{ 7*7 }} "quoted" C:\\path\\', "{% if %}{# x"]))
 @example(answer=Answer(2, ["Orders", "x" * 61]))
+# The workflow's own step names as display names: their ids are lowercase, so no source's step
+# can take a step's name (config.yaml refuses such an id when it is written by hand).
+@example(answer=Answer(4, ["Preparation", "ParallelProcessing", "Aggregation", "Report"]))
 @given(answer=answers())
 def test_names_are_refused_or_shown_verbatim(
     answer: Answer, tmp_path_factory: pytest.TempPathFactory

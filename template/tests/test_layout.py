@@ -43,9 +43,11 @@ def pattern(path: str) -> re.Pattern[str]:
 
 
 def ownership_rows() -> list[tuple[str, re.Pattern[str]]]:
+    """The paths in the table of README.md's section "What is where, and whose"."""
     readme = (PROJECT / "README.md").read_text(encoding="utf-8")
+    section = readme.partition("\n## What is where, and whose\n")[2].partition("\n## ")[0]
     rows = []
-    for line in readme.splitlines():
+    for line in section.splitlines():
         if line.startswith("| `"):
             cell = line.split(" | ")[0]
             rows += [(path, pattern(path)) for path in re.findall(r"`([^`]+)`", cell)]

@@ -1,10 +1,11 @@
 """`python -m <package> bench`: what running the sources through the workflow costs.
 
 Synthetic sources that only wait (`asyncio.sleep`, or `time.sleep` in a thread for blocking
-ones) run three ways in this process: one after another; through this project's Agno
-workflow, with its concurrency cap, timeouts and aggregation; and through a bare
-`asyncio.gather` of the same waits under the same cap, the least any runner needs. The
-ideal is the time the waits take when nothing else costs anything.
+ones) run through this project's Agno workflow, with its concurrency cap, timeouts and
+aggregation, and through a bare `asyncio.gather` of the same waits under the same cap, the
+least any runner needs. The ideal is the time the waits take when nothing else costs anything.
+"Sequential" is the sum of the sources' own times, as measured in the workflow's runs; with
+`sequential=True` the sources are also run one after another, which takes that long.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import dataclasses
 import heapq
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
@@ -26,6 +27,8 @@ from .execution import call_source
 from .registry import WorkflowEntry
 from .results import Aggregation, SourceFunction, SourceSummary
 
+Progress = Callable[[str], None]
+
 
 @dataclass(frozen=True)
 class BenchSettings:
@@ -34,6 +37,7 @@ class BenchSettings:
     max_concurrency: int | None = None  # None: all sources at once
     repeat: int = 5
     source_kind: Literal["async", "sync"] = "async"
+    sequential: bool = False  # also run the sources one after another (slow: their sum)
 
 
 class BenchResults(TypedDict):
@@ -43,7 +47,8 @@ class BenchResults(TypedDict):
     repeat: int
     source_kind: str
     ideal_seconds: float
-    sequential_seconds: float  # one run: it is the slow one
+    sequential_seconds: float  # the median of the runs' sums of the sources' own times
+    measured_sequential_seconds: float | None  # one run one after another, when asked for
     workflow_seconds: float  # the median of `repeat` runs, Preparation to Report
     raw_gather_seconds: float  # the median of `repeat` runs
     workflow_runs: list[float]
@@ -53,9 +58,9 @@ class BenchResults(TypedDict):
     results_per_run: list[int]  # how many sources each workflow run aggregated
 
 
-def run_bench(entry: WorkflowEntry, settings: BenchSettings) -> BenchResults:
+def bench_sources(entry: WorkflowEntry, settings: BenchSettings) -> tuple[Source, ...]:
     latencies = [settings.latencies[i % len(settings.latencies)] for i in range(settings.sources)]
-    sources = tuple(
+    return tuple(
         Source(
             id=f"bench_{index:04d}",
             name=f"Bench source {index}",
@@ -65,49 +70,74 @@ def run_bench(entry: WorkflowEntry, settings: BenchSettings) -> BenchResults:
         )
         for index, latency in enumerate(latencies, start=1)
     )
+
+
+def run_bench(
+    entry: WorkflowEntry, settings: BenchSettings, progress: Progress | None = None
+) -> BenchResults:
+    """Time each way `settings.repeat` times; `progress` hears a line after each run."""
+    say = progress or (lambda line: None)
+    sources = bench_sources(entry, settings)
     cap = settings.max_concurrency or len(sources)
+    wait = waiting_source(settings.source_kind)
     config = dataclasses.replace(entry.config, sources=sources, max_concurrency=cap)
-    wait = _waiting_source(settings.source_kind)
     # "": the offline report, whatever model is configured: the bench times orchestration.
     workflow = entry.factory(
         config=config, report_model="", source_functions={source.id: wait for source in sources}
     )
-
-    async def through_workflow() -> tuple[float, int]:
-        state: dict[str, Any] = {}
-        started = time.perf_counter()
-        await workflow.arun(input="bench", session_state=state)
-        elapsed = time.perf_counter() - started
-        aggregation = Aggregation.model_validate(state["aggregation"])
-        return elapsed, aggregation.total_sources - len(aggregation.failed)
-
-    async def through_raw_gather() -> float:
-        slots = asyncio.Semaphore(cap)
-
-        async def limited(source: Source) -> SourceSummary:
-            async with slots:
-                result: SourceSummary = await call_source(wait, source)
-                return result
-
-        started = time.perf_counter()
-        await asyncio.gather(*(limited(source) for source in sources))
-        return time.perf_counter() - started
-
-    async def sequentially() -> float:
-        started = time.perf_counter()
-        for source in sources:
-            await call_source(wait, source)
-        return time.perf_counter() - started
-
     workflow_runs: list[float] = []
     raw_runs: list[float] = []
-    results_per_run: list[int] = []
-    for _ in range(settings.repeat):
-        elapsed, aggregated = asyncio.run(through_workflow())
+    aggregations: list[Aggregation] = []
+    for run in range(1, settings.repeat + 1):
+        elapsed, aggregation = asyncio.run(through_workflow(workflow))
         workflow_runs.append(elapsed)
-        results_per_run.append(aggregated)
-        raw_runs.append(asyncio.run(through_raw_gather()))
+        aggregations.append(aggregation)
+        raw_runs.append(asyncio.run(through_raw_gather(wait, sources, cap)))
+        say(f"run {run}/{settings.repeat}: workflow {elapsed:.3f} s, raw {raw_runs[-1]:.3f} s")
+    latencies = [float(source.settings["latency_seconds"]) for source in sources]
+    measured = None
+    if settings.sequential:
+        say(f"one source after another, about {sum(latencies):.0f} s ...")
+        measured = round(asyncio.run(sequentially(wait, sources)), 4)
     ideal = ideal_seconds(latencies, cap)
+    return summarise(settings, ideal, workflow_runs, raw_runs, aggregations, measured)
+
+
+async def through_workflow(workflow: Any) -> tuple[float, Aggregation]:
+    state: dict[str, Any] = {}
+    started = time.perf_counter()
+    await workflow.arun(input="bench", session_state=state)
+    return time.perf_counter() - started, Aggregation.model_validate(state["aggregation"])
+
+
+async def through_raw_gather(wait: SourceFunction, sources: Sequence[Source], cap: int) -> float:
+    slots = asyncio.Semaphore(cap)
+
+    async def limited(source: Source) -> SourceSummary:
+        async with slots:
+            result: SourceSummary = await call_source(wait, source)
+            return result
+
+    started = time.perf_counter()
+    await asyncio.gather(*(limited(source) for source in sources))
+    return time.perf_counter() - started
+
+
+async def sequentially(wait: SourceFunction, sources: Sequence[Source]) -> float:
+    started = time.perf_counter()
+    for source in sources:
+        await call_source(wait, source)
+    return time.perf_counter() - started
+
+
+def summarise(
+    settings: BenchSettings,
+    ideal: float,
+    workflow_runs: list[float],
+    raw_runs: list[float],
+    aggregations: list[Aggregation],
+    measured_sequential: float | None,
+) -> BenchResults:
     workflow_median = statistics.median(workflow_runs)
     raw_median = statistics.median(raw_runs)
     return BenchResults(
@@ -117,14 +147,15 @@ def run_bench(entry: WorkflowEntry, settings: BenchSettings) -> BenchResults:
         repeat=settings.repeat,
         source_kind=settings.source_kind,
         ideal_seconds=round(ideal, 4),
-        sequential_seconds=round(asyncio.run(sequentially()), 4),
+        sequential_seconds=round(statistics.median(a.sequential_seconds for a in aggregations), 4),
+        measured_sequential_seconds=measured_sequential,
         workflow_seconds=round(workflow_median, 4),
         raw_gather_seconds=round(raw_median, 4),
         workflow_runs=[round(seconds, 4) for seconds in workflow_runs],
         raw_gather_runs=[round(seconds, 4) for seconds in raw_runs],
         wall_over_ideal=round(workflow_median / ideal, 3),
         workflow_over_raw=round(workflow_median / raw_median, 3),
-        results_per_run=results_per_run,
+        results_per_run=[a.total_sources - len(a.failed) for a in aggregations],
     )
 
 
@@ -144,13 +175,13 @@ def print_bench(console: Console, results: BenchResults) -> None:
         f"medians of {results['repeat']} runs"
     )
     ideal, raw = results["ideal_seconds"], results["raw_gather_seconds"]
+    ways = [("sequential (sum of the sources' times)", results["sequential_seconds"])]
+    if results["measured_sequential_seconds"] is not None:
+        ways.append(("sequential (measured, 1 run)", results["measured_sequential_seconds"]))
+    ways += [("workflow (Agno arun)", results["workflow_seconds"]), ("raw asyncio.gather", raw)]
     table = Table("way", "seconds", "× ideal", "× raw gather")
     table.add_row("ideal", f"{ideal:.3f}", "1.00", "")
-    for way, seconds in (
-        ("sequential (1 run)", results["sequential_seconds"]),
-        ("workflow (Agno arun)", results["workflow_seconds"]),
-        ("raw asyncio.gather", raw),
-    ):
+    for way, seconds in ways:
         table.add_row(way, f"{seconds:.3f}", f"{seconds / ideal:.2f}", f"{seconds / raw:.2f}")
     console.print(table)
     complete = sum(count == results["sources"] for count in results["results_per_run"])
@@ -161,7 +192,7 @@ def print_bench(console: Console, results: BenchResults) -> None:
     )
 
 
-def _waiting_source(kind: Literal["async", "sync"]) -> SourceFunction:
+def waiting_source(kind: Literal["async", "sync"]) -> SourceFunction:
     """A source that only waits its `latency_seconds`: as a coroutine, or blocking."""
     if kind == "async":
 

@@ -13,6 +13,7 @@ import logging
 import math
 import sys
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,18 @@ from rich.live import Live
 
 from .bench import BenchSettings, print_bench, run_bench
 from .config import ConfigError
-from .history import HistoryError, history_for_run, history_location, open_history, recent_runs
+from .history import (
+    HistoryError,
+    history_for_run,
+    history_location,
+    open_history,
+    prune,
+    recent_runs,
+)
 from .registry import WorkflowEntry, discover
 from .report import ReportModelError
-from .running import DEFAULT_REQUEST, execute
-from .serve import ServeError, serve
+from .running import DEFAULT_REQUEST, RunInterrupted, execute
+from .serve import ServeError, port_number, serve
 from .settings import PACKAGE
 from .steps import effective_report_model
 from .views import (
@@ -54,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USAGE_ERRORS as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
+    except (RunInterrupted, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+        return 130  # as a shell reports a program stopped by Ctrl-C (SIGINT)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -97,6 +108,7 @@ def list_command(args: argparse.Namespace) -> int:
 def history_command(args: argparse.Namespace) -> int:
     if args.workflow is not None:
         choose(discover(), args.workflow)  # refuses an unknown id
+    quiet_agno_logs(verbose=False)
     location = history_location()
     if location.sqlite_file is not None and not location.sqlite_file.exists():
         records = []  # opening it would create it; nothing has run yet
@@ -111,8 +123,25 @@ def history_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def prune_command(args: argparse.Namespace) -> int:
+    if args.workflow is not None:
+        choose(discover(), args.workflow)
+    quiet_agno_logs(verbose=False)
+    location = history_location()
+    older_than = timedelta(days=args.older_than) if args.older_than is not None else None
+    deleted = 0
+    if location.sqlite_file is None or location.sqlite_file.exists():
+        deleted = prune(open_history(location), args.workflow, args.keep, older_than)
+    if args.json:
+        print(json.dumps({"deleted_runs": deleted}))
+    else:
+        print(f"Deleted {deleted} runs from {location}.")
+    return 0
+
+
 def serve_command(args: argparse.Namespace) -> int:
-    serve(args.host, args.port, history_location())
+    location = history_location()
+    serve(args.host, args.port, location, allow_unauthenticated=args.allow_unauthenticated)
     return 0
 
 
@@ -125,8 +154,10 @@ def bench_command(args: argparse.Namespace) -> int:
         max_concurrency=args.max_concurrency,
         repeat=args.repeat,
         source_kind=args.kind,
+        sequential=args.sequential,
     )
-    results = run_bench(entry, settings)
+    # Progress on stderr, so that `--json` output stays one document.
+    results = run_bench(entry, settings, progress=lambda line: print(line, file=sys.stderr))
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -196,16 +227,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=positive(int), default=20, help="how many runs (default: 20)"
     )
     history.set_defaults(func=history_command)
+    pruning = history.add_subparsers(title="commands", metavar="prune").add_parser(
+        "prune",
+        parents=[common],
+        help="delete old runs: all but the newest --keep N, or those older than --older-than",
+    )
+    limit = pruning.add_mutually_exclusive_group(required=True)
+    limit.add_argument("--keep", type=whole, metavar="N", help="keep the newest N runs")
+    limit.add_argument(
+        "--older-than", type=positive(float), metavar="DAYS", help="delete runs older than this"
+    )
+    pruning.set_defaults(func=prune_command)
 
     serving = commands.add_parser(
-        "serve", help="serve every workflow over HTTP (AgentOS); needs the serve extra"
+        "serve", help="serve every workflow over HTTP (Agno's routers); needs the serve extra"
     )
     serving.add_argument(
         "--host",
         default="127.0.0.1",
-        help="address to listen on (default: 127.0.0.1, this machine only)",
+        help="address to listen on (default: 127.0.0.1, this machine only); any other needs "
+        "OS_SECURITY_KEY or --allow-unauthenticated",
     )
-    serving.add_argument("--port", type=positive(int), default=7777, help="port (default: 7777)")
+    serving.add_argument("--port", type=port_number, default=7777, help="port (default: 7777)")
+    serving.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="serve on a --host other than this machine's without OS_SECURITY_KEY",
+    )
     serving.set_defaults(func=serve_command)
 
     bench = commands.add_parser(
@@ -246,6 +294,12 @@ def add_bench_options(bench: argparse.ArgumentParser) -> None:
         help="sources as coroutines (asyncio.sleep) or blocking functions (time.sleep in a "
         "thread); the raw baseline runs the same kind (default: async)",
     )
+    bench.add_argument(
+        "--sequential",
+        action="store_true",
+        help="also run the sources one after another, which takes the sum of their times "
+        "(default: that sum, as measured in the workflow's runs)",
+    )
 
 
 def positive(kind: Callable[[str], float]) -> Callable[[str], Any]:
@@ -261,6 +315,14 @@ def positive(kind: Callable[[str], float]) -> Callable[[str], Any]:
 
     parse.__name__ = kind.__name__  # argparse names it in "invalid int value: 'x'"
     return parse
+
+
+def whole(text: str) -> int:
+    """An argparse type: a whole number >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def latencies(text: str) -> tuple[float, ...]:

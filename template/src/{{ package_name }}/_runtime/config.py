@@ -10,7 +10,7 @@ from __future__ import annotations
 import keyword
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -136,12 +136,6 @@ class ConfigFile(_Strict):
 LIMIT_KEYS = tuple(
     name for name in SourceEntry.model_fields if name in SourceLimits.__annotations__
 )
-RULES = {
-    name: info.description
-    for model in (ConfigFile, WorkflowSection, SourceEntry)
-    for name, info in model.model_fields.items()
-    if info.description
-}
 
 
 def load_config(path: Path) -> WorkflowConfig:
@@ -150,7 +144,7 @@ def load_config(path: Path) -> WorkflowConfig:
     try:
         checked = ConfigFile.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(f"{path}: {describe(error)}") from None
+        raise ConfigError(f"{path}: {describe(error, ConfigFile)}") from None
     workflow = checked.workflow
     sources: list[Source] = []
     for index, entry in enumerate(checked.sources):
@@ -196,8 +190,9 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: is not valid YAML{line}") from None
 
 
-def describe(error: ValidationError) -> str:
-    """The first problem pydantic found, as one sentence: `<where> must be <rule>, got ...`."""
+def describe(error: ValidationError, model: type[BaseModel]) -> str:
+    """The first problem pydantic found in data for `model`, as one sentence:
+    `<where> must be <rule>, got ...`, the rule being the `description` of the field."""
     problem = error.errors()[0]
     where = "".join(
         f"[{part}]" if isinstance(part, int) else f".{part}" for part in problem["loc"]
@@ -212,5 +207,16 @@ def describe(error: ValidationError) -> str:
     if problem["type"] == "value_error":
         rule = str(problem["ctx"]["error"])
     else:
-        rule = RULES.get(key, problem["msg"].lower())
+        rule = rules(model).get(key) or problem["msg"].lower()
     return f"{where} must be {rule}, got {problem['input']!r}"
+
+
+def rules(model: type[BaseModel]) -> dict[str, str | None]:
+    """The `description` of every field of `model` and of the models it holds, by name."""
+    found: dict[str, str | None] = {}
+    for name, info in model.model_fields.items():
+        found[name] = info.description
+        for inner in (info.annotation, *get_args(info.annotation)):
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                found |= {key: rule for key, rule in rules(inner).items() if rule}
+    return found

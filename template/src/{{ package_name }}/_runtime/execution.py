@@ -21,7 +21,8 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -47,6 +48,37 @@ class ConcurrencyLimit:
         return self._slots[loop]
 
 
+class Interruption:
+    """A run's Ctrl-C: `interrupt()` stops the sources still running, which then report
+    themselves CANCELLED, so that the run ends with the results it has and is recorded."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self._running: set[asyncio.Task[Any]] = set()
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        for task in self._running:
+            task.cancel()
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        """While inside, the current task is stopped by `interrupt()`."""
+        task = asyncio.current_task()
+        assert task is not None
+        if self.interrupted:
+            task.cancel()
+        self._running.add(task)
+        try:
+            yield
+        finally:
+            self._running.discard(task)
+
+
+# The run's Interruption, set by whoever runs the workflow; the sources' tasks inherit it.
+INTERRUPTION: ContextVar[Interruption | None] = ContextVar("run_interruption", default=None)
+
+
 class SourceError(Exception):
     """A source failed; the message is already the one line to report."""
 
@@ -68,7 +100,23 @@ class SourceRunner:
         self.max_details_bytes = max_details_bytes
 
     async def run(self, source: Source, function: SourceFunction) -> SourceResult:
-        """Run one source under its limits and return how it went; it never raises."""
+        """Run one source under its limits and return how it went; it never raises, not
+        even when the run is interrupted: the source is then CANCELLED."""
+        interruption = INTERRUPTION.get() or Interruption()
+        started = time.perf_counter()
+        try:
+            with interruption.watching():
+                return await self._run(source, function)
+        except asyncio.CancelledError:
+            if not interruption.interrupted:
+                raise  # cancelled by someone else (Agno, a closing server): not ours to keep
+            seconds = time.perf_counter() - started
+            emit(SourceEvent(source, SourceState.CANCELLED, 0, seconds, "interrupted"))
+            return SourceResult.failure(
+                source, "interrupted", status=SourceState.CANCELLED, attempts=0, seconds=seconds
+            )
+
+    async def _run(self, source: Source, function: SourceFunction) -> SourceResult:
         seconds = 0.0
         attempt = 0
         while True:

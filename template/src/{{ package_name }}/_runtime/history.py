@@ -7,14 +7,21 @@ state in the database's own tables, which it creates on first use.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pydantic import ValidationError
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from .config import AGGREGATION_STEP
 from .results import Aggregation
@@ -29,6 +36,10 @@ SECRET_QUERY_KEYS = ("password", "pass", "pwd", "passfile", "sslpassword")
 
 class HistoryError(RuntimeError):
     """The history cannot be used: printed as one line, exit code 2."""
+
+
+class MissingExtra(HistoryError):
+    """The package that the history's database needs is not installed."""
 
 
 def masked(url: str) -> str:
@@ -89,23 +100,85 @@ def history_location(settings: Settings | None = None) -> HistoryLocation:
 
 
 def open_history(location: HistoryLocation | None = None) -> BaseDb:
-    """Agno's database for the history; the SQLite file and its folder appear on first use."""
+    """Agno's database for the history, checked: HistoryError says in one line why it cannot
+    be used. Its tables exist once it is open, whoever else opens it at the same moment."""
     location = location or history_location()
     if location.database_url is not None:
         try:
             from agno.db.postgres import PostgresDb
         except ImportError:
-            raise HistoryError(
+            raise MissingExtra(
                 'DATABASE_URL needs PostgreSQL support: pip install -e ".[postgres]"'
             ) from None
-        return PostgresDb(db_url=location.database_url, id="history")
+        db: BaseDb = PostgresDb(db_url=location.database_url, id="history")
+        lock: contextlib.AbstractContextManager[object] = _advisory_lock(db)
+    else:
+        try:
+            from agno.db.sqlite import SqliteDb
+        except ImportError:
+            raise MissingExtra(
+                'the run history needs SQLite support: pip install -e ".[serve]"'
+            ) from None
+        assert location.sqlite_file is not None
+        _create_private(location.sqlite_file)
+        db = SqliteDb(db_file=str(location.sqlite_file), id="history")
+        lock = _file_lock(location.sqlite_file.with_name(location.sqlite_file.name + ".lock"))
     try:
-        from agno.db.sqlite import SqliteDb
-    except ImportError:
-        raise HistoryError(
-            'the run history needs SQLite support: pip install -e ".[serve]"'
-        ) from None
-    return SqliteDb(db_file=str(location.sqlite_file), id="history")
+        # Reading the schema fails at once on a server that does not answer or a file that
+        # is not a database, where Agno would only log it and carry on.
+        with db.db_engine.connect() as connection:  # type: ignore[attr-defined]
+            inspect(connection).get_table_names()
+        with lock:
+            # Agno creates a table on first use, without a lock: two processes starting on a
+            # fresh database race and one loses its run ("table ... already exists").
+            for table in ("sessions", "runs"):
+                db._get_table(table_type=table, create_table_if_not_found=True)  # type: ignore[attr-defined]
+    except SQLAlchemyError as error:
+        raise HistoryError(f"cannot use the history in {location}: {_reason(error)}") from None
+    return db
+
+
+def _create_private(sqlite_file: Path) -> None:
+    """The SQLite file (and its folder, when it is new) readable by its owner alone: runs
+    hold what the sources returned."""
+    if not sqlite_file.parent.exists():
+        sqlite_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(sqlite_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _advisory_lock(db: BaseDb) -> Iterator[None]:
+    """A PostgreSQL session lock held while the tables are created."""
+    engine = db.db_engine  # type: ignore[attr-defined]
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(hashtext('agno history tables'))"))
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(hashtext('agno history tables'))"))
+            connection.commit()
+
+
+def _reason(error: SQLAlchemyError) -> str:
+    """The database's own words for what went wrong, on one line, without any password."""
+    original = getattr(error, "orig", None) or error
+    return " ".join(masked_text(str(original)).split())
+
+
+def masked_text(text: str) -> str:
+    """Every database URL in a text masked (see `masked`)."""
+    return re.sub(r"\b[a-z][a-z0-9+.-]*://\S+", lambda url: masked(url[0]), text)
 
 
 def history_for_run() -> BaseDb | None:
@@ -114,26 +187,16 @@ def history_for_run() -> BaseDb | None:
     location = history_location()
     try:
         return open_history(location)
-    except HistoryError:
+    except MissingExtra:
         if location.database_url is not None:
             raise
         return None
 
 
-def recent_runs(db: BaseDb, workflow_id: str | None, limit: int) -> list[RunRecord]:
+def recent_runs(db: BaseDb, workflow_id: str | None, limit: int | None) -> list[RunRecord]:
     """The newest runs first, of one workflow or of all."""
-    rows, _ = cast(
-        tuple[list[dict[str, Any]], int],
-        db.get_runs(
-            workflow_id=workflow_id,
-            sort_by="created_at",
-            sort_order="desc",
-            limit=limit,
-            deserialize=False,
-        ),
-    )
     records = []
-    for row in rows:
+    for row in _rows(db, workflow_id, limit):
         run = row.get("run_data") or {}
         records.append(
             RunRecord(
@@ -146,7 +209,65 @@ def recent_runs(db: BaseDb, workflow_id: str | None, limit: int) -> list[RunReco
                 aggregation=_aggregation(run.get("step_results") or []),
             )
         )
-    return records
+    # Agno orders by the second a run started; the aggregation orders runs within it.
+    return sorted(records, key=lambda record: (record.started, _started(record)), reverse=True)
+
+
+def _started(record: RunRecord) -> float:
+    return record.aggregation.started_at if record.aggregation is not None else 0.0
+
+
+def prune(
+    db: BaseDb, workflow_id: str | None, keep: int | None, older_than: timedelta | None
+) -> int:
+    """Delete the runs (and their sessions) past the newest `keep`, or older than
+    `older_than`; the number of runs deleted."""
+    # Newest first; Agno records when a run started to the second, the aggregation to the
+    # microsecond (runs of older versions of this project have none: 0).
+    rows = sorted(
+        _rows(db, workflow_id, None),
+        key=lambda row: (row["created_at"], _started_at(row)),
+        reverse=True,
+    )
+    if keep is not None:
+        doomed, kept = rows[keep:], rows[:keep]
+    else:
+        assert older_than is not None
+        cutoff = (datetime.now(UTC) - older_than).timestamp()
+        doomed = [row for row in rows if row["created_at"] < cutoff]
+        kept = [row for row in rows if row["created_at"] >= cutoff]
+    if doomed:
+        db.delete_runs([row["run_id"] for row in doomed])
+        # A session may hold several runs (a client can pass its own session_id): keep it
+        # while one of them stays.
+        keep_sessions = {row["session_id"] for row in kept}
+        db.delete_sessions(
+            sorted({row["session_id"] for row in doomed if row["session_id"] not in keep_sessions})
+        )
+    return len(doomed)
+
+
+def _started_at(row: dict[str, Any]) -> float:
+    aggregation = _aggregation((row.get("run_data") or {}).get("step_results") or [])
+    return aggregation.started_at if aggregation is not None else 0.0
+
+
+def _rows(db: BaseDb, workflow_id: str | None, limit: int | None) -> list[dict[str, Any]]:
+    """The stored runs, newest first, as Agno's rows; HistoryError if it cannot read them."""
+    try:
+        rows, _ = cast(
+            tuple[list[dict[str, Any]], int],
+            db.get_runs(
+                workflow_id=workflow_id,
+                sort_by="created_at",
+                sort_order="desc",
+                limit=limit,
+                deserialize=False,
+            ),
+        )
+    except SQLAlchemyError as error:
+        raise HistoryError(f"cannot read the history: {_reason(error)}") from None
+    return rows
 
 
 def _aggregation(step_results: list[dict[str, Any]]) -> Aggregation | None:

@@ -37,12 +37,9 @@ class WorkflowEntry:
     @property
     def factory(self) -> Callable[..., Workflow]:
         """`get_<folder>` from the workflow's workflow.py."""
-        try:
-            module = importlib.import_module(f"{self.package}.workflow")
-        except ModuleNotFoundError as error:
-            if error.name != f"{self.package}.workflow":
-                raise
-            raise ConfigError(f"workflows/{self.folder} has no workflow.py") from None
+        if not (self.config.path.parent / "workflow.py").is_file():
+            raise ConfigError(f"workflows/{self.folder} has no workflow.py")
+        module = importlib.import_module(f"{self.package}.workflow")
         factory: Callable[..., Workflow] | None = getattr(module, f"get_{self.folder}", None)
         if factory is None:
             raise ConfigError(f"workflows/{self.folder}/workflow.py defines no get_{self.folder}()")

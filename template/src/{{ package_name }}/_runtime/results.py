@@ -23,7 +23,7 @@ SourceFunction = Callable[[Source], SourceSummary] | Callable[[Source], Awaitabl
 
 
 class SourceState(StrEnum):
-    """Where a source is in a run; the last three are how it ended."""
+    """Where a source is in a run; the last four are how it ended."""
 
     WAITING = "waiting"  # for a free slot under max_concurrency
     RUNNING = "running"
@@ -31,6 +31,7 @@ class SourceState(StrEnum):
     OK = "ok"
     FAILED = "failed"
     TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"  # the run was interrupted (Ctrl-C) before this source finished
 
     @property
     def label(self) -> str:
@@ -45,7 +46,7 @@ class SourceResult(BaseModel):
 
     id: str
     name: str
-    status: SourceState = SourceState.OK  # OK, FAILED or TIMED_OUT
+    status: SourceState = SourceState.OK  # OK, FAILED, TIMED_OUT or CANCELLED
     records: int = 0
     seconds: float = 0.0  # time spent running it, over all attempts (not waiting for a slot)
     attempts: int = 1
@@ -90,7 +91,8 @@ class Aggregation(BaseModel):
     total_sources: int
     total_records: int
     failed: list[str]  # the ids of the sources that did not succeed
-    wall_seconds: float  # the parallel block, first source started to last one finished
+    started_at: float = 0.0  # when the parallel block started, in seconds since the epoch
+    wall_seconds: float  # the parallel block, from Preparation's end to Aggregation's start
     sequential_seconds: float  # the sum of the sources' own times: one after another
     time_saved_seconds: float
     efficiency_percent: float
@@ -106,6 +108,7 @@ def aggregate(
     request: str,
     results: Sequence[SourceResult],
     wall_seconds: float,
+    started_at: float = 0.0,
 ) -> Aggregation:
     """Merge the per-source results; `time_saved_seconds` compares with running them one by one."""
     sequential_seconds = sum(result.seconds for result in results)
@@ -118,6 +121,7 @@ def aggregate(
         total_sources=len(results),
         total_records=sum(result.records for result in results),
         failed=[result.id for result in results if not result.ok],
+        started_at=started_at,
         wall_seconds=round(wall_seconds, 3),
         sequential_seconds=round(sequential_seconds, 3),
         time_saved_seconds=round(time_saved, 3),

@@ -5,14 +5,18 @@ stored in the history)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agno.run.workflow import WorkflowCompletedEvent
+from agno.run.base import RunStatus
+from agno.run.workflow import WorkflowCompletedEvent, WorkflowRunOutput
 from agno.workflow.types import StepOutput
 
 from .config import REPORT_STEP
+from .execution import INTERRUPTION, Interruption
 from .progress import LISTENER, Listener
 from .registry import WorkflowEntry
 from .results import Aggregation
@@ -48,6 +52,14 @@ class RunOutcome:
         return document
 
 
+class RunInterrupted(Exception):
+    """Ctrl-C stopped the run; it was recorded as cancelled with the sources that finished."""
+
+    def __init__(self, outcome: RunOutcome) -> None:
+        super().__init__("interrupted")
+        self.outcome = outcome
+
+
 def execute(
     entry: WorkflowEntry,
     request: str = DEFAULT_REQUEST,
@@ -56,10 +68,40 @@ def execute(
     listener: Listener | None = None,
     on_event: Callable[[Any], None] | None = None,
 ) -> RunOutcome:
-    """Build the workflow and run it once, in an event loop of its own."""
-    return asyncio.run(
-        run_workflow(entry.factory(db=db), request, db=db, listener=listener, on_event=on_event)
-    )
+    """Build the workflow and run it once, in an event loop of its own.
+
+    A first Ctrl-C stops the sources still running: the run then ends as usual with those
+    reported as cancelled, is recorded as cancelled, and RunInterrupted is raised. A second
+    Ctrl-C stops at once (KeyboardInterrupt).
+    """
+    workflow = entry.factory(db=db)
+    interruption = Interruption()
+
+    async def watched() -> RunOutcome:
+        INTERRUPTION.set(interruption)
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(signal.SIGINT, first_interrupt, loop)
+        return await run_workflow(workflow, request, db=db, listener=listener, on_event=on_event)
+
+    def first_interrupt(loop: asyncio.AbstractEventLoop) -> None:
+        interruption.interrupt()
+        loop.remove_signal_handler(signal.SIGINT)  # the next Ctrl-C: KeyboardInterrupt
+
+    outcome = asyncio.run(watched())
+    if interruption.interrupted:
+        if db is not None and outcome.run_id is not None:
+            mark_cancelled(db, outcome.run_id, outcome.session_id)
+        raise RunInterrupted(outcome)
+    return outcome
+
+
+def mark_cancelled(db: BaseDb, run_id: str, session_id: str | None) -> None:
+    """Record a run that Ctrl-C cut short as cancelled, as Agno records a cancelled run."""
+    run = db.get_run(run_id)
+    if isinstance(run, WorkflowRunOutput) and session_id is not None:
+        run.status = RunStatus.cancelled
+        db.upsert_run(run=run, session_id=session_id)
 
 
 async def run_workflow(

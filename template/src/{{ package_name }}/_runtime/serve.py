@@ -1,58 +1,120 @@
-"""`python -m <package> serve`: every workflow the registry finds, over HTTP, with Agno's AgentOS.
+"""`python -m <package> serve`: every workflow the registry finds, over HTTP (see http_app.py).
 
-The app lists the workflows (`GET /workflows`), runs one (`POST /workflows/<id>/runs` with
-the form fields `message` and `stream=false`) and reads a run back from the history
-(`GET /workflows/<id>/runs/<run_id>?session_id=<session_id>`); `/docs` shows every route.
-Set OS_SECURITY_KEY and every route but /health requires `Authorization: Bearer <key>`.
+The server listens on 127.0.0.1 unless `--host` says otherwise. Anywhere else it refuses to
+start without OS_SECURITY_KEY, the key that every route but /health then requires as
+`Authorization: Bearer <key>`, unless `--allow-unauthenticated` says that is intended.
+This module imports no web framework, so that the command line starts without the serve extra.
 """
 
 from __future__ import annotations
 
+import argparse
+import ipaddress
 import os
-from typing import TYPE_CHECKING
+import socket
+import sys
 
 from .history import HistoryLocation, open_history
-from .registry import discover
-from .settings import PACKAGE
+from .settings import SETTINGS_PATH, load_settings
 
-if TYPE_CHECKING:
-    from agno.db.base import BaseDb
-    from fastapi import FastAPI
-
-SECURITY_KEY_ENV = "OS_SECURITY_KEY"  # read by AgentOS itself
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
+SECURITY_KEY_ENV = "OS_SECURITY_KEY"  # read by AgentOS's key check
+# Agno's key check lets every request through when these are set, trusting a JWT middleware
+# that this server does not have.
+JWT_ENVS = ("JWT_VERIFICATION_KEY", "JWT_JWKS_FILE")
+SERVE_EXTRA = 'serving needs the serve extra: pip install -e ".[serve]"'
 
 
 class ServeError(RuntimeError):
     """The server cannot start: printed as one line, exit code 2."""
 
 
-def build_app(db: BaseDb) -> FastAPI:
-    """The AgentOS app serving every discovered workflow, with `db` as its run history."""
-    try:
-        from agno.os import AgentOS
-    except ImportError:
-        raise ServeError('serving needs the serve extra: pip install -e ".[serve]"') from None
-    agent_os = AgentOS(
-        id=PACKAGE.replace("_", "-"),
-        description="Agno workflows that process data sources in parallel",
-        workflows=[entry.factory(db=db) for entry in discover().values()],
-        db=db,  # the same history as the workflows', so the session routes find their runs
-        telemetry=False,  # AgentOS ignores AGNO_TELEMETRY; this project stays offline
-    )
-    return agent_os.get_app()
-
-
-def serve(host: str, port: int, location: HistoryLocation) -> None:
+def serve(
+    host: str, port: int, location: HistoryLocation, *, allow_unauthenticated: bool = False
+) -> None:
+    """Serve until stopped; ServeError, before anything listens, when the server cannot."""
     try:
         import uvicorn
+
+        from .http_app import api_settings, build_app
     except ImportError:
-        raise ServeError('serving needs the serve extra: pip install -e ".[serve]"') from None
-    app = build_app(open_history(location))
-    print(f"Serving on http://{host}:{port} (API docs at /docs); run history: {location}")
-    if host not in LOOPBACK and not os.environ.get(SECURITY_KEY_ENV):
-        print(
-            f"warning: anyone who can reach {host}:{port} can run these workflows; "
-            f"set {SECURITY_KEY_ENV} to require a key"
+        raise ServeError(SERVE_EXTRA) from None
+    settings = api_settings()
+    warnings = security_warnings(host, bool(settings.os_security_key), allow_unauthenticated)
+    options = load_settings().serve
+    if not is_loopback(host) and not options.allowed_hosts:
+        warnings.append(
+            f"note: only requests addressed to {host} or to this machine's loopback names are "
+            f"answered; add the host names clients use to serve.allowed_hosts in {SETTINGS_PATH}"
         )
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    app = build_app(open_history(location), host=host, options=options, settings=settings)
+    with listen(host, port) as sock:
+        # Only now that the port is ours: nothing claims to serve where it cannot.
+        print(f"Serving on {url(host, port)} (API docs at /docs); run history: {location}")
+        for warning in warnings:
+            print(warning)
+        sys.stdout.flush()  # before uvicorn's log lines, which go to stderr
+        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run(
+            sockets=[sock]
+        )
+
+
+def security_warnings(host: str, keyed: bool, allow_unauthenticated: bool) -> list[str]:
+    """What to warn about; ServeError when serving as asked would be unsafe."""
+    for name in JWT_ENVS:
+        if os.environ.get(name):
+            raise ServeError(
+                f"{name} is set, which turns off Agno's {SECURITY_KEY_ENV} check, but this "
+                f"server verifies no JWTs: unset {name}"
+            )
+    if keyed or is_loopback(host):
+        return []
+    if not allow_unauthenticated:
+        raise ServeError(
+            f"refusing to serve on {host} without a key, as anyone who can reach it could run "
+            f"these workflows: set {SECURITY_KEY_ENV}=<a long random secret> or pass "
+            "--allow-unauthenticated"
+        )
+    return [
+        f"warning: no {SECURITY_KEY_ENV}: anyone who can reach {host} can run these "
+        "workflows and read their history"
+    ]
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on host:port; ServeError, in one line, when it cannot be had."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        # As uvicorn does: a restarted server need not wait for old connections to time out.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)  # uvicorn's backlog
+    except OSError as error:  # also a host name that does not resolve (socket.gaierror)
+        sock.close()
+        reason = (error.strerror or str(error)).lower()
+        raise ServeError(f"cannot listen on {host}:{port}: {reason}") from None
+    return sock
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name, which may resolve to any address
+
+
+def url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, from 1 to 65535."""
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 65535, got {text}")
+    return port
+
+
+port_number.__name__ = "port"  # argparse names it in "invalid port value: 'x'"

@@ -33,12 +33,28 @@ class HistorySettings(BaseModel):
     sqlite_file: Text = ".data/history.sqlite"  # relative: to the directory you run from
 
 
+class ServeSettings(BaseModel):
+    """Who may call `serve` besides this machine (see serve.py)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    # Host names (no port) that clients address the server by, besides the address it listens
+    # on and the loopback names; `*.example.com` matches every subdomain.
+    allowed_hosts: list[Text] = []
+    # Browser origins, e.g. `https://dashboard.example.com`, allowed to call the API; CORS
+    # stays off while this is empty.
+    cors_origins: list[Text] = []
+
+
 class Settings(BaseSettings):
     """Every setting of the project, from the environment first, then settings.yaml."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    # extra="forbid": a misspelt key in settings.yaml is an error (the environment is read
+    # for the declared settings only).
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
     history: HistorySettings = HistorySettings()
+    serve: ServeSettings = ServeSettings()
     # HISTORY_DB_ENV: the SQLite history's path instead of settings.yaml's.
     history_db: str = ""
     # REPORT_MODEL_ENV: every workflow's report model; "" forces the offline report.
@@ -64,4 +80,4 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        raise ConfigError(f"{SETTINGS_PATH}: {describe(error)}") from None
+        raise ConfigError(f"{SETTINGS_PATH}: {describe(error, Settings)}") from None

@@ -119,6 +119,7 @@ def prepare(step_input: StepInput, run_context: RunContext, config: WorkflowConf
     # Written before the parallel block starts, so no source ever races on these keys.
     state["request"] = str(step_input.input or "")
     state["parallel_started_at"] = time.perf_counter()
+    state["parallel_started_epoch"] = time.time()
     names = ", ".join(source.name for source in config.sources)
     return StepOutput(content=f"Processing {len(config.sources)} sources: {names}")
 
@@ -146,6 +147,7 @@ def aggregate_results(
         request=state["request"],
         results=results,
         wall_seconds=wall_seconds,
+        started_at=state["parallel_started_epoch"],
     )
     # A single assignment after the parallel block: nothing else writes this key concurrently.
     state["aggregation"] = aggregation.to_json_dict()

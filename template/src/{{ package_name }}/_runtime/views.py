@@ -25,6 +25,7 @@ STYLES: dict[SourceState, str] = {
     SourceState.OK: "green",
     SourceState.FAILED: "red",
     SourceState.TIMED_OUT: "red",
+    SourceState.CANCELLED: "yellow",
 }
 
 

@@ -1,0 +1,225 @@
+"""The FastAPI app that `serve` runs: the few routes this project needs, most of them Agno's.
+
+AgentOS's own app mounts about a hundred routes (memories, schedules, database migrations,
+deleting sessions, ...). This one takes only the routes listed in AGNO_ROUTES from AgentOS's
+routers, and adds its own for running a workflow, so that an HTTP run goes through
+`running.run_workflow` and gets the same checks as a CLI run, and for the API docs, so that
+the security key protects them too. Agno's key check (OS_SECURITY_KEY) guards every route but
+/health.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Annotated, Any
+
+from agno.os import AgentOS
+from agno.os.auth import get_authentication_dependency
+from agno.os.routers.health import get_health_router
+from agno.os.routers.session import get_session_router
+from agno.os.routers.workflows import get_workflow_router
+from agno.os.settings import AgnoAPISettings
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
+
+from .http_guards import add_guards
+from .registry import discover
+from .running import RunOutcome, run_workflow
+from .settings import PACKAGE, ServeSettings
+
+if TYPE_CHECKING:
+    from agno.db.base import BaseDb
+    from agno.workflow import Workflow
+
+# The routes served as Agno's routers define them: health, the workflows, a run read back
+# and its session (whose session_state holds the aggregation).
+AGNO_ROUTES = frozenset(
+    {
+        ("GET", "/health"),
+        ("GET", "/workflows"),
+        ("GET", "/workflows/{workflow_id}"),
+        ("GET", "/workflows/{workflow_id}/runs/{run_id}"),
+        ("GET", "/sessions/{session_id}"),
+    }
+)
+OUTCOME_EVENT = "RunOutcome"  # the name of a stream's last event, the run's document
+logger = logging.getLogger(__name__)
+
+
+def api_settings() -> AgnoAPISettings:
+    """AgentOS's settings, OS_SECURITY_KEY among them, from the environment."""
+    # With authorization_enabled, Agno's key check lets every request through, trusting a JWT
+    # middleware to have checked it; this app has none.
+    return AgnoAPISettings(authorization_enabled=False)
+
+
+def build_app(
+    db: BaseDb,
+    *,
+    host: str = "127.0.0.1",
+    options: ServeSettings | None = None,
+    settings: AgnoAPISettings | None = None,
+) -> FastAPI:
+    """The app serving every discovered workflow on `host`, with `db` as the run history."""
+    settings = settings or api_settings()
+    workflows = {workflow_id: entry.factory(db=db) for workflow_id, entry in discover().items()}
+    # AgentOS holds the workflows for its routers; its own app, get_app(), is never built.
+    agent_os = AgentOS(
+        id=PACKAGE.replace("_", "-"),
+        description="Agno workflows that process data sources in parallel",
+        workflows=list(workflows.values()),
+        db=db,
+        settings=settings,
+        telemetry=False,  # AgentOS ignores AGNO_TELEMETRY; this project stays offline
+    )
+    # No docs routes of FastAPI's own: add_docs_routes serves them behind the key.
+    app = FastAPI(
+        title=PACKAGE.replace("_", "-"),
+        description="Agno workflows that process data sources in parallel",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    for router in (
+        get_health_router(),
+        get_workflow_router(agent_os, settings),
+        get_session_router({db.id: [db]}, settings),  # the history's runs and session state
+    ):
+        # The routes themselves, each with its router's key check, rather than
+        # app.include_router: app.routes then lists every route that is served.
+        app.router.routes.extend(allowed_routes(router, AGNO_ROUTES))
+    key_check = [Depends(get_authentication_dependency(settings))]
+    add_run_route(app, workflows, db, key_check)
+    add_docs_routes(app, key_check)
+    add_guards(app, host, options or ServeSettings())
+    return app
+
+
+def allowed_routes(router: APIRouter, allowed: frozenset[tuple[str, str]]) -> list[APIRoute]:
+    """The routes of `router` whose method and path are in `allowed`."""
+    return [
+        route
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        and {(method, route.path) for method in route.methods or ()} <= allowed
+    ]
+
+
+def add_run_route(
+    app: FastAPI, workflows: dict[str, Workflow], db: BaseDb, dependencies: list[Any]
+) -> None:
+    @app.post(
+        "/workflows/{workflow_id}/runs",
+        dependencies=dependencies,
+        tags=["Workflows"],
+        summary="Run a workflow",
+        description="The run as JSON; with stream=true, Agno's events as server-sent events, "
+        f"the last one ({OUTCOME_EVENT}) that same JSON document.",
+        response_model=None,
+    )
+    async def create_run(
+        workflow_id: str,
+        message: Annotated[str, Form(description="the processing request")],
+        stream: Annotated[bool, Form(description="send the events as they happen")] = False,
+    ) -> Response:
+        workflow = workflows.get(workflow_id)
+        if workflow is None:
+            raise HTTPException(status_code=404, detail="Workflow not found")
+        # A run keeps its ids on the Workflow object: each request runs a copy, as AgentOS does.
+        run = workflow.deep_copy()
+        if stream:
+            events = event_stream(run, workflow_id, message, db)
+            return StreamingResponse(events, media_type="text/event-stream")
+        outcome = await run_workflow(run, message, db=db)
+        return JSONResponse(run_document(workflow_id, outcome))
+
+
+def run_document(workflow_id: str, outcome: RunOutcome) -> dict[str, Any]:
+    """What a run answers: its ids, COMPLETED or ERROR, the report, the aggregation, errors."""
+    aggregation = outcome.aggregation
+    return {
+        "run_id": outcome.run_id,
+        "session_id": outcome.session_id,
+        "workflow_id": workflow_id,
+        "status": "COMPLETED" if outcome.exit_code == 0 else "ERROR",
+        "content": outcome.report,
+        "aggregation": aggregation.to_json_dict() if aggregation is not None else None,
+        "errors": outcome.errors,
+    }
+
+
+async def event_stream(
+    workflow: Workflow, workflow_id: str, message: str, db: BaseDb
+) -> AsyncIterator[str]:
+    """Each of Agno's events as it happens, then the run's document."""
+    events: asyncio.Queue[Any] = asyncio.Queue()
+    run = asyncio.create_task(run_workflow(workflow, message, db=db, on_event=events.put_nowait))
+    run.add_done_callback(lambda _: events.put_nowait(None))  # None: no more events
+    try:
+        while (event := await events.get()) is not None:
+            yield server_sent_event(getattr(event, "event", type(event).__name__), event.to_dict())
+        try:
+            outcome = run.result()
+        except Exception as error:
+            # The answer has begun (200, the events so far): say so in its last event.
+            logger.exception("the run of %s failed", workflow_id)
+            outcome = RunOutcome(aggregation=None, report=None, errors=[f"the run failed: {error}"])
+    finally:
+        # A no-op once the run is over; before, the client went away: stop it, as Ctrl-C does.
+        run.cancel()
+    yield server_sent_event(OUTCOME_EVENT, run_document(workflow_id, outcome))
+
+
+def server_sent_event(name: str, data: dict[str, Any]) -> str:
+    # One line of JSON: a newline inside it would end the event's data early.
+    return f"event: {name}\ndata: {json.dumps(data, default=str)}\n\n"
+
+
+def add_docs_routes(app: FastAPI, dependencies: list[Any]) -> None:
+    @app.get("/openapi.json", dependencies=dependencies, include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", dependencies=dependencies, include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(docs_page(app.openapi()))
+
+
+def docs_page(document: dict[str, Any]) -> str:
+    """The routes of the OpenAPI document as a page of its own: Swagger UI, FastAPI's usual
+    docs page, loads its scripts from a CDN, and this project works offline."""
+    rows = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            fields = [parameter["name"] for parameter in operation.get("parameters", [])]
+            form = operation.get("requestBody", {}).get("content", {})
+            for body in form.values():
+                schema = resolve(document, body.get("schema", {}))
+                fields.extend(schema.get("properties", {}))
+            rows.append(
+                f"<tr><td>{method.upper()}</td><td><code>{html.escape(path)}</code></td>"
+                f"<td>{html.escape(operation.get('summary', ''))}</td>"
+                f"<td>{html.escape(', '.join(fields))}</td></tr>"
+            )
+    title = html.escape(document["info"]["title"])
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
+        f"<body><h1>{title}</h1><p>{html.escape(document['info'].get('description', ''))}</p>"
+        "<table><tr><th>Method</th><th>Path</th><th>What</th><th>Parameters</th></tr>"
+        f"{''.join(rows)}</table>"
+        "<p>The full description: <a href='openapi.json'>openapi.json</a>.</p></body></html>"
+    )
+
+
+def resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema`, or the schema its `$ref` names in the document's components."""
+    reference = schema.get("$ref", "")
+    if not reference.startswith("#/components/schemas/"):
+        return schema
+    resolved: dict[str, Any] = document["components"]["schemas"][reference.rpartition("/")[2]]
+    return resolved
