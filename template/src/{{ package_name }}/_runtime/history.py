@@ -8,22 +8,19 @@ state in the database's own tables, which it creates on first use.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
-import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect
 from sqlalchemy.exc import SQLAlchemyError
 
 from .config import AGGREGATION_STEP
+from .database import advisory_lock, create_private, file_lock, masked, reason
 from .results import Aggregation
 from .settings import Settings, load_settings
 
@@ -31,7 +28,6 @@ if TYPE_CHECKING:
     from agno.db.base import BaseDb
 
 POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg", "postgres")
-SECRET_QUERY_KEYS = ("password", "pass", "pwd", "passfile", "sslpassword")
 
 
 class HistoryError(RuntimeError):
@@ -40,23 +36,6 @@ class HistoryError(RuntimeError):
 
 class MissingExtra(HistoryError):
     """The package that the history's database needs is not installed."""
-
-
-def masked(url: str) -> str:
-    """A database URL fit to show: every password it carries, in the user info or the query,
-    replaced by `***`."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = f"{parts.username}:***@{netloc.rpartition('@')[2]}"
-    query = urlencode(
-        [
-            (key, "***" if key.lower() in SECRET_QUERY_KEYS else value)
-            for key, value in parse_qsl(parts.query, keep_blank_values=True)
-        ],
-        safe="*",
-    )
-    return parts._replace(netloc=netloc, query=query).geturl()
 
 
 @dataclass(frozen=True)
@@ -111,7 +90,7 @@ def open_history(location: HistoryLocation | None = None) -> BaseDb:
                 'DATABASE_URL needs PostgreSQL support: pip install -e ".[postgres]"'
             ) from None
         db: BaseDb = PostgresDb(db_url=location.database_url, id="history")
-        lock: contextlib.AbstractContextManager[object] = _advisory_lock(db)
+        lock: contextlib.AbstractContextManager[object] = advisory_lock(db)
     else:
         try:
             from agno.db.sqlite import SqliteDb
@@ -120,9 +99,9 @@ def open_history(location: HistoryLocation | None = None) -> BaseDb:
                 'the run history needs SQLite support: pip install -e ".[serve]"'
             ) from None
         assert location.sqlite_file is not None
-        _create_private(location.sqlite_file)
+        create_private(location.sqlite_file)
         db = SqliteDb(db_file=str(location.sqlite_file), id="history")
-        lock = _file_lock(location.sqlite_file.with_name(location.sqlite_file.name + ".lock"))
+        lock = file_lock(location.sqlite_file.with_name(location.sqlite_file.name + ".lock"))
     try:
         # Reading the schema fails at once on a server that does not answer or a file that
         # is not a database, where Agno would only log it and carry on.
@@ -134,51 +113,8 @@ def open_history(location: HistoryLocation | None = None) -> BaseDb:
             for table in ("sessions", "runs"):
                 db._get_table(table_type=table, create_table_if_not_found=True)  # type: ignore[attr-defined]
     except SQLAlchemyError as error:
-        raise HistoryError(f"cannot use the history in {location}: {_reason(error)}") from None
+        raise HistoryError(f"cannot use the history in {location}: {reason(error)}") from None
     return db
-
-
-def _create_private(sqlite_file: Path) -> None:
-    """The SQLite file (and its folder, when it is new) readable by its owner alone: runs
-    hold what the sources returned."""
-    if not sqlite_file.parent.exists():
-        sqlite_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(sqlite_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    with open(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def _advisory_lock(db: BaseDb) -> Iterator[None]:
-    """A PostgreSQL session lock held while the tables are created."""
-    engine = db.db_engine  # type: ignore[attr-defined]
-    with engine.connect() as connection:
-        connection.execute(text("SELECT pg_advisory_lock(hashtext('agno history tables'))"))
-        try:
-            yield
-        finally:
-            connection.execute(text("SELECT pg_advisory_unlock(hashtext('agno history tables'))"))
-            connection.commit()
-
-
-def _reason(error: SQLAlchemyError) -> str:
-    """The database's own words for what went wrong, on one line, without any password."""
-    original = getattr(error, "orig", None) or error
-    return " ".join(masked_text(str(original)).split())
-
-
-def masked_text(text: str) -> str:
-    """Every database URL in a text masked (see `masked`)."""
-    return re.sub(r"\b[a-z][a-z0-9+.-]*://\S+", lambda url: masked(url[0]), text)
 
 
 def history_for_run() -> BaseDb | None:
@@ -266,7 +202,7 @@ def _rows(db: BaseDb, workflow_id: str | None, limit: int | None) -> list[dict[s
             ),
         )
     except SQLAlchemyError as error:
-        raise HistoryError(f"cannot read the history: {_reason(error)}") from None
+        raise HistoryError(f"cannot read the history: {reason(error)}") from None
     return rows
 
 

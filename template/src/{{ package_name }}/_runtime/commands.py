@@ -1,0 +1,151 @@
+"""What each command of the command line does, one small function per command: cli.py
+parses the arguments and calls the one that `set_defaults(func=...)` names."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import timedelta
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+
+from .bench import BenchSettings, print_bench, run_bench
+from .history import history_for_run, history_location, open_history, prune, recent_runs
+from .registry import WorkflowEntry, discover
+from .running import execute
+from .serve import serve
+from .steps import effective_report_model
+from .views import (
+    ProgressTable,
+    event_line,
+    history_document,
+    history_table,
+    print_summary,
+    workflows_table,
+)
+
+
+class UsageError(Exception):
+    """Bad usage: printed as one line, exit code 2."""
+
+
+def run_command(args: argparse.Namespace) -> int:
+    entry = choose(discover(), args.workflow)
+    quiet_agno_logs(args.verbose)
+    # Progress goes to stderr when stdout carries the JSON document.
+    console = Console(stderr=args.json, highlight=False, soft_wrap=True)
+    db = history_for_run()
+    if args.stream:
+        source_ids = {source.id for source in entry.config.sources}
+
+        def print_line(event: Any) -> None:
+            line = event_line(event, source_ids)
+            if line is not None:
+                console.print(line)
+
+        outcome = execute(entry, args.message, db=db, on_event=print_line)
+    elif console.is_terminal and not args.json:
+        # A live table of the sources on a terminal; it gives way to the summary at the end.
+        table = ProgressTable(entry.config.sources)
+        with Live(table, console=console, refresh_per_second=8, transient=True):
+            outcome = execute(entry, args.message, db=db, listener=table)
+    else:
+        outcome = execute(entry, args.message, db=db)
+    if args.json:
+        print(json.dumps(outcome.to_json_dict(), indent=2, ensure_ascii=False, allow_nan=False))
+    elif outcome.aggregation is not None:
+        print_summary(console, outcome.aggregation, outcome.report)
+    for error in outcome.errors:
+        print(f"error: {error}", file=sys.stderr)
+    return outcome.exit_code
+
+
+def list_command(args: argparse.Namespace) -> int:
+    entries = discover()
+    models = {wid: effective_report_model(entry.config) for wid, entry in entries.items()}
+    Console().print(workflows_table(entries, models))
+    return 0
+
+
+def history_command(args: argparse.Namespace) -> int:
+    if args.workflow is not None:
+        choose(discover(), args.workflow)  # refuses an unknown id
+    quiet_agno_logs(verbose=False)
+    location = history_location()
+    if location.sqlite_file is not None and not location.sqlite_file.exists():
+        records = []  # opening it would create it; nothing has run yet
+    else:
+        records = recent_runs(open_history(location), args.workflow, args.limit)
+    if args.json:
+        print(json.dumps([history_document(record) for record in records], indent=2))
+        return 0
+    # Piped output gets a wide page rather than rich's 80 columns: eight columns need it.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+    console.print(history_table(records, location) if records else f"No runs yet in {location}.")
+    return 0
+
+
+def prune_command(args: argparse.Namespace) -> int:
+    if args.workflow is not None:
+        choose(discover(), args.workflow)
+    quiet_agno_logs(verbose=False)
+    location = history_location()
+    older_than = timedelta(days=args.older_than) if args.older_than is not None else None
+    deleted = 0
+    if location.sqlite_file is None or location.sqlite_file.exists():
+        deleted = prune(open_history(location), args.workflow, args.keep, older_than)
+    if args.json:
+        print(json.dumps({"deleted_runs": deleted}))
+    else:
+        print(f"Deleted {deleted} runs from {location}.")
+    return 0
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    location = history_location()
+    serve(args.host, args.port, location, allow_unauthenticated=args.allow_unauthenticated)
+    return 0
+
+
+def bench_command(args: argparse.Namespace) -> int:
+    entry = choose(discover(), args.workflow)
+    quiet_agno_logs(verbose=False)
+    settings = BenchSettings(
+        sources=args.sources,
+        latencies=args.latency,
+        max_concurrency=args.max_concurrency,
+        repeat=args.repeat,
+        source_kind=args.kind,
+        sequential=args.sequential,
+    )
+    # Progress on stderr, so that `--json` output stays one document.
+    results = run_bench(entry, settings, progress=lambda line: print(line, file=sys.stderr))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print_bench(Console(highlight=False), results)
+    return 0
+
+
+def choose(entries: dict[str, WorkflowEntry], workflow_id: str | None) -> WorkflowEntry:
+    """The workflow `--workflow` names, or the only one there is."""
+    if workflow_id is None:
+        if len(entries) != 1:
+            raise UsageError(f"choose a workflow with --workflow: {', '.join(entries)}")
+        return next(iter(entries.values()))
+    if workflow_id not in entries:
+        raise UsageError(
+            f"unknown workflow id {workflow_id!r}; known: {', '.join(entries) or 'none'}"
+        )
+    return entries[workflow_id]
+
+
+def quiet_agno_logs(verbose: bool) -> None:
+    # Agno logs failures itself, to stdout when it is not a terminal; this CLI reports them
+    # (once, on stderr), so Agno's loggers stay off unless --verbose asks for them.
+    for name in ("agno", "agno-team", "agno-workflow"):
+        logging.getLogger(name).disabled = not verbose
