@@ -14,9 +14,14 @@ Markdown syntax, very long names, near-duplicates...) the property checks that
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import json
 import keyword
+import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,7 +31,7 @@ import yaml
 from hypothesis import HealthCheck, event, example, given, note, settings
 from hypothesis import strategies as st
 
-from helpers import TEMPLATE, run_in
+from helpers import TEMPLATE
 
 # Rendering from this checkout includes the other engineers' uncommitted edits on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:Dirty template changes included automatically")
@@ -298,12 +303,30 @@ def check_rendered(answer: Answer, project: Path) -> None:
     config = yaml.safe_load((project / CONFIG).read_text(encoding="utf-8"))
     assert [source["name"] for source in config["sources"]] == answer.source_names
 
-    # A subprocess, as a user runs it: a fresh interpreter for each project's package.
-    result = run_in(project, "-m", PACKAGE, "run", "--json", timeout=120)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    reported = json.loads(result.stdout)["sources"]
+    exit_code, output = run_json_in_this_process(project)
+    assert exit_code == 0, output[-2000:]
+    reported = json.loads(output)["sources"]
     assert [source["name"] for source in reported] == answer.source_names
     assert all(source["ok"] for source in reported), reported
+
+
+def run_json_in_this_process(project: Path) -> tuple[int, str]:
+    """`run --json` of the project's own command line, imported from its src/ in this process
+    (Agno is imported already: a subprocess for each example would spend ~1.5 s of CPU on
+    imports). Every rendering has the same package name, so its modules are forgotten after."""
+    sys.path.insert(0, str(project / "src"))
+    os.environ[f"{PACKAGE.upper()}_HISTORY_DB"] = str(project / ".data" / "history.sqlite")
+    try:
+        cli = importlib.import_module(f"{PACKAGE}._runtime.cli")
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output):
+            exit_code = cli.main(["run", "--json"])
+        return exit_code, output.getvalue()
+    finally:
+        sys.path.remove(str(project / "src"))
+        del os.environ[f"{PACKAGE.upper()}_HISTORY_DB"]
+        for name in [name for name in sys.modules if name.split(".")[0] == PACKAGE]:
+            del sys.modules[name]
 
 
 def check_refused_or_rendered(answer: Answer, destination: Path) -> ValueError | None:
@@ -322,7 +345,7 @@ def check_refused_or_rendered(answer: Answer, destination: Path) -> ValueError |
 
 @settings(
     max_examples=25,
-    deadline=None,  # a rendering plus a subprocess per accepted example: seconds, not ms
+    deadline=None,  # a rendering plus a run per accepted example: seconds, not ms
     derandomize=True,  # the same examples on every run and in CI
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
