@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parents[1]
@@ -14,6 +16,36 @@ TEMPLATE = Path(__file__).resolve().parents[1]
 # what mypy reads is the same installed packages every time (mypy replaces a cache file
 # atomically, so two runs writing it at once leave it whole).
 MYPY_CACHE = TEMPLATE / ".mypy_cache" / "rendered"
+PACKAGE_TEMPLATE = TEMPLATE / "template" / "src" / "{{ package_name }}"
+
+
+def type_check_engine(link_folder: Path) -> subprocess.CompletedProcess[str]:
+    """mypy on the engine in template/, under a package name it can import (the folder's own
+    name is not one): a link in `link_folder` gives it one."""
+    link = link_folder / "parallel_workflow"
+    if not link.exists():
+        link.symlink_to(PACKAGE_TEMPLATE, target_is_directory=True)
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", f"--cache-dir={MYPY_CACHE}", "-p", "parallel_workflow"],
+        cwd=TEMPLATE,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MYPYPATH": str(link_folder)},
+        timeout=600,
+    )
+
+
+def warm_mypy_cache() -> None:
+    """Fill the shared mypy cache once, by whichever test worker asks first, while the others
+    wait: four cold mypy runs at once would each read all of Agno."""
+    MYPY_CACHE.mkdir(parents=True, exist_ok=True)
+    with (MYPY_CACHE.parent / "rendered.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        warm = MYPY_CACHE / ".warm"
+        if not warm.exists():
+            with tempfile.TemporaryDirectory() as folder:
+                type_check_engine(Path(folder))
+            warm.touch()
 
 
 def project_env(project: Path) -> dict[str, str]:

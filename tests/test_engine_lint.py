@@ -3,24 +3,16 @@ Python in template/: ruff and mypy check it where it is, before anything is rend
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from helpers import MYPY_CACHE, TEMPLATE
-
-PACKAGE_TEMPLATE = TEMPLATE / "template" / "src" / "{{ package_name }}"
+from helpers import PACKAGE_TEMPLATE, TEMPLATE, type_check_engine, warm_mypy_cache
 
 
-def tool(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def tool(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", *args],
-        cwd=TEMPLATE,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
+        [sys.executable, "-m", *args], cwd=TEMPLATE, capture_output=True, text=True, timeout=300
     )
 
 
@@ -33,11 +25,9 @@ def test_the_engine_has_no_jinja_and_is_ruff_clean() -> None:
 
 
 def test_the_engine_type_checks_in_place(tmp_path: Path) -> None:
-    # mypy wants a package name it can import: a link gives the template's folder one.
-    (tmp_path / "parallel_workflow").symlink_to(PACKAGE_TEMPLATE, target_is_directory=True)
-    environment = {**os.environ, "MYPYPATH": str(tmp_path)}
+    warm_mypy_cache()
 
-    result = tool("mypy", f"--cache-dir={MYPY_CACHE}", "-p", "parallel_workflow", env=environment)
+    result = type_check_engine(tmp_path)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Success: no issues found in" in result.stdout
