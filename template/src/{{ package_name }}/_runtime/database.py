@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
-
 if TYPE_CHECKING:
     from agno.db.base import BaseDb
+
+# SQLAlchemy comes with the serve and postgres extras, not with the package: it is imported
+# where a database is opened, so that the command line runs without it.
 
 SECRET_QUERY_KEYS = ("password", "pass", "pwd", "passfile", "sslpassword")
 
@@ -60,6 +60,8 @@ def file_lock(path: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def advisory_lock(db: BaseDb) -> Iterator[None]:
     """A PostgreSQL session lock held while the tables are created."""
+    from sqlalchemy import text
+
     engine = db.db_engine  # type: ignore[attr-defined]
     with engine.connect() as connection:
         connection.execute(text("SELECT pg_advisory_lock(hashtext('agno history tables'))"))
@@ -70,7 +72,7 @@ def advisory_lock(db: BaseDb) -> Iterator[None]:
             connection.commit()
 
 
-def reason(error: SQLAlchemyError) -> str:
+def reason(error: Exception) -> str:
     """The database's own words for what went wrong, on one line, without any password."""
     original = getattr(error, "orig", None) or error
     return " ".join(masked_text(str(original)).split())

@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
-from sqlalchemy import inspect
-from sqlalchemy.exc import SQLAlchemyError
 
 from .config import AGGREGATION_STEP
 from .database import advisory_lock, create_private, file_lock, masked, reason
@@ -102,6 +100,10 @@ def open_history(location: HistoryLocation | None = None) -> BaseDb:
         create_private(location.sqlite_file)
         db = SqliteDb(db_file=str(location.sqlite_file), id="history")
         lock = file_lock(location.sqlite_file.with_name(location.sqlite_file.name + ".lock"))
+    # Installed with Agno's sqlite and postgres extras, which opening the database needed.
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         # Reading the schema fails at once on a server that does not answer or a file that
         # is not a database, where Agno would only log it and carry on.
@@ -190,6 +192,8 @@ def _started_at(row: dict[str, Any]) -> float:
 
 def _rows(db: BaseDb, workflow_id: str | None, limit: int | None) -> list[dict[str, Any]]:
     """The stored runs, newest first, as Agno's rows; HistoryError if it cannot read them."""
+    from sqlalchemy.exc import SQLAlchemyError  # there is a database: its extra is installed
+
     try:
         rows, _ = cast(
             tuple[list[dict[str, Any]], int],
