@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.live import Live
 
 from .bench import BenchSettings, print_bench, run_bench
-from .history import history_for_run, history_location, open_history, prune, recent_runs
+from .history import existing_history, history_for_run, history_location, prune, recent_runs
 from .registry import WorkflowEntry, discover
 from .running import execute
 from .serve import serve
@@ -76,10 +76,8 @@ def history_command(args: argparse.Namespace) -> int:
         choose(discover(), args.workflow)  # refuses an unknown id
     quiet_agno_logs(verbose=False)
     location = history_location()
-    if location.sqlite_file is not None and not location.sqlite_file.exists():
-        records = []  # opening it would create it; nothing has run yet
-    else:
-        records = recent_runs(open_history(location), args.workflow, args.limit)
+    db = existing_history(location)
+    records = recent_runs(db, args.workflow, args.limit) if db is not None else []
     if args.json:
         print(json.dumps([history_document(record) for record in records], indent=2))
         return 0
@@ -95,9 +93,8 @@ def prune_command(args: argparse.Namespace) -> int:
     quiet_agno_logs(verbose=False)
     location = history_location()
     older_than = timedelta(days=args.older_than) if args.older_than is not None else None
-    deleted = 0
-    if location.sqlite_file is None or location.sqlite_file.exists():
-        deleted = prune(open_history(location), args.workflow, args.keep, older_than)
+    db = existing_history(location)
+    deleted = prune(db, args.workflow, args.keep, older_than) if db is not None else 0
     if args.json:
         print(json.dumps({"deleted_runs": deleted}))
     else:

@@ -119,6 +119,14 @@ def open_history(location: HistoryLocation | None = None) -> BaseDb:
     return db
 
 
+def existing_history(location: HistoryLocation) -> BaseDb | None:
+    """The history to read, or None when its SQLite file does not exist yet: nothing has run,
+    and opening it would create it."""
+    if location.sqlite_file is not None and not location.sqlite_file.exists():
+        return None
+    return open_history(location)
+
+
 def history_for_run() -> BaseDb | None:
     """The history that `run` records into, or None when SQLite support is not installed
     (the library-only install) and no DATABASE_URL asks for PostgreSQL."""
@@ -160,34 +168,21 @@ def prune(
 ) -> int:
     """Delete the runs (and their sessions) past the newest `keep`, or older than
     `older_than`; the number of runs deleted."""
-    # Newest first; Agno records when a run started to the second, the aggregation to the
-    # microsecond (runs of older versions of this project have none: 0).
-    rows = sorted(
-        _rows(db, workflow_id, None),
-        key=lambda row: (row["created_at"], _started_at(row)),
-        reverse=True,
-    )
+    records = recent_runs(db, workflow_id, None)  # newest first, to the microsecond
     if keep is not None:
-        doomed, kept = rows[keep:], rows[:keep]
+        doomed, kept = records[keep:], records[:keep]
     else:
         assert older_than is not None
-        cutoff = (datetime.now(UTC) - older_than).timestamp()
-        doomed = [row for row in rows if row["created_at"] < cutoff]
-        kept = [row for row in rows if row["created_at"] >= cutoff]
+        cutoff = datetime.now(UTC) - older_than
+        doomed = [record for record in records if record.started < cutoff]
+        kept = [record for record in records if record.started >= cutoff]
     if doomed:
-        db.delete_runs([row["run_id"] for row in doomed])
+        db.delete_runs([record.run_id for record in doomed])
         # A session may hold several runs (a client can pass its own session_id): keep it
         # while one of them stays.
-        keep_sessions = {row["session_id"] for row in kept}
-        db.delete_sessions(
-            sorted({row["session_id"] for row in doomed if row["session_id"] not in keep_sessions})
-        )
+        keep_sessions = {record.session_id for record in kept}
+        db.delete_sessions(sorted({record.session_id for record in doomed} - keep_sessions))
     return len(doomed)
-
-
-def _started_at(row: dict[str, Any]) -> float:
-    aggregation = _aggregation((row.get("run_data") or {}).get("step_results") or [])
-    return aggregation.started_at if aggregation is not None else 0.0
 
 
 def _rows(db: BaseDb, workflow_id: str | None, limit: int | None) -> list[dict[str, Any]]:
