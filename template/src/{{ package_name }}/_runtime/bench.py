@@ -1,11 +1,14 @@
 """`python -m <package> bench`: what running the sources through the workflow costs.
 
-Synthetic sources that only wait (`asyncio.sleep`, or `time.sleep` in a thread for blocking
-ones) run through this project's Agno workflow, with its concurrency cap, timeouts and
-aggregation, and through a bare `asyncio.gather` of the same waits under the same cap, the
-least any runner needs. The ideal is the time the waits take when nothing else costs anything.
-"Sequential" is the sum of the sources' own times, as measured in the workflow's runs; with
-`sequential=True` the sources are also run one after another, which takes that long.
+Synthetic sources that wait (`asyncio.sleep`; `time.sleep` for blocking ones) or compute
+(`--kind cpu`: a pure-Python loop for that much CPU time) run through this project's Agno
+workflow, with its concurrency cap, timeouts and aggregation, on each executor asked for
+(and on `thread`, which every speed-up is compared with), and through a bare
+`asyncio.gather` of the same sources under the same cap, the least any runner needs. The
+ideal is the time they take when nothing else costs anything (CPU work: spread over the
+CPUs). "Sequential" is the sum of the sources' own times, as measured in the workflow's runs;
+with `sequential=True` the sources are also run one after another, which takes that long. A
+pool's or cluster's start-up is timed apart from the runs, as a server pays it only once.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import heapq
+import inspect
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -22,12 +27,26 @@ from typing import Any, Literal, TypedDict
 from rich.console import Console
 from rich.table import Table
 
-from .config import Source, SourceLimits
-from .execution import call_source
+from .config import ExecutorName, Source, SourceLimits, WorkflowConfig
+from .executors import EXECUTORS, POOLED, Executors, in_own_thread, pooled_specs
 from .registry import WorkflowEntry
 from .results import Aggregation, SourceFunction, SourceSummary
+from .running import on_executor
+from .settings import load_settings
 
 Progress = Callable[[str], None]
+SourceKind = Literal["async", "sync", "cpu"]
+
+
+class ExecutorBench(TypedDict):
+    executor: str
+    startup_seconds: float  # starting its pool or cluster, before the timed runs
+    workflow_seconds: float  # the median of `repeat` runs, Preparation to Report
+    workflow_runs: list[float]
+    wall_over_ideal: float
+    speedup_over_sequential: float  # sequential seconds / this executor's wall
+    speedup_over_thread: float  # the thread executor's wall / this executor's wall
+    results_per_run: list[int]  # how many sources each run aggregated
 
 
 @dataclass(frozen=True)
@@ -36,8 +55,9 @@ class BenchSettings:
     latencies: Sequence[float] = (0.2,)  # seconds per source, repeated over the sources
     max_concurrency: int | None = None  # None: all sources at once
     repeat: int = 5
-    source_kind: Literal["async", "sync"] = "async"
+    source_kind: SourceKind = "async"
     sequential: bool = False  # also run the sources one after another (slow: their sum)
+    executors: Sequence[ExecutorName] = ()  # besides `thread`; () : the kind's own only
 
 
 class BenchResults(TypedDict):
@@ -56,6 +76,7 @@ class BenchResults(TypedDict):
     wall_over_ideal: float
     workflow_over_raw: float
     results_per_run: list[int]  # how many sources each workflow run aggregated
+    executors: list[ExecutorBench]  # the first is the kind's own, as the top-level numbers
 
 
 def bench_sources(entry: WorkflowEntry, settings: BenchSettings) -> tuple[Source, ...]:
@@ -79,28 +100,69 @@ def run_bench(
     say = progress or (lambda line: None)
     sources = bench_sources(entry, settings)
     cap = settings.max_concurrency or len(sources)
-    wait = waiting_source(settings.source_kind)
+    function = bench_source(settings.source_kind)
     config = dataclasses.replace(entry.config, sources=sources, max_concurrency=cap)
-    # "": the offline report, whatever model is configured: the bench times orchestration.
-    workflow = entry.factory(
-        config=config, report_model="", source_functions={source.id: wait for source in sources}
-    )
-    workflow_runs: list[float] = []
+    own: ExecutorName = "async" if settings.source_kind == "async" else "thread"
+    ways = list(dict.fromkeys([own, "thread", *settings.executors]))  # in order, once each
+    timed = {
+        name: asyncio.run(on_executor_runs(entry, config, function, name, settings.repeat, say))
+        for name in ways
+    }
     raw_runs: list[float] = []
-    aggregations: list[Aggregation] = []
     for run in range(1, settings.repeat + 1):
-        elapsed, aggregation = asyncio.run(through_workflow(workflow))
-        workflow_runs.append(elapsed)
-        aggregations.append(aggregation)
-        raw_runs.append(asyncio.run(through_raw_gather(wait, sources, cap)))
-        say(f"run {run}/{settings.repeat}: workflow {elapsed:.3f} s, raw {raw_runs[-1]:.3f} s")
+        raw_runs.append(asyncio.run(through_raw_gather(function, sources, cap)))
+        say(f"raw asyncio.gather {run}/{settings.repeat}: {raw_runs[-1]:.3f} s")
     latencies = [float(source.settings["latency_seconds"]) for source in sources]
     measured = None
     if settings.sequential:
         say(f"one source after another, about {sum(latencies):.0f} s ...")
-        measured = round(asyncio.run(sequentially(wait, sources)), 4)
-    ideal = ideal_seconds(latencies, cap)
-    return summarise(settings, ideal, workflow_runs, raw_runs, aggregations, measured)
+        measured = round(asyncio.run(sequentially(function, sources)), 4)
+    if settings.source_kind == "cpu":
+        # CPU work spreads over the CPUs at best; one after another it takes the CPU time.
+        ideal = ideal_seconds(latencies, min(cap, os.cpu_count() or 1))
+        sequential = sum(latencies)
+    else:
+        ideal = ideal_seconds(latencies, cap)
+        sequential = statistics.median(a.sequential_seconds for a in timed[own].aggregations)
+    return summarise(settings, ideal, sequential, timed, raw_runs, measured)
+
+
+@dataclass
+class Timed:
+    """The runs of the workflow on one executor."""
+
+    startup_seconds: float
+    runs: list[float]
+    aggregations: list[Aggregation]
+
+
+async def on_executor_runs(
+    entry: WorkflowEntry,
+    config: WorkflowConfig,
+    function: SourceFunction,
+    executor: ExecutorName,
+    repeat: int,
+    say: Progress,
+) -> Timed:
+    """`repeat` runs with every source on `executor`, its pool or cluster started first."""
+    config = on_executor(config, executor)
+    # "": the offline report, whatever model is configured: the bench times orchestration.
+    workflow = entry.factory(
+        config=config,
+        report_model="",
+        source_functions={source.id: function for source in config.sources},
+    )
+    async with Executors() as executors:
+        EXECUTORS.set(executors)
+        started = time.perf_counter()
+        await executors.start(pooled_specs(config, load_settings().dask_address))
+        timed = Timed(startup_seconds=time.perf_counter() - started, runs=[], aggregations=[])
+        for run in range(1, repeat + 1):
+            elapsed, aggregation = await through_workflow(workflow)
+            timed.runs.append(elapsed)
+            timed.aggregations.append(aggregation)
+            say(f"run {run}/{repeat} on {executor}: {elapsed:.3f} s")
+    return timed
 
 
 async def through_workflow(workflow: Any) -> tuple[float, Aggregation]:
@@ -115,7 +177,7 @@ async def through_raw_gather(wait: SourceFunction, sources: Sequence[Source], ca
 
     async def limited(source: Source) -> SourceSummary:
         async with slots:
-            result: SourceSummary = await call_source(wait, source)
+            result: SourceSummary = await call_directly(wait, source)
             return result
 
     started = time.perf_counter()
@@ -126,20 +188,36 @@ async def through_raw_gather(wait: SourceFunction, sources: Sequence[Source], ca
 async def sequentially(wait: SourceFunction, sources: Sequence[Source]) -> float:
     started = time.perf_counter()
     for source in sources:
-        await call_source(wait, source)
+        await call_directly(wait, source)
     return time.perf_counter() - started
 
 
 def summarise(
     settings: BenchSettings,
     ideal: float,
-    workflow_runs: list[float],
+    sequential: float,
+    timed: dict[ExecutorName, Timed],
     raw_runs: list[float],
-    aggregations: list[Aggregation],
     measured_sequential: float | None,
 ) -> BenchResults:
-    workflow_median = statistics.median(workflow_runs)
     raw_median = statistics.median(raw_runs)
+    thread_median = statistics.median(timed["thread"].runs)
+    executors: list[ExecutorBench] = []
+    for name, runs in timed.items():
+        median = statistics.median(runs.runs)
+        executors.append(
+            ExecutorBench(
+                executor=name,
+                startup_seconds=round(runs.startup_seconds, 4),
+                workflow_seconds=round(median, 4),
+                workflow_runs=[round(seconds, 4) for seconds in runs.runs],
+                wall_over_ideal=round(median / ideal, 3),
+                speedup_over_sequential=round(sequential / median, 3),
+                speedup_over_thread=round(thread_median / median, 3),
+                results_per_run=[a.total_sources - len(a.failed) for a in runs.aggregations],
+            )
+        )
+    own = executors[0]
     return BenchResults(
         sources=settings.sources,
         latencies=list(settings.latencies),
@@ -147,15 +225,16 @@ def summarise(
         repeat=settings.repeat,
         source_kind=settings.source_kind,
         ideal_seconds=round(ideal, 4),
-        sequential_seconds=round(statistics.median(a.sequential_seconds for a in aggregations), 4),
+        sequential_seconds=round(sequential, 4),
         measured_sequential_seconds=measured_sequential,
-        workflow_seconds=round(workflow_median, 4),
+        workflow_seconds=own["workflow_seconds"],
         raw_gather_seconds=round(raw_median, 4),
-        workflow_runs=[round(seconds, 4) for seconds in workflow_runs],
+        workflow_runs=own["workflow_runs"],
         raw_gather_runs=[round(seconds, 4) for seconds in raw_runs],
-        wall_over_ideal=round(workflow_median / ideal, 3),
-        workflow_over_raw=round(workflow_median / raw_median, 3),
-        results_per_run=[a.total_sources - len(a.failed) for a in aggregations],
+        wall_over_ideal=own["wall_over_ideal"],
+        workflow_over_raw=round(own["workflow_seconds"] / raw_median, 3),
+        results_per_run=own["results_per_run"],
+        executors=executors,
     )
 
 
@@ -175,35 +254,70 @@ def print_bench(console: Console, results: BenchResults) -> None:
         f"medians of {results['repeat']} runs"
     )
     ideal, raw = results["ideal_seconds"], results["raw_gather_seconds"]
-    ways = [("sequential (sum of the sources' times)", results["sequential_seconds"])]
+    sequential = results["sequential_seconds"]
+    table = Table("way", "seconds", "× ideal", "× raw", "speed-up", "vs thread", "start-up")
+    table.add_row("ideal", f"{ideal:.3f}", "1.00", "", f"{sequential / ideal:.2f}", "", "")
+    kind = "CPU time" if results["source_kind"] == "cpu" else "sum of times"
+    ways = [(f"sequential ({kind})", sequential)]
     if results["measured_sequential_seconds"] is not None:
         ways.append(("sequential (measured, 1 run)", results["measured_sequential_seconds"]))
-    ways += [("workflow (Agno arun)", results["workflow_seconds"]), ("raw asyncio.gather", raw)]
-    table = Table("way", "seconds", "× ideal", "× raw gather")
-    table.add_row("ideal", f"{ideal:.3f}", "1.00", "")
     for way, seconds in ways:
         table.add_row(way, f"{seconds:.3f}", f"{seconds / ideal:.2f}", f"{seconds / raw:.2f}")
+    for executor in results["executors"]:
+        seconds = executor["workflow_seconds"]
+        startup = executor["startup_seconds"]
+        table.add_row(
+            f"workflow, {executor['executor']}",
+            f"{seconds:.3f}",
+            f"{seconds / ideal:.2f}",
+            f"{seconds / raw:.2f}",
+            f"{executor['speedup_over_sequential']:.2f}",
+            f"{executor['speedup_over_thread']:.2f}",
+            f"{startup:.2f} s" if executor["executor"] in POOLED else "",
+        )
+    table.add_row("raw gather", f"{raw:.3f}", f"{raw / ideal:.2f}", "1.00")
     console.print(table)
     complete = sum(count == results["sources"] for count in results["results_per_run"])
     console.print(
         f"wall/ideal {results['wall_over_ideal']:.3f}, workflow/raw "
         f"{results['workflow_over_raw']:.3f}; every source's result aggregated in "
-        f"{complete} of {len(results['results_per_run'])} workflow runs"
+        f"{complete} of {len(results['results_per_run'])} workflow runs. Workflow: Agno arun; "
+        "raw: asyncio.gather; speed-up: sequential / wall; vs thread: thread's wall / wall"
     )
 
 
-def waiting_source(kind: Literal["async", "sync"]) -> SourceFunction:
-    """A source that only waits its `latency_seconds`: as a coroutine, or blocking."""
-    if kind == "async":
+def bench_source(kind: SourceKind) -> SourceFunction:
+    """A source that waits or computes its `latency_seconds`: module-level functions, so
+    that a worker process or a Dask worker finds them by name."""
+    functions: dict[SourceKind, SourceFunction] = {
+        "async": wait_async,
+        "sync": wait_blocking,
+        "cpu": compute,
+    }
+    return functions[kind]
 
-        async def wait_async(source: Source) -> SourceSummary:
-            await asyncio.sleep(source.settings["latency_seconds"])
-            return SourceSummary(records=1)
 
-        return wait_async
+async def wait_async(source: Source) -> SourceSummary:
+    await asyncio.sleep(source.settings["latency_seconds"])
+    return SourceSummary(records=1)
 
-    def wait_blocking(source: Source) -> SourceSummary:
-        time.sleep(source.settings["latency_seconds"])
-        return SourceSummary(records=1)
 
-    return wait_blocking
+def wait_blocking(source: Source) -> SourceSummary:
+    time.sleep(source.settings["latency_seconds"])
+    return SourceSummary(records=1)
+
+
+def compute(source: Source) -> SourceSummary:
+    """A pure-Python loop until this thread has used `latency_seconds` of CPU."""
+    until = time.thread_time() + source.settings["latency_seconds"]
+    loops = 0
+    while time.thread_time() < until:
+        loops += 1
+    return SourceSummary(records=1, details={"loops": loops})
+
+
+async def call_directly(function: SourceFunction, source: Source) -> Any:
+    """The least a runner does: await a coroutine, or run a blocking function in a thread."""
+    if inspect.iscoroutinefunction(function):
+        return await function(source)
+    return await in_own_thread(function, source)

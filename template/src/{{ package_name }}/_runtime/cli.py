@@ -2,8 +2,8 @@
 dispatch to commands.py, where each command has one small function.
 
 Exit codes: 0 when every source succeeded, 1 when a source or the report failed, 2 for bad
-usage (unknown workflow id, broken config.yaml or settings.yaml, unusable report model or
-history), 130 when Ctrl-C stopped the run.
+usage (unknown workflow id, broken config.yaml or settings.yaml, unusable report model,
+history or executor), 130 when Ctrl-C stopped the run.
 """
 
 from __future__ import annotations
@@ -17,14 +17,22 @@ from typing import Any
 
 from . import commands
 from .commands import UsageError
-from .config import ConfigError
+from .config import EXECUTOR_NAMES, ConfigError
+from .executors import ExecutorError
 from .history import HistoryError
 from .report import ReportModelError
 from .running import DEFAULT_REQUEST, RunInterrupted
 from .serve import ServeError, port_number
 from .settings import PACKAGE
 
-USAGE_ERRORS = (UsageError, ConfigError, ReportModelError, HistoryError, ServeError)
+USAGE_ERRORS = (
+    UsageError,
+    ConfigError,
+    ReportModelError,
+    HistoryError,
+    ServeError,
+    ExecutorError,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,6 +97,7 @@ def add_run(subcommands: Subcommands, common: argparse.ArgumentParser) -> None:
         "--stream", action="store_true", help="print each step and source as it completes"
     )
     run.add_argument("--verbose", action="store_true", help="show Agno's own log lines")
+    add_executor_option(run, "every source on this executor instead of config.yaml's")
     run.set_defaults(func=commands.run_command)
 
 
@@ -155,10 +164,20 @@ def add_bench_options(bench: argparse.ArgumentParser) -> None:
     )
     bench.add_argument(
         "--kind",
-        choices=("async", "sync"),
+        choices=("async", "sync", "cpu"),
         default="async",
-        help="sources as coroutines (asyncio.sleep) or blocking functions (time.sleep in a "
-        "thread); the raw baseline runs the same kind (default: async)",
+        help="sources as coroutines (asyncio.sleep), blocking functions (time.sleep) or "
+        "CPU-bound ones (a pure-Python loop for --latency seconds of CPU); the raw baseline "
+        "runs the same kind (default: async)",
+    )
+    bench.add_argument(
+        "--executor",
+        action="append",
+        choices=EXECUTOR_NAMES,
+        default=[],
+        dest="executors",
+        help="also time the workflow with every source on this executor; repeat it for "
+        "several (thread, which the speed-ups compare with, always runs)",
     )
     bench.add_argument(
         "--sequential",
@@ -166,6 +185,10 @@ def add_bench_options(bench: argparse.ArgumentParser) -> None:
         help="also run the sources one after another, which takes the sum of their times "
         "(default: that sum, as measured in the workflow's runs)",
     )
+
+
+def add_executor_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--executor", choices=EXECUTOR_NAMES, help=help_text)
 
 
 def positive(kind: Callable[[str], float]) -> Callable[[str], Any]:

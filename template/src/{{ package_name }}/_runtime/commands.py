@@ -47,14 +47,14 @@ def run_command(args: argparse.Namespace) -> int:
             if line is not None:
                 console.print(line)
 
-        outcome = execute(entry, args.message, db=db, on_event=print_line)
+        outcome = execute(entry, args.message, db=db, on_event=print_line, executor=args.executor)
     elif console.is_terminal and not args.json:
         # A live table of the sources on a terminal; it gives way to the summary at the end.
         table = ProgressTable(entry.config.sources)
         with Live(table, console=console, refresh_per_second=8, transient=True):
-            outcome = execute(entry, args.message, db=db, listener=table)
+            outcome = execute(entry, args.message, db=db, listener=table, executor=args.executor)
     else:
-        outcome = execute(entry, args.message, db=db)
+        outcome = execute(entry, args.message, db=db, executor=args.executor)
     if args.json:
         print(json.dumps(outcome.to_json_dict(), indent=2, ensure_ascii=False, allow_nan=False))
     elif outcome.aggregation is not None:
@@ -118,13 +118,15 @@ def bench_command(args: argparse.Namespace) -> int:
         repeat=args.repeat,
         source_kind=args.kind,
         sequential=args.sequential,
+        executors=args.executors,
     )
     # Progress on stderr, so that `--json` output stays one document.
     results = run_bench(entry, settings, progress=lambda line: print(line, file=sys.stderr))
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        print_bench(Console(highlight=False), results)
+        # Piped output gets a wide page, as for history: seven columns need it.
+        print_bench(Console(highlight=False, width=None if sys.stdout.isatty() else 120), results)
     return 0
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import keyword
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -23,6 +23,11 @@ REPORT_STEP = "Report"
 RESERVED_STEP_NAMES = (PREPARATION_STEP, PARALLEL_STEP, AGGREGATION_STEP, REPORT_STEP)
 
 MAX_RETRIES = 100
+
+# Where a source's `run` runs (executors.py); unset, `async def run` is awaited ("async") and a
+# plain `def run` gets a thread of its own ("thread").
+ExecutorName = Literal["thread", "async", "process", "dask"]
+EXECUTOR_NAMES: tuple[ExecutorName, ...] = get_args(ExecutorName)
 
 
 class ConfigError(ValueError):
@@ -48,6 +53,7 @@ class Source:
     settings: dict[str, Any]  # the entry's own keys, e.g. `data_file`, `table`, `url`
     folder: Path  # the workflow's folder: relative paths in settings start here
     limits: SourceLimits = field(default_factory=SourceLimits)
+    executor: ExecutorName | None = None  # None: "async" for an async def run, else "thread"
 
     def path(self, setting: str) -> Path:
         """The file named by a setting such as `data_file`."""
@@ -66,6 +72,7 @@ class WorkflowConfig:
     max_details_bytes: int  # the largest `details` a source may return, as JSON
     sources: tuple[Source, ...]
     path: Path
+    max_workers: int | None = None  # processes of the process pool / Dask LocalCluster; None: CPUs
 
 
 # What config.yaml may hold. Each `description` is the rule in words: it completes the
@@ -81,6 +88,9 @@ Retries = Annotated[
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False, description="a number of seconds >= 0")]
 PositiveSeconds = Annotated[
     float, Field(gt=0, allow_inf_nan=False, description="a positive number of seconds")
+]
+Executor = Annotated[
+    ExecutorName | None, Field(description=f"one of {', '.join(EXECUTOR_NAMES)}, or null")
 ]
 
 
@@ -104,6 +114,10 @@ class WorkflowSection(_Strict):
     retries: Retries = 0
     retry_backoff_seconds: Seconds = 0.5
     max_backoff_seconds: PositiveSeconds = 30.0
+    executor: Executor = None
+    max_workers: Annotated[
+        int | None, Field(ge=1, description="a whole number of at least 1, or null")
+    ] = None
 
 
 class SourceEntry(_Strict):
@@ -117,6 +131,7 @@ class SourceEntry(_Strict):
     retries: Retries = 0
     retry_backoff_seconds: Seconds = 0.5
     max_backoff_seconds: PositiveSeconds = 30.0
+    executor: Executor = None
 
     @field_validator("id")
     @classmethod
@@ -157,6 +172,9 @@ def load_config(path: Path) -> WorkflowConfig:
                 settings=dict(entry.model_extra or {}),
                 folder=path.parent,
                 limits=_limits(workflow, entry),
+                executor=entry.executor
+                if "executor" in entry.model_fields_set
+                else workflow.executor,
             )
         )
     return WorkflowConfig(
@@ -168,6 +186,7 @@ def load_config(path: Path) -> WorkflowConfig:
         max_details_bytes=workflow.max_details_bytes,
         sources=tuple(sources),
         path=path,
+        max_workers=workflow.max_workers,
     )
 
 

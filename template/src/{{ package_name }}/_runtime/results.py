@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
 from typing import Any, NotRequired, TypedDict
@@ -52,6 +53,7 @@ class SourceResult(BaseModel):
     attempts: int = 1
     error: str | None = None  # one line, when it did not succeed
     details: dict[str, Any] = {}
+    warnings: list[str] = []  # e.g. an async def run that blocked the event loop
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -67,6 +69,7 @@ class SourceResult(BaseModel):
         status: SourceState = SourceState.FAILED,
         attempts: int = 1,
         seconds: float = 0.0,
+        warnings: Sequence[str] = (),
     ) -> SourceResult:
         """The result of a source that did not succeed."""
         return cls(
@@ -76,7 +79,47 @@ class SourceResult(BaseModel):
             attempts=attempts,
             seconds=round(seconds, 3),
             error=error,
+            warnings=list(warnings),
         )
+
+
+class SourceError(Exception):
+    """A source failed; the message is already the one line to report."""
+
+
+def one_line(error: BaseException) -> str:
+    """`Type: message` on one line, whatever the exception said: it goes into tables,
+    reports and logs. A SourceError's message is already that line."""
+    if isinstance(error, SourceError):
+        return " ".join(str(error).split())
+    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return " ".join(text.split())
+
+
+def checked_summary(summary: Any, max_details_bytes: int) -> SourceSummary:
+    """What a source returned, checked: a record count and strict-JSON details of at most
+    `max_details_bytes`; SourceError says what is wrong."""
+    if not isinstance(summary, dict):
+        raise SourceError(f"run() must return a SourceSummary, got {type(summary).__name__}")
+    records = summary.get("records")
+    if isinstance(records, bool) or not isinstance(records, int) or records < 0:
+        raise SourceError(f"records must be a whole number >= 0, got {records!r}")
+    details = summary.get("details", {})
+    if not isinstance(details, dict):
+        raise SourceError(f"details must be a mapping, got {type(details).__name__}")
+    try:
+        text = json.dumps(details, allow_nan=False)
+    except ValueError:
+        raise SourceError("details must be JSON: NaN and Infinity are not") from None
+    except TypeError as error:
+        raise SourceError(f"details must be JSON: {error}") from None
+    size = len(text.encode())
+    if size > max_details_bytes:
+        raise SourceError(
+            f"details are {size:,} bytes as JSON, more than max_details_bytes "
+            f"({max_details_bytes:,})"
+        )
+    return SourceSummary(records=records, details=details)
 
 
 class Aggregation(BaseModel):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,11 +16,13 @@ from agno.run.base import RunStatus
 from agno.run.workflow import WorkflowCompletedEvent, WorkflowRunOutput
 from agno.workflow.types import StepOutput
 
-from .config import REPORT_STEP
+from .config import REPORT_STEP, ExecutorName, WorkflowConfig
 from .execution import INTERRUPTION, Interruption
+from .executors import EXECUTORS, Executors, pooled_specs
 from .progress import LISTENER, Listener
 from .registry import WorkflowEntry
 from .results import Aggregation
+from .settings import load_settings
 
 if TYPE_CHECKING:
     from agno.db.base import BaseDb
@@ -67,14 +70,19 @@ def execute(
     db: BaseDb | None = None,
     listener: Listener | None = None,
     on_event: Callable[[Any], None] | None = None,
+    executor: ExecutorName | None = None,
 ) -> RunOutcome:
-    """Build the workflow and run it once, in an event loop of its own.
+    """Build the workflow and run it once, in an event loop of its own, every source on
+    `executor` if given (`run --executor`), else on its own.
 
+    The process pools and Dask clusters that the sources need are started first (an
+    unreachable scheduler raises ExecutorError before any source runs) and closed after.
     A first Ctrl-C stops the sources still running: the run then ends as usual with those
     reported as cancelled, is recorded as cancelled, and RunInterrupted is raised. A second
     Ctrl-C stops at once (KeyboardInterrupt).
     """
-    workflow = entry.factory(db=db)
+    config = on_executor(entry.config, executor)
+    workflow = entry.factory(db=db, config=config)
     interruption = Interruption()
 
     async def watched() -> RunOutcome:
@@ -82,7 +90,12 @@ def execute(
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(signal.SIGINT, first_interrupt, loop)
-        return await run_workflow(workflow, request, db=db, listener=listener, on_event=on_event)
+        async with Executors() as executors:
+            EXECUTORS.set(executors)
+            await executors.start(pooled_specs(config, load_settings().dask_address))
+            return await run_workflow(
+                workflow, request, db=db, listener=listener, on_event=on_event
+            )
 
     def first_interrupt(loop: asyncio.AbstractEventLoop) -> None:
         interruption.interrupt()
@@ -94,6 +107,14 @@ def execute(
             mark_cancelled(db, outcome.run_id, outcome.session_id)
         raise RunInterrupted(outcome)
     return outcome
+
+
+def on_executor(config: WorkflowConfig, executor: ExecutorName | None) -> WorkflowConfig:
+    """`config` with every source on `executor`; unchanged for None."""
+    if executor is None:
+        return config
+    sources = tuple(dataclasses.replace(source, executor=executor) for source in config.sources)
+    return dataclasses.replace(config, sources=sources)
 
 
 def mark_cancelled(db: BaseDb, run_id: str, session_id: str | None) -> None:

@@ -2,14 +2,15 @@
 
 The variables are named after the package, so that two projects on one machine do not read
 each other's: for the package `parallel_workflow`, `PARALLEL_WORKFLOW_REPORT_MODEL` and
-`PARALLEL_WORKFLOW_HISTORY_DB`; `DATABASE_URL` keeps its usual name.
+`PARALLEL_WORKFLOW_HISTORY_DB`; `DATABASE_URL` and `DASK_SCHEDULER_ADDRESS` keep their usual
+names.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +26,7 @@ SETTINGS_PATH = Path(__file__).parents[1] / "workflows" / "settings.yaml"
 REPORT_MODEL_ENV = f"{ENV_PREFIX}REPORT_MODEL"
 HISTORY_DB_ENV = f"{ENV_PREFIX}HISTORY_DB"
 DATABASE_URL_ENV = "DATABASE_URL"
+DASK_ADDRESS_ENV = "DASK_SCHEDULER_ADDRESS"  # the variable Dask itself reads
 
 
 class HistorySettings(BaseModel):
@@ -61,6 +63,11 @@ class Settings(BaseSettings):
     report_model: str | None = None
     # DATABASE_URL_ENV: a PostgreSQL history instead of the SQLite file.
     database_url: str = Field(default="", validation_alias=DATABASE_URL_ENV)
+    # The Dask scheduler of `executor: dask`, e.g. tcp://10.0.0.5:8786; DASK_ADDRESS_ENV wins.
+    # Empty: each run (each `serve`) starts a LocalCluster of its own and closes it after.
+    dask_address: str = Field(
+        default="", validation_alias=AliasChoices(DASK_ADDRESS_ENV, "dask_address")
+    )
 
     @classmethod
     def settings_customise_sources(

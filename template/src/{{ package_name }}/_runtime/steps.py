@@ -10,6 +10,7 @@ Aggregation step has run, `aggregation_of(step_input)` gives it the aggregation.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import time
 import traceback
@@ -31,9 +32,10 @@ from .config import (
     Source,
     WorkflowConfig,
 )
-from .execution import SourceError, SourceRunner
+from .execution import SourceRunner
+from .executors import ExecutorSpec, executor_spec
 from .report import build_report_agent, render_report
-from .results import Aggregation, SourceFunction, SourceResult, aggregate
+from .results import Aggregation, SourceError, SourceFunction, SourceResult, aggregate
 from .settings import PACKAGE, load_settings
 
 # What a source module defines: `run(source)`; modules written before 0.5.0 define
@@ -58,13 +60,17 @@ def source_steps(
     """
     runner = SourceRunner(config.max_concurrency, config.max_details_bytes)
     overrides = source_functions or {}
+    dask_address = load_settings().dask_address
     steps: list[Any] = []
     for source in config.sources:
         function = overrides.get(source.id) or load_source_function(config, source)
+        spec = executor_spec(config, source, inspect.iscoroutinefunction(function), dask_address)
         steps.append(
             Step(
                 name=source.id,
-                executor=partial(run_source_step, source=source, function=function, runner=runner),
+                executor=partial(
+                    run_source_step, source=source, function=function, spec=spec, runner=runner
+                ),
                 # The runner times out, retries and reports failures itself: Agno never retries.
                 max_retries=0,
             )
@@ -125,10 +131,15 @@ def prepare(step_input: StepInput, run_context: RunContext, config: WorkflowConf
 
 
 async def run_source_step(
-    step_input: StepInput, source: Source, function: SourceFunction, runner: SourceRunner
+    step_input: StepInput,
+    run_context: RunContext,
+    source: Source,
+    function: SourceFunction,
+    spec: ExecutorSpec,
+    runner: SourceRunner,
 ) -> StepOutput:
     # The result travels as this step's own output; sources never touch the session state.
-    result = await runner.run(source, function)
+    result = await runner.run(source, function, spec, run_context.run_id)
     return StepOutput(content=result.model_dump(mode="json"))
 
 
