@@ -138,6 +138,7 @@ def add_serve(subcommands: Subcommands) -> None:
         action="store_true",
         help="serve on a --host other than this machine's without OS_SECURITY_KEY",
     )
+    add_executor_option(serving, "every source of every workflow on this executor")
     serving.set_defaults(func=commands.serve_command)
 
 

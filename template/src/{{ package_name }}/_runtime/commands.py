@@ -104,7 +104,13 @@ def prune_command(args: argparse.Namespace) -> int:
 
 def serve_command(args: argparse.Namespace) -> int:
     location = history_location()
-    serve(args.host, args.port, location, allow_unauthenticated=args.allow_unauthenticated)
+    serve(
+        args.host,
+        args.port,
+        location,
+        allow_unauthenticated=args.allow_unauthenticated,
+        executor=args.executor,
+    )
     return 0
 
 

@@ -160,6 +160,8 @@ class ProcessExecutor(Executor):
         )
         try:
             return settled(await asyncio.wrap_future(future))
+        except SourceError:
+            raise
         except pebble.ProcessExpired as error:
             raise SourceError(f"its worker process died (exit code {error.exitcode})") from None
         except (FutureCancelled, asyncio.CancelledError):
@@ -240,6 +242,8 @@ class DaskExecutor(Executor):
             cleanup = asyncio.create_task(self.stop_task(future.key))
             self.cleanups.add(cleanup)
             cleanup.add_done_callback(self.cleanups.discard)
+            raise
+        except SourceError:
             raise
         except Exception as error:  # e.g. KilledWorker: the workers running it kept dying
             raise SourceError(f"on the Dask cluster at {self.where}: {one_line(error)}") from None

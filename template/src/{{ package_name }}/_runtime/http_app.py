@@ -11,6 +11,7 @@ the security key protects them too. Agno's key check (OS_SECURITY_KEY) guards ev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import json
 import logging
@@ -27,10 +28,12 @@ from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 
+from .config import ExecutorName
+from .executors import Executors, pooled_specs
 from .http_guards import add_guards
 from .registry import discover
-from .running import RunOutcome, run_workflow
-from .settings import PACKAGE, ServeSettings
+from .running import RunOutcome, on_executor, run_workflow
+from .settings import PACKAGE, ServeSettings, load_settings
 
 if TYPE_CHECKING:
     from agno.db.base import BaseDb
@@ -64,10 +67,26 @@ def build_app(
     host: str = "127.0.0.1",
     options: ServeSettings | None = None,
     settings: AgnoAPISettings | None = None,
+    executor: ExecutorName | None = None,
 ) -> FastAPI:
-    """The app serving every discovered workflow on `host`, with `db` as the run history."""
+    """The app serving every discovered workflow on `host`, with `db` as the run history,
+    every source on `executor` if given (`serve --executor`)."""
     settings = settings or api_settings()
-    workflows = {workflow_id: entry.factory(db=db) for workflow_id, entry in discover().items()}
+    entries = discover()
+    configs = {wid: on_executor(entry.config, executor) for wid, entry in entries.items()}
+    workflows = {wid: entries[wid].factory(db=db, config=configs[wid]) for wid in entries}
+    # The process pools and Dask clusters of every workflow's sources: started with the
+    # server, shared by its runs, closed when it stops.
+    executors = Executors()
+    dask_address = load_settings().dask_address
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with executors:
+            for config in configs.values():
+                await executors.start(pooled_specs(config, dask_address))
+            yield
+
     # AgentOS holds the workflows for its routers; its own app, get_app(), is never built.
     agent_os = AgentOS(
         id=PACKAGE.replace("_", "-"),
@@ -84,6 +103,7 @@ def build_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        lifespan=lifespan,
     )
     for router in (
         get_health_router(),
@@ -94,7 +114,7 @@ def build_app(
         # app.include_router: app.routes then lists every route that is served.
         app.router.routes.extend(allowed_routes(router, AGNO_ROUTES))
     key_check = [Depends(get_authentication_dependency(settings))]
-    add_run_route(app, workflows, db, key_check)
+    add_run_route(app, workflows, db, executors, key_check)
     add_docs_routes(app, key_check)
     add_guards(app, host, options or ServeSettings())
     return app
@@ -111,7 +131,11 @@ def allowed_routes(router: APIRouter, allowed: frozenset[tuple[str, str]]) -> li
 
 
 def add_run_route(
-    app: FastAPI, workflows: dict[str, Workflow], db: BaseDb, dependencies: list[Any]
+    app: FastAPI,
+    workflows: dict[str, Workflow],
+    db: BaseDb,
+    executors: Executors,
+    dependencies: list[Any],
 ) -> None:
     @app.post(
         "/workflows/{workflow_id}/runs",
@@ -133,9 +157,9 @@ def add_run_route(
         # A run keeps its ids on the Workflow object: each request runs a copy, as AgentOS does.
         run = workflow.deep_copy()
         if stream:
-            events = event_stream(run, workflow_id, message, db)
+            events = event_stream(run, workflow_id, message, db, executors)
             return StreamingResponse(events, media_type="text/event-stream")
-        outcome = await run_workflow(run, message, db=db)
+        outcome = await run_workflow(run, message, db=db, executors=executors)
         return JSONResponse(run_document(workflow_id, outcome))
 
 
@@ -154,11 +178,13 @@ def run_document(workflow_id: str, outcome: RunOutcome) -> dict[str, Any]:
 
 
 async def event_stream(
-    workflow: Workflow, workflow_id: str, message: str, db: BaseDb
+    workflow: Workflow, workflow_id: str, message: str, db: BaseDb, executors: Executors
 ) -> AsyncIterator[str]:
     """Each of Agno's events as it happens, then the run's document."""
     events: asyncio.Queue[Any] = asyncio.Queue()
-    run = asyncio.create_task(run_workflow(workflow, message, db=db, on_event=events.put_nowait))
+    run = asyncio.create_task(
+        run_workflow(workflow, message, db=db, on_event=events.put_nowait, executors=executors)
+    )
     run.add_done_callback(lambda _: events.put_nowait(None))  # None: no more events
     try:
         while (event := await events.get()) is not None:

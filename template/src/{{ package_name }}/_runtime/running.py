@@ -91,10 +91,9 @@ def execute(
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(signal.SIGINT, first_interrupt, loop)
         async with Executors() as executors:
-            EXECUTORS.set(executors)
             await executors.start(pooled_specs(config, load_settings().dask_address))
             return await run_workflow(
-                workflow, request, db=db, listener=listener, on_event=on_event
+                workflow, request, db=db, listener=listener, on_event=on_event, executors=executors
             )
 
     def first_interrupt(loop: asyncio.AbstractEventLoop) -> None:
@@ -132,11 +131,14 @@ async def run_workflow(
     db: BaseDb | None = None,
     listener: Listener | None = None,
     on_event: Callable[[Any], None] | None = None,
+    executors: Executors | None = None,
 ) -> RunOutcome:
     """Run a built workflow once. `listener` hears each source start, retry and finish;
     `on_event` receives each of Agno's events (the run then streams); with `db` the run must
-    end up in that history."""
+    end up in that history; `executors` holds the pools and clusters to run the sources on
+    (by default the run starts its own and closes them after)."""
     LISTENER.set(listener)  # this run's tasks, and so its sources, inherit it
+    EXECUTORS.set(executors)
     session_state: dict[str, Any] = {}
     step_results: Sequence[StepOutput | list[StepOutput]] = []
     run_id: str | None = None

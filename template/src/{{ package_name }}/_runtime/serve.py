@@ -14,6 +14,7 @@ import os
 import socket
 import sys
 
+from .config import ExecutorName
 from .history import HistoryLocation, open_history
 from .settings import SETTINGS_PATH, load_settings
 
@@ -29,7 +30,12 @@ class ServeError(RuntimeError):
 
 
 def serve(
-    host: str, port: int, location: HistoryLocation, *, allow_unauthenticated: bool = False
+    host: str,
+    port: int,
+    location: HistoryLocation,
+    *,
+    allow_unauthenticated: bool = False,
+    executor: ExecutorName | None = None,
 ) -> None:
     """Serve until stopped; ServeError, before anything listens, when the server cannot."""
     try:
@@ -46,7 +52,9 @@ def serve(
             f"note: only requests addressed to {host} or to this machine's loopback names are "
             f"answered; add the host names clients use to serve.allowed_hosts in {SETTINGS_PATH}"
         )
-    app = build_app(open_history(location), host=host, options=options, settings=settings)
+    app = build_app(
+        open_history(location), host=host, options=options, settings=settings, executor=executor
+    )
     with listen(host, port) as sock:
         # Only now that the port is ours: nothing claims to serve where it cannot.
         print(f"Serving on {url(host, port)} (API docs at /docs); run history: {location}")
