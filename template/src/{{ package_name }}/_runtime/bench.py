@@ -58,6 +58,7 @@ class BenchSettings:
     source_kind: SourceKind = "async"
     sequential: bool = False  # also run the sources one after another (slow: their sum)
     executors: Sequence[ExecutorName] = ()  # besides `thread`; () : the kind's own only
+    max_workers: int | None = None  # the process pool's and LocalCluster's; None: config's
 
 
 class BenchResults(TypedDict):
@@ -101,7 +102,12 @@ def run_bench(
     sources = bench_sources(entry, settings)
     cap = settings.max_concurrency or len(sources)
     function = bench_source(settings.source_kind)
-    config = dataclasses.replace(entry.config, sources=sources, max_concurrency=cap)
+    config = dataclasses.replace(
+        entry.config,
+        sources=sources,
+        max_concurrency=cap,
+        max_workers=settings.max_workers or entry.config.max_workers,
+    )
     own: ExecutorName = "async" if settings.source_kind == "async" else "thread"
     ways = list(dict.fromkeys([own, "thread", *settings.executors]))  # in order, once each
     timed = {

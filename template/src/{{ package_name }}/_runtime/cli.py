@@ -181,6 +181,13 @@ def add_bench_options(bench: argparse.ArgumentParser) -> None:
         "several (thread, which the speed-ups compare with, always runs)",
     )
     bench.add_argument(
+        "--max-workers",
+        type=positive(int),
+        metavar="N",
+        help="processes of the process pool and of a Dask LocalCluster (default: config.yaml's "
+        "max_workers, else one per CPU)",
+    )
+    bench.add_argument(
         "--sequential",
         action="store_true",
         help="also run the sources one after another, which takes the sum of their times "

@@ -125,6 +125,7 @@ def bench_command(args: argparse.Namespace) -> int:
         source_kind=args.kind,
         sequential=args.sequential,
         executors=args.executors,
+        max_workers=args.max_workers,
     )
     # Progress on stderr, so that `--json` output stays one document.
     results = run_bench(entry, settings, progress=lambda line: print(line, file=sys.stderr))

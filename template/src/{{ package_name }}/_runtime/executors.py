@@ -232,9 +232,8 @@ class DaskExecutor(Executor):
         assert self.client is not None, "started by Executors.get"
         if self.unusable is not None:
             raise SourceError(self.unusable)
-        future = self.client.submit(
-            run_elsewhere, function, source, limits.max_details_bytes, pure=False
-        )
+        remote = run_elsewhere_async if inspect.iscoroutinefunction(function) else run_elsewhere
+        future = self.client.submit(remote, function, source, limits.max_details_bytes, pure=False)
         try:
             return settled(await future)
         except asyncio.CancelledError:
@@ -357,6 +356,18 @@ def run_elsewhere(
         summary = function(source)
         if inspect.isawaitable(summary):
             summary = asyncio.run(awaited(summary))
+        return True, json.dumps(checked_summary(summary, max_details_bytes))
+    except BaseException as error:
+        return False, one_line(error)
+
+
+async def run_elsewhere_async(
+    function: SourceFunction, source: Source, max_details_bytes: int
+) -> tuple[bool, str]:
+    """`run_elsewhere` for an `async def run` on Dask, which awaits it on the worker's own
+    event loop rather than starting one per task."""
+    try:
+        summary = await awaited(function(source))
         return True, json.dumps(checked_summary(summary, max_details_bytes))
     except BaseException as error:
         return False, one_line(error)
