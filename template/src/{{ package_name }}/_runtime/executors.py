@@ -367,7 +367,9 @@ async def run_elsewhere_async(
     """`run_elsewhere` for an `async def run` on Dask, which awaits it on the worker's own
     event loop rather than starting one per task."""
     try:
-        summary = await awaited(function(source))
+        summary = function(source)
+        if inspect.isawaitable(summary):
+            summary = await summary
         return True, json.dumps(checked_summary(summary, max_details_bytes))
     except BaseException as error:
         return False, one_line(error)
