@@ -88,7 +88,7 @@ def test_config_yaml_holds_the_exact_display_names(rendered: tuple[Path, dict]) 
 # differ) and "one source" the same with one source: there the tests of the engine with
 # synthetic sources, of serving and of the history would repeat the defaults' run, so these
 # two run the rendered tests that depend on the answers (workflow, registry, CLI, config,
-# report, layout). "defaults" and "256 sources" run every rendered test.
+# report, layout). "defaults" runs every rendered test, "256 sources" all but the executors.
 ANSWER_DEPENDENT_TESTS = [
     "tests/test_workflow.py",
     "tests/test_registry.py",
@@ -97,17 +97,20 @@ ANSWER_DEPENDENT_TESTS = [
     "tests/test_report.py",
     "tests/test_layout.py",
 ]
+SYNTHETIC_SOURCE_TESTS = ["--ignore=tests/test_execution.py", "--ignore=tests/test_history.py"]
 ANSWER_TESTS = {
     "seed names": ANSWER_DEPENDENT_TESTS,
     # Also the faults: with one source, Ctrl-C leaves no source finished.
     "one source": [*ANSWER_DEPENDENT_TESTS, "tests/test_faults.py"],
-    # The execution and history tests run synthetic sources under the workflow's settings:
-    # names and a model change nothing there (the 256 sources' runs do: they run them all).
-    "odd names": ["--ignore=tests/test_execution.py", "--ignore=tests/test_history.py"],
+    # The execution, executor and history tests run synthetic sources under the workflow's
+    # settings: names and a model change nothing there (the 256 sources' runs do, but the
+    # executors' real Dask cluster and process pools are the defaults' to run).
+    "odd names": [*SYNTHETIC_SOURCE_TESTS, "--ignore=tests/test_executors.py"],
     "twelve sources, a report model": [
-        "--ignore=tests/test_execution.py",
-        "--ignore=tests/test_history.py",
+        *SYNTHETIC_SOURCE_TESTS,
+        "--ignore=tests/test_executors.py",
     ],
+    "256 sources": ["--ignore=tests/test_executors.py"],
 }
 
 

@@ -77,6 +77,14 @@ def render_report(aggregation: Aggregation) -> str:
             f"- {escape(source.name)} (`{source.id}`): {escape(source.error or '')}"
             for source in failures
         ]
+    warned = [source for source in aggregation.sources if source.warnings]
+    if warned:
+        lines += ["", "## Warnings", ""]
+        lines += [
+            f"- {escape(source.name)} (`{source.id}`): {escape(warning)}"
+            for source in warned
+            for warning in source.warnings
+        ]
     return "\n".join(lines) + "\n"
 
 

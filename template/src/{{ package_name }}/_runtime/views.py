@@ -85,6 +85,8 @@ def print_summary(console: Console, aggregation: Aggregation, report: str | None
             console.print(
                 Text(f"{source.status.label}: {source.name}: {source.error}", style="red")
             )
+        for warning in source.warnings:
+            console.print(Text(f"warning: {source.name}: {warning}", style="yellow"))
     if report:
         console.print()
         console.print(Markdown(report) if console.is_terminal else Text(report))
