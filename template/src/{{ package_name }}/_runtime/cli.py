@@ -1,4 +1,4 @@
-"""The command line: `run | list | history [prune] | serve | bench`: the parser, and the
+"""The command line: `run | list | history [show | prune] | serve | bench`: the parser, and the
 dispatch to commands.py, where each command has one small function.
 
 Exit codes: 0 when every source succeeded, 1 when a source or the report failed, 2 for bad
@@ -20,6 +20,7 @@ from .commands import UsageError
 from .config import EXECUTOR_NAMES, ConfigError
 from .executors import ExecutorError
 from .history import HistoryError
+from .page import PageError
 from .report import ReportModelError
 from .running import DEFAULT_REQUEST, RunInterrupted
 from .serve import ServeError, port_number
@@ -32,6 +33,7 @@ USAGE_ERRORS = (
     HistoryError,
     ServeError,
     ExecutorError,
+    PageError,
 )
 
 
@@ -98,6 +100,7 @@ def add_run(subcommands: Subcommands, common: argparse.ArgumentParser) -> None:
     )
     run.add_argument("--verbose", action="store_true", help="show Agno's own log lines")
     add_executor_option(run, "every source on this executor instead of config.yaml's")
+    add_html_option(run, "also write the run as an HTML page: its timeline, sources and report")
     run.set_defaults(func=commands.run_command)
 
 
@@ -109,7 +112,14 @@ def add_history(subcommands: Subcommands, common: argparse.ArgumentParser) -> No
         "--limit", type=positive(int), default=20, help="how many runs (default: 20)"
     )
     history.set_defaults(func=commands.history_command)
-    pruning = history.add_subparsers(title="commands", metavar="prune").add_parser(
+    history_commands = history.add_subparsers(title="commands", metavar="show | prune")
+    showing = history_commands.add_parser(
+        "show", parents=[common], help="one stored run: its sources, timeline and report"
+    )
+    showing.add_argument("run_id", metavar="RUN_ID", help="the run's id, or its first characters")
+    add_html_option(showing, "write the run as an HTML page instead of printing it")
+    showing.set_defaults(func=commands.show_command)
+    pruning = history_commands.add_parser(
         "prune",
         parents=[common],
         help="delete old runs: all but the newest --keep N, or those older than --older-than",
@@ -187,12 +197,17 @@ def add_bench_options(bench: argparse.ArgumentParser) -> None:
         help="processes of the process pool and of a Dask LocalCluster (default: config.yaml's "
         "max_workers, else one per CPU)",
     )
+    add_html_option(bench, "also write the wall time of each way as bars in an HTML page")
     bench.add_argument(
         "--sequential",
         action="store_true",
         help="also run the sources one after another, which takes the sum of their times "
         "(default: that sum, as measured in the workflow's runs)",
     )
+
+
+def add_html_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--html", type=Path, metavar="FILE", help=help_text)
 
 
 def add_executor_option(parser: argparse.ArgumentParser, help_text: str) -> None:

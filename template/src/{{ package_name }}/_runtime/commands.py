@@ -14,7 +14,15 @@ from rich.console import Console
 from rich.live import Live
 
 from .bench import BenchSettings, print_bench, run_bench
-from .history import existing_history, history_for_run, history_location, prune, recent_runs
+from .history import (
+    existing_history,
+    history_for_run,
+    history_location,
+    prune,
+    recent_runs,
+    stored_run,
+)
+from .page import bench_page, record_page, run_page, writable, write_page
 from .registry import WorkflowEntry, discover
 from .running import execute
 from .serve import serve
@@ -25,6 +33,7 @@ from .views import (
     history_document,
     history_table,
     print_summary,
+    stored_document,
     workflows_table,
 )
 
@@ -35,6 +44,7 @@ class UsageError(Exception):
 
 def run_command(args: argparse.Namespace) -> int:
     entry = choose(discover(), args.workflow)
+    html = writable(args.html) if args.html is not None else None  # before the run, not after
     quiet_agno_logs(args.verbose)
     # Progress goes to stderr when stdout carries the JSON document.
     console = Console(stderr=args.json, highlight=False, soft_wrap=True)
@@ -61,6 +71,11 @@ def run_command(args: argparse.Namespace) -> int:
         print_summary(console, outcome.aggregation, outcome.report)
     for error in outcome.errors:
         print(f"error: {error}", file=sys.stderr)
+    if html is not None and outcome.aggregation is not None:
+        status = "COMPLETED" if outcome.exit_code == 0 else "ERROR"
+        facts = [("run", outcome.run_id or ""), ("status", status)]
+        write_page(html, run_page(outcome.aggregation, outcome.report, facts))
+        print(f"The run's page: {html}", file=sys.stderr)
     return outcome.exit_code
 
 
@@ -84,6 +99,26 @@ def history_command(args: argparse.Namespace) -> int:
     # Piped output gets a wide page rather than rich's 80 columns: eight columns need it.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
     console.print(history_table(records, location) if records else f"No runs yet in {location}.")
+    return 0
+
+
+def show_command(args: argparse.Namespace) -> int:
+    html = writable(args.html) if args.html is not None else None
+    quiet_agno_logs(verbose=False)
+    location = history_location()
+    db = existing_history(location)
+    if db is None:
+        raise UsageError(f"no run {args.run_id!r}: no runs yet in {location}")
+    record = stored_run(db, args.run_id)
+    if html is not None:
+        write_page(html, record_page(record))
+        print(f"The run's page: {html}", file=sys.stderr)
+    elif args.json:
+        print(json.dumps(stored_document(record), indent=2, ensure_ascii=False))
+    elif record.aggregation is None:
+        print(f"Run {record.run_id} ({record.status}) stopped before its Aggregation step.")
+    else:
+        print_summary(Console(highlight=False), record.aggregation, record.report)
     return 0
 
 
@@ -116,6 +151,8 @@ def serve_command(args: argparse.Namespace) -> int:
 
 def bench_command(args: argparse.Namespace) -> int:
     entry = choose(discover(), args.workflow)
+    if args.html is not None:
+        writable(args.html)
     quiet_agno_logs(verbose=False)
     settings = BenchSettings(
         sources=args.sources,
@@ -129,6 +166,9 @@ def bench_command(args: argparse.Namespace) -> int:
     )
     # Progress on stderr, so that `--json` output stays one document.
     results = run_bench(entry, settings, progress=lambda line: print(line, file=sys.stderr))
+    if args.html is not None:
+        write_page(args.html, bench_page(results))
+        print(f"The bench's page: {args.html}", file=sys.stderr)
     if args.json:
         print(json.dumps(results, indent=2))
     else:

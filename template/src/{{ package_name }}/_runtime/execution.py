@@ -28,10 +28,12 @@ from .config import Source
 from .executors import EXECUTORS, CallLimits, Executor, ExecutorError, Executors, ExecutorSpec
 from .progress import SourceEvent, emit
 from .results import (
+    AttemptTiming,
     SourceFunction,
     SourceResult,
     SourceState,
     SourceSummary,
+    SourceTiming,
     checked_summary,
     one_line,
 )
@@ -96,6 +98,48 @@ class Attempt:
     error: str | None = None
 
 
+class Clock:
+    """One source's timing as it runs: offsets in seconds after `origin`, the start of the
+    parallel block, so that the sources of a run share one time axis."""
+
+    def __init__(self, origin: float) -> None:
+        self.origin = origin
+        self.queued = self.now()
+        self.attempts: list[AttemptTiming] = []
+        self.waited = 0.0
+        self.waiting_since: float | None = None
+        self.attempt_started: float | None = None
+
+    def now(self) -> float:
+        return time.perf_counter() - self.origin
+
+    def begin_waiting(self) -> None:
+        self.waiting_since = self.now()
+
+    def begin_attempt(self) -> None:
+        if self.waiting_since is not None:
+            self.waited += self.now() - self.waiting_since
+            self.waiting_since = None
+        self.attempt_started = self.now()
+
+    def end_attempt(self, state: SourceState) -> None:
+        if self.attempt_started is not None:
+            self.attempts.append(
+                AttemptTiming(
+                    started=round(self.attempt_started, 4), ended=round(self.now(), 4), state=state
+                )
+            )
+            self.attempt_started = None
+
+    def timing(self) -> SourceTiming:
+        return SourceTiming(
+            queued=round(self.queued, 4),
+            attempts=list(self.attempts),
+            finished=round(self.now(), 4),
+            waited_seconds=round(self.waited, 4),
+        )
+
+
 class SourceRunner:
     """Runs the sources of one workflow under its limits; shared by all its parallel branches."""
 
@@ -106,21 +150,29 @@ class SourceRunner:
         self.own_scopes: dict[str, tuple[Executors, int]] = {}
 
     async def run(
-        self, source: Source, function: SourceFunction, spec: ExecutorSpec, run_id: str = ""
+        self,
+        source: Source,
+        function: SourceFunction,
+        spec: ExecutorSpec,
+        run_id: str = "",
+        origin: float | None = None,
     ) -> SourceResult:
         """Run one source under its limits and return how it went; it never raises, not
-        even when the run is interrupted: the source is then CANCELLED."""
+        even when the run is interrupted: the source is then CANCELLED. Its timing is in
+        seconds after `origin`, the parallel block's start (by default, now)."""
         interruption = INTERRUPTION.get() or Interruption()
+        clock = Clock(time.perf_counter() if origin is None else origin)
         warnings: list[str] = []
         started = time.perf_counter()
         try:
             with interruption.watching():
                 async with self.executors(run_id) as executors:
-                    return await self._run(source, function, spec, executors, warnings)
+                    return await self._run(source, function, spec, executors, warnings, clock)
         except asyncio.CancelledError:
             if not interruption.interrupted:
                 raise  # cancelled by someone else (Agno, a closing server): not ours to keep
             seconds = time.perf_counter() - started
+            clock.end_attempt(SourceState.CANCELLED)
             emit(SourceEvent(source, SourceState.CANCELLED, 0, seconds, "interrupted"))
             return SourceResult.failure(
                 source,
@@ -129,9 +181,12 @@ class SourceRunner:
                 attempts=0,
                 seconds=seconds,
                 warnings=warnings,
+                timing=clock.timing(),
             )
         except ExecutorError as error:  # e.g. the cluster went away between two runs
-            return SourceResult.failure(source, one_line(error), attempts=0, warnings=warnings)
+            return SourceResult.failure(
+                source, one_line(error), attempts=0, warnings=warnings, timing=clock.timing()
+            )
 
     @contextlib.asynccontextmanager
     async def executors(self, run_id: str) -> AsyncIterator[Executors]:
@@ -159,6 +214,7 @@ class SourceRunner:
         spec: ExecutorSpec,
         executors: Executors,
         warnings: list[str],
+        clock: Clock,
     ) -> SourceResult:
         def warn(warning: str) -> None:
             log.warning("source %s %s", source.id, warning)
@@ -169,13 +225,16 @@ class SourceRunner:
         attempt = 0
         while True:
             attempt += 1
+            clock.begin_waiting()
             async with self.limit.slot():
-                emit(SourceEvent(source, SourceState.RUNNING, attempt, seconds))
                 executor = await executors.get(spec)
                 async with executor.slot():
+                    clock.begin_attempt()
+                    emit(SourceEvent(source, SourceState.RUNNING, attempt, seconds))
                     started = time.perf_counter()
                     outcome = await self._attempt(source, function, executor, call_limits)
                     seconds += time.perf_counter() - started
+                    clock.end_attempt(outcome.state)
             if outcome.summary is not None:
                 emit(SourceEvent(source, SourceState.OK, attempt, seconds))
                 return SourceResult(
@@ -186,6 +245,7 @@ class SourceRunner:
                     attempts=attempt,
                     details=outcome.summary.get("details", {}),
                     warnings=warnings,
+                    timing=clock.timing(),
                 )
             error = outcome.error or "failed"
             if attempt > source.limits.retries:
@@ -197,6 +257,7 @@ class SourceRunner:
                     attempts=attempt,
                     seconds=seconds,
                     warnings=warnings,
+                    timing=clock.timing(),
                 )
             emit(SourceEvent(source, SourceState.RETRYING, attempt, seconds, error))
             # The slot is free while we wait, so that other sources can use it.

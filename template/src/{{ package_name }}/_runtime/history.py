@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from .config import AGGREGATION_STEP
+from .config import AGGREGATION_STEP, REPORT_STEP
 from .database import advisory_lock, create_private, file_lock, masked, reason
 from .results import Aggregation
 from .settings import Settings, load_settings
@@ -59,6 +59,7 @@ class RunRecord:
     status: str
     duration_seconds: float | None
     aggregation: Aggregation | None  # None when the run stopped before its Aggregation step
+    report: str | None = None  # the Report step's Markdown, when it succeeded
 
 
 def history_location(settings: Settings | None = None) -> HistoryLocation:
@@ -153,10 +154,22 @@ def recent_runs(db: BaseDb, workflow_id: str | None, limit: int | None) -> list[
                 status=str(row["status"]),
                 duration_seconds=(run.get("metrics") or {}).get("duration"),
                 aggregation=_aggregation(run.get("step_results") or []),
+                report=_report(run.get("step_results") or []),
             )
         )
     # Agno orders by the second a run started; the aggregation orders runs within it.
     return sorted(records, key=lambda record: (record.started, _started(record)), reverse=True)
+
+
+def stored_run(db: BaseDb, run_id: str) -> RunRecord:
+    """The run whose id is `run_id`, or starts with it (`history` shows the first 8
+    characters); HistoryError names an unknown or ambiguous id."""
+    found = [record for record in recent_runs(db, None, None) if record.run_id.startswith(run_id)]
+    if not run_id or not found:
+        raise HistoryError(f"no run {run_id!r} in the history")
+    if len(found) > 1:
+        raise HistoryError(f"{run_id!r} is the start of {len(found)} run ids: give more of it")
+    return found[0]
 
 
 def _started(record: RunRecord) -> float:
@@ -213,4 +226,12 @@ def _aggregation(step_results: list[dict[str, Any]]) -> Aggregation | None:
                 return Aggregation.model_validate(json.loads(step["content"]))
             except (json.JSONDecodeError, ValidationError):
                 return None  # a run stored by an older version of this project
+    return None
+
+
+def _report(step_results: list[dict[str, Any]]) -> str | None:
+    for step in step_results:
+        if step.get("step_name") == REPORT_STEP and step.get("success", True):
+            content = step.get("content")
+            return content if isinstance(content, str) else None
     return None

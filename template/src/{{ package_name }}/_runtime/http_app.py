@@ -30,7 +30,9 @@ from fastapi.routing import APIRoute
 
 from .config import ExecutorName
 from .executors import Executors, pooled_specs
+from .history import HistoryError, stored_run
 from .http_guards import add_guards
+from .page import record_page
 from .registry import discover
 from .running import RunOutcome, on_executor, run_workflow
 from .settings import PACKAGE, ServeSettings, load_settings
@@ -115,6 +117,7 @@ def build_app(
         app.router.routes.extend(allowed_routes(router, AGNO_ROUTES))
     key_check = [Depends(get_authentication_dependency(settings))]
     add_run_route(app, workflows, db, executors, key_check)
+    add_page_route(app, db, key_check)
     add_docs_routes(app, key_check)
     add_guards(app, host, options or ServeSettings())
     return app
@@ -161,6 +164,25 @@ def add_run_route(
             return StreamingResponse(events, media_type="text/event-stream")
         outcome = await run_workflow(run, message, db=db, executors=executors)
         return JSONResponse(run_document(workflow_id, outcome))
+
+
+def add_page_route(app: FastAPI, db: BaseDb, dependencies: list[Any]) -> None:
+    @app.get(
+        "/runs/{run_id}/page",
+        dependencies=dependencies,
+        tags=["Workflows"],
+        summary="A stored run as an HTML page",
+        description="The page `history show RUN_ID --html` writes: the run's timeline as SVG, "
+        "its sources, report and facts, self-contained.",
+        response_class=HTMLResponse,
+    )
+    def stored_run_page(run_id: str) -> HTMLResponse:
+        # A plain def: FastAPI runs it in a thread, so reading the history blocks no run.
+        try:
+            page = record_page(stored_run(db, run_id))
+        except HistoryError as error:
+            raise HTTPException(status_code=404, detail=str(error)) from None
+        return HTMLResponse(page)
 
 
 def run_document(workflow_id: str, outcome: RunOutcome) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from agno.models.base import Model
 from agno.models.utils import get_model
 
 from .results import Aggregation
+from .timeline import describe_straggler, mermaid_gantt
 
 REPORT_INSTRUCTIONS = [
     "You write the final report of a data-processing workflow run.",
@@ -16,6 +17,9 @@ REPORT_INSTRUCTIONS = [
     "Write a short Markdown report: what was processed, records per source, any failed source "
     "with its error, and the time saved by running the sources in parallel.",
     "Use only the numbers in the JSON; do not invent data.",
+    "After the JSON comes a Mermaid gantt block of the sources over time: end the report with "
+    "that block exactly as given, under a heading 'Timeline', and name the source that ended "
+    "last.",
 ]
 
 
@@ -77,6 +81,11 @@ def render_report(aggregation: Aggregation) -> str:
             f"- {escape(source.name)} (`{source.id}`): {escape(source.error or '')}"
             for source in failures
         ]
+    if any(source.timing is not None for source in aggregation.sources):
+        lines += ["", "## Timeline", "", mermaid_gantt(aggregation)]
+        last = describe_straggler(aggregation)
+        if last:
+            lines += ["", escape(last) + "."]
     warned = [source for source in aggregation.sources if source.warnings]
     if warned:
         lines += ["", "## Warnings", ""]
@@ -91,3 +100,8 @@ def render_report(aggregation: Aggregation) -> str:
 def escape(text: str) -> str:
     """Backslash-escape the characters Markdown would otherwise interpret in names and errors."""
     return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", text)
+
+
+def report_input(aggregation: Aggregation) -> str:
+    """What the Report Agent reads: the aggregation as JSON, then the timeline to include."""
+    return f"{aggregation.model_dump_json(indent=2)}\n\n{mermaid_gantt(aggregation)}\n"

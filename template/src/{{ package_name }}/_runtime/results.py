@@ -40,6 +40,27 @@ class SourceState(StrEnum):
         return self.value.replace("_", " ")
 
 
+class AttemptTiming(BaseModel):
+    """One attempt, in seconds after the parallel block started."""
+
+    model_config = ConfigDict(frozen=True)
+
+    started: float
+    ended: float
+    state: SourceState  # OK, FAILED or TIMED_OUT (CANCELLED when Ctrl-C stopped it)
+
+
+class SourceTiming(BaseModel):
+    """When a source waited, ran and finished, in seconds after the parallel block started."""
+
+    model_config = ConfigDict(frozen=True)
+
+    queued: float  # its step began: from here it waited for a slot
+    attempts: list[AttemptTiming] = []
+    finished: float
+    waited_seconds: float = 0.0  # for a concurrency slot (and a free worker), all attempts
+
+
 class SourceResult(BaseModel):
     """The outcome of one source in one run."""
 
@@ -54,6 +75,7 @@ class SourceResult(BaseModel):
     error: str | None = None  # one line, when it did not succeed
     details: dict[str, Any] = {}
     warnings: list[str] = []  # e.g. an async def run that blocked the event loop
+    timing: SourceTiming | None = None  # None in runs stored before 0.5.0
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -70,6 +92,7 @@ class SourceResult(BaseModel):
         attempts: int = 1,
         seconds: float = 0.0,
         warnings: Sequence[str] = (),
+        timing: SourceTiming | None = None,
     ) -> SourceResult:
         """The result of a source that did not succeed."""
         return cls(
@@ -80,6 +103,7 @@ class SourceResult(BaseModel):
             seconds=round(seconds, 3),
             error=error,
             warnings=list(warnings),
+            timing=timing,
         )
 
 

@@ -34,7 +34,7 @@ from .config import (
 )
 from .execution import SourceRunner
 from .executors import ExecutorSpec, executor_spec
-from .report import build_report_agent, render_report
+from .report import build_report_agent, render_report, report_input
 from .results import Aggregation, SourceError, SourceFunction, SourceResult, aggregate
 from .settings import PACKAGE, load_settings
 
@@ -139,7 +139,9 @@ async def run_source_step(
     runner: SourceRunner,
 ) -> StepOutput:
     # The result travels as this step's own output; sources never touch the session state.
-    result = await runner.run(source, function, spec, run_context.run_id)
+    # The timing's origin: when Preparation started the parallel block's clock.
+    origin = session_state(run_context).get("parallel_started_at")
+    result = await runner.run(source, function, spec, run_context.run_id, origin)
     return StepOutput(content=result.model_dump(mode="json"))
 
 
@@ -173,8 +175,7 @@ def write_report(step_input: StepInput) -> StepOutput:
 
 async def write_report_with_agent(step_input: StepInput, agent: Agent) -> StepOutput:
     """The Agent's Report step: it reads the aggregation, whatever steps ran since."""
-    aggregation = aggregation_of(step_input).model_dump_json(indent=2)
-    response = await agent.arun(input=aggregation)
+    response = await agent.arun(input=report_input(aggregation_of(step_input)))
     if response.status == RunStatus.error:
         raise RuntimeError(str(response.content))  # e.g. no API key: the step fails
     return StepOutput(content=str(response.content))

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from rich import box
 from rich.console import Console, Group
 from rich.markdown import Markdown
 from rich.table import Table
@@ -17,6 +18,14 @@ from .history import HistoryLocation, RunRecord
 from .progress import SourceEvent
 from .registry import WorkflowEntry
 from .results import Aggregation, SourceResult, SourceState
+from .timeline import (
+    BAR_CHARACTERS,
+    BAR_STYLES,
+    SPAN_NAMES,
+    axis_seconds,
+    bar_cells,
+    describe_straggler,
+)
 
 STYLES: dict[SourceState, str] = {
     SourceState.WAITING: "dim",
@@ -59,11 +68,17 @@ class ProgressTable:
 
 
 def print_summary(console: Console, aggregation: Aggregation, report: str | None) -> None:
-    """The table of sources, the totals and time saved, the failures, then the report."""
+    """The table of sources with their timeline, the totals and time saved, the straggler,
+    the failures and warnings, then the report."""
+    plain = not console.is_terminal
+    axis = axis_seconds(aggregation)
+    # The bars take what the other columns need not, 10 to 40 characters: 12 in 80 columns.
+    width = max(10, min(40, console.width - 68))
     table = Table(
         "source", "name", "status", "attempts", "records", "seconds",
-        title=Text(aggregation.workflow_name),
+        title=Text(aggregation.workflow_name), box=box.SIMPLE_HEAD,
     )  # fmt: skip
+    table.add_column(axis_label(axis, width), no_wrap=True, min_width=width)
     for source in aggregation.sources:
         table.add_row(
             source.id,
@@ -72,14 +87,19 @@ def print_summary(console: Console, aggregation: Aggregation, report: str | None
             str(source.attempts),
             f"{source.records:,}",
             f"{source.seconds:.2f}",
+            timeline_bar(source, axis, width, plain),
         )
     console.print(table)
+    console.print(legend(plain))
     console.print(
         f"{aggregation.total_sources} sources, {aggregation.total_records:,} records; "
         f"wall {aggregation.wall_seconds:.2f} s vs {aggregation.sequential_seconds:.2f} s "
         f"sequential: {aggregation.time_saved_seconds:.2f} s saved "
         f"({aggregation.efficiency_percent:.0f}% faster)"
     )
+    last = describe_straggler(aggregation)
+    if last:
+        console.print(Text(f"straggler: {last}"))
     for source in aggregation.sources:
         if not source.ok:
             console.print(
@@ -90,6 +110,33 @@ def print_summary(console: Console, aggregation: Aggregation, report: str | None
     if report:
         console.print()
         console.print(Markdown(report) if console.is_terminal else Text(report))
+
+
+def timeline_bar(source: SourceResult, axis: float, width: int, plain: bool) -> Text:
+    """The source's time on the shared axis, a character per `axis / width` seconds."""
+    characters = BAR_CHARACTERS[plain]
+    bar = Text()
+    for cell in bar_cells(source, axis, width):
+        if cell is None:
+            bar.append(" ")
+        else:
+            bar.append(characters[cell], style=BAR_STYLES[cell])
+    return bar
+
+
+def axis_label(axis: float, width: int) -> str:
+    """`0` at the left and the axis's end at the right, `width` characters in all."""
+    end = f"{axis:.2f} s"
+    return "0" + end.rjust(width - 1)
+
+
+def legend(plain: bool) -> Text:
+    characters = BAR_CHARACTERS[plain]
+    legend = Text("timeline: ")
+    for kind, name in SPAN_NAMES.items():
+        legend.append(characters[kind], style=BAR_STYLES[kind])
+        legend.append(f" {name}  ")
+    return legend
 
 
 def event_line(event: Any, source_ids: set[str]) -> Text | None:
@@ -167,4 +214,18 @@ def history_document(record: RunRecord) -> dict[str, Any]:
             )
             for source in (aggregation.sources if aggregation else [])
         ],
+    }
+
+
+def stored_document(record: RunRecord) -> dict[str, Any]:
+    """`history show RUN_ID --json`: the run's ids and status, its aggregation (every source
+    with its timing) and its report."""
+    return {
+        "run_id": record.run_id,
+        "session_id": record.session_id,
+        "workflow_id": record.workflow_id,
+        "started": record.started.isoformat(),
+        "status": record.status,
+        "aggregation": record.aggregation.to_json_dict() if record.aggregation else None,
+        "report": record.report,
     }

@@ -1,0 +1,299 @@
+"""One run as a self-contained HTML page: the timeline as inline SVG, the per-source table,
+the report and the run's facts. No script, no stylesheet or font from elsewhere: the file
+opens offline, and the same page is what `serve` answers for a stored run.
+
+The page is well-formed XML as well as HTML, so that a strict parser can check it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from markdown_it import MarkdownIt
+
+from .history import HistoryError, RunRecord
+from .results import Aggregation
+from .timeline import (
+    SPAN_NAMES,
+    SpanKind,
+    axis_seconds,
+    describe_straggler,
+    spans,
+    straggler,
+    ticks,
+)
+
+if TYPE_CHECKING:
+    from .bench import BenchResults
+
+ROW = 18  # pixels per source in the SVG
+LABEL = 220  # pixels for the names on the left
+PLOT = 640  # pixels of time axis
+COLOURS: dict[SpanKind, str] = {
+    "wait": "#cbd5e1",
+    "run": "#16a34a",
+    "failed": "#dc2626",
+    "pause": "#f59e0b",
+}
+STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #0f172a; }
+table { border-collapse: collapse; margin: 1rem 0; }
+th, td { border: 1px solid #e2e8f0; padding: .25rem .6rem; text-align: left; }
+td.number { text-align: right; font-variant-numeric: tabular-nums; }
+svg text { font: 12px system-ui, sans-serif; fill: #0f172a; }
+.legend span { display: inline-block; width: .8rem; height: .8rem; margin: 0 .3rem 0 1rem; }
+pre { background: #f8fafc; padding: .8rem; overflow-x: auto; }
+"""
+
+
+def run_page(
+    aggregation: Aggregation,
+    report: str | None,
+    facts: Sequence[tuple[str, str]] = (),
+) -> str:
+    """The page of one run; `facts` are extra lines of the facts table (run id, status)."""
+    title = f"{aggregation.workflow_name}: run"
+    started = datetime.fromtimestamp(aggregation.started_at, UTC).isoformat(timespec="seconds")
+    all_facts = [
+        ("workflow", f"{aggregation.workflow_name} ({aggregation.workflow_id})"),
+        *facts,
+        ("request", aggregation.request),
+        ("started", started),
+        ("sources", f"{aggregation.total_sources} ({len(aggregation.failed)} failed)"),
+        ("records", f"{aggregation.total_records:,}"),
+        ("wall", f"{aggregation.wall_seconds:.3f} s"),
+        ("one after another", f"{aggregation.sequential_seconds:.3f} s"),
+        (
+            "saved",
+            f"{aggregation.time_saved_seconds:.3f} s ({aggregation.efficiency_percent:.0f}%)",
+        ),
+    ]
+    last = describe_straggler(aggregation)
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8"/>',
+        f"<title>{escape(title)}</title>",
+        f"<style>{STYLE}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{escape(title)}</h1>",
+        facts_table(all_facts),
+        "<h2>Timeline</h2>",
+        legend(),
+        timeline_svg(aggregation),
+        f"<p>{escape(last)}</p>" if last else "",
+        "<h2>Sources</h2>",
+        sources_table(aggregation),
+        "<h2>Report</h2>",
+        report_html(report) if report else "<p>No report was written.</p>",
+        "</body>",
+        "</html>",
+    ]
+    return "\n".join(part for part in parts if part) + "\n"
+
+
+def facts_table(facts: Sequence[tuple[str, str]]) -> str:
+    rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in facts)
+    return f'<table class="facts">{rows}</table>'
+
+
+def legend() -> str:
+    items = "".join(
+        f'<span style="background:{COLOURS[kind]}"></span>{escape(name)}'
+        for kind, name in SPAN_NAMES.items()
+    )
+    return f'<p class="legend">{items}</p>'
+
+
+def timeline_svg(aggregation: Aggregation) -> str:
+    """A row per source: its bar from its first attempt to its end (rect.bar), over which the
+    waits, failed attempts and retry pauses are drawn; the straggler's name in bold."""
+    axis = axis_seconds(aggregation)
+    last = straggler(aggregation)
+    height = ROW * len(aggregation.sources) + 30
+    width = LABEL + PLOT + 20
+
+    def x(seconds: float) -> float:
+        return LABEL + PLOT * seconds / axis
+
+    elements = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="timeline" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(aggregation.workflow_name)}: the sources over time">'
+    ]
+    for tick in ticks(axis):
+        at = f"{x(tick):.1f}"
+        elements.append(
+            f'<line x1="{at}" y1="0" x2="{at}" y2="{height - 20}" stroke="#e2e8f0"/>'
+            f'<text x="{at}" y="{height - 6}" text-anchor="middle">{tick:g} s</text>'
+        )
+    for row, result in enumerate(aggregation.sources):
+        top = row * ROW + 2
+        name = escape(" ".join(result.name.split()))  # SVG would collapse it anyway
+        weight = ' font-weight="bold"' if result is last else ""
+        elements.append(f'<g class="source" data-source="{escape(result.id)}">')
+        elements.append(
+            f'<text x="{LABEL - 8}" y="{top + 12}" text-anchor="end"{weight}>{name}</text>'
+        )
+        pieces = spans(result)
+        running = [span for span in pieces if span.kind in ("run", "failed")]
+        if running:
+            start, end = running[0].start, pieces[-1].end
+        else:
+            start, end = 0.0, 0.0
+        # At least one pixel wide: a source that failed at once still shows where it did.
+        elements.append(
+            f'<rect class="bar" x="{x(start):.2f}" y="{top}" '
+            f'width="{max(x(end) - x(start), 1):.2f}" height="{ROW - 4}" '
+            f'fill="{COLOURS["run"]}"><title>{name}: {escape(result.status.label)}, '
+            f"{result.seconds:.3f} s</title></rect>"
+        )
+        for span in pieces:
+            if span.kind != "run":
+                elements.append(
+                    f'<rect class="{span.kind}" x="{x(span.start):.2f}" y="{top}" '
+                    f'width="{max(x(span.end) - x(span.start), 1):.2f}" height="{ROW - 4}" '
+                    f'fill="{COLOURS[span.kind]}"/>'
+                )
+        elements.append("</g>")
+    elements.append("</svg>")
+    return "\n".join(elements)
+
+
+def sources_table(aggregation: Aggregation) -> str:
+    header = "".join(
+        f"<th>{name}</th>"
+        for name in (
+            "source",
+            "name",
+            "status",
+            "attempts",
+            "records",
+            "seconds",
+            "waited",
+            "error",
+        )
+    )
+    rows = []
+    for result in aggregation.sources:
+        waited = f"{result.timing.waited_seconds:.3f}" if result.timing is not None else ""
+        cells = [
+            escape(result.id),
+            escape(result.name),
+            escape(result.status.label),
+            str(result.attempts),
+            f"{result.records:,}",
+            f"{result.seconds:.3f}",
+            waited,
+            escape(result.error or ""),
+        ]
+        numbers = {3, 4, 5, 6}
+        rows.append(
+            "<tr>"
+            + "".join(
+                f'<td class="number">{cell}</td>' if index in numbers else f"<td>{cell}</td>"
+                for index, cell in enumerate(cells)
+            )
+            + "</tr>"
+        )
+    return f'<table class="sources"><tr>{header}</tr>{"".join(rows)}</table>'
+
+
+def report_html(report: str) -> str:
+    """The Markdown report as HTML (XHTML-style tags, raw HTML in it escaped)."""
+    renderer = MarkdownIt("commonmark", {"xhtmlOut": True, "html": False}).enable("table")
+    return f'<div class="report">{renderer.render(report)}</div>'
+
+
+def record_page(record: RunRecord) -> str:
+    """The page of a stored run, as `history show --html` writes it and `serve` answers it."""
+    if record.aggregation is None:
+        raise HistoryError(f"run {record.run_id} stopped before its Aggregation step")
+    return run_page(
+        record.aggregation,
+        record.report,
+        [("run", record.run_id), ("status", record.status)],
+    )
+
+
+def write_page(path: Path, page: str) -> None:
+    """Write the page whole or not at all: into a file beside it, then renamed over it."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_text(page, encoding="utf-8")
+        partial.replace(path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise PageError(f"cannot write {path}: {error.strerror}") from None
+
+
+def writable(path: Path) -> Path:
+    """`path` if a page can be written there (checked before a run, not after it)."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise PageError(f"cannot write {path}: it is a directory")
+    if not folder.is_dir():
+        raise PageError(f"cannot write {path}: no directory {folder}")
+    if not os.access(folder, os.W_OK):
+        raise PageError(f"cannot write {path}: {folder} is not writable")
+    return path
+
+
+class PageError(OSError):
+    """A page cannot be written where asked: one line, exit code 2."""
+
+
+def bench_page(results: BenchResults) -> str:
+    """The bench's ways as bars of their wall time, with the ideal and sequential marked."""
+    ways = [("ideal", results["ideal_seconds"]), ("sequential", results["sequential_seconds"])]
+    ways += [(f"workflow, {e['executor']}", e["workflow_seconds"]) for e in results["executors"]]
+    ways += [("raw asyncio.gather", results["raw_gather_seconds"])]
+    longest = max(seconds for _, seconds in ways) or 1.0
+    height = ROW * len(ways) + 10
+    width = LABEL + PLOT + 90
+    bars = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="bench" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="bench">'
+    ]
+    for row, (way, seconds) in enumerate(ways):
+        top = row * ROW + 2
+        length = max(PLOT * seconds / longest, 1)
+        bars.append(
+            f'<g class="way"><text x="{LABEL - 8}" y="{top + 12}" text-anchor="end">'
+            f'{escape(way)}</text><rect class="bar" x="{LABEL}" y="{top}" '
+            f'width="{length:.2f}" height="{ROW - 4}" fill="{COLOURS["run"]}"/>'
+            f'<text x="{LABEL + length + 6:.2f}" y="{top + 12}">{seconds:.3f} s</text></g>'
+        )
+    bars.append("</svg>")
+    latencies = "/".join(f"{latency:g}" for latency in results["latencies"])
+    title = (
+        f"bench: {results['sources']} {results['source_kind']} sources of {latencies} s, "
+        f"medians of {results['repeat']} runs"
+    )
+    rows = "".join(
+        f'<tr><td>{escape(way)}</td><td class="number">{seconds:.3f}</td></tr>'
+        for way, seconds in ways
+    )
+    return (
+        "\n".join(
+            [
+                "<!DOCTYPE html>",
+                '<html lang="en">',
+                '<head><meta charset="utf-8"/>',
+                f"<title>{escape(title)}</title><style>{STYLE}</style></head>",
+                f"<body><h1>{escape(title)}</h1>",
+                "\n".join(bars),
+                f'<table class="ways"><tr><th>way</th><th>seconds</th></tr>{rows}</table>',
+                "</body>",
+                "</html>",
+            ]
+        )
+        + "\n"
+    )
