@@ -9,7 +9,7 @@ from agno.models.base import Model
 from agno.models.utils import get_model
 
 from .results import Aggregation
-from .timeline import describe_straggler, mermaid_gantt
+from .timeline import mermaid_gantt, straggler
 
 REPORT_INSTRUCTIONS = [
     "You write the final report of a data-processing workflow run.",
@@ -83,9 +83,12 @@ def render_report(aggregation: Aggregation) -> str:
         ]
     if any(source.timing is not None for source in aggregation.sources):
         lines += ["", "## Timeline", "", mermaid_gantt(aggregation)]
-        last = describe_straggler(aggregation)
-        if last:
-            lines += ["", escape(last) + "."]
+        last = straggler(aggregation)
+        if last is not None and last.timing is not None:
+            lines += [
+                "",
+                f"{escape(last.name)} (`{last.id}`) ended last, at {last.timing.finished:.2f} s.",
+            ]
     warned = [source for source in aggregation.sources if source.warnings]
     if warned:
         lines += ["", "## Warnings", ""]
