@@ -316,6 +316,8 @@ class Executors:
     async def get(self, spec: ExecutorSpec) -> Executor:
         if spec.name not in POOLED:
             return executor_for(spec)  # nothing to start or to share
+        if spec in self.started:
+            return self.started[spec]  # without queueing for the lock behind every source
         async with self.lock:
             if spec not in self.started:
                 executor = executor_for(spec)
