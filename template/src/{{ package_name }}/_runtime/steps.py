@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
 import time
 import traceback
 from collections.abc import Mapping
@@ -26,6 +25,7 @@ from agno.workflow.types import StepInput, StepOutput
 
 from .config import (
     AGGREGATION_STEP,
+    PARALLEL_STEP,
     PREPARATION_STEP,
     REPORT_STEP,
     ConfigError,
@@ -151,8 +151,13 @@ def aggregate_results(
     """Every branch's result, found by its step name (the source's id) in the Parallel block."""
     state = session_state(run_context)
     wall_seconds = time.perf_counter() - state["parallel_started_at"]
+    # The Parallel block's branches by name, looked up once: get_step_output searches every
+    # step's output, which for each of 200 sources is 40,000 comparisons.
+    parallel = step_input.get_step_output(PARALLEL_STEP)
+    branches = {branch.step_name: branch for branch in (parallel.steps or [])} if parallel else {}
     results = [
-        _branch_result(source, step_input.get_step_output(source.id)) for source in config.sources
+        _branch_result(source, branches.get(source.id) or step_input.get_step_output(source.id))
+        for source in config.sources
     ]
     aggregation = aggregate(
         workflow_id=config.workflow_id,
@@ -165,7 +170,8 @@ def aggregate_results(
     # A single assignment after the parallel block: nothing else writes this key concurrently.
     state["aggregation"] = aggregation.to_json_dict()
     # Text, as an Agent reads it; the history reads the aggregation back from it.
-    return StepOutput(content=json.dumps(state["aggregation"], indent=2, ensure_ascii=False))
+    # Compact: with `indent`, the json module encodes in Python, 10 ms per 200 sources here.
+    return StepOutput(content=aggregation.model_dump_json())
 
 
 def write_report(step_input: StepInput) -> StepOutput:
