@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import dataclasses
 import importlib
+import importlib.util
 import inspect
 import json
 import logging
@@ -340,6 +341,20 @@ class Executors:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+async def preflight(specs: set[ExecutorSpec]) -> None:
+    """What can be found wrong before a server listens: ExecutorError for a missing extra or
+    a Dask scheduler that cannot be reached (a LocalCluster is not started twice for this)."""
+    for spec in specs:
+        if spec.name == "dask" and spec.dask_address:
+            executor = DaskExecutor(spec)
+            try:
+                await executor.start()
+            finally:
+                await executor.close()
+        elif spec.name == "dask" and importlib.util.find_spec("distributed") is None:
+            raise ExecutorError(DISTRIBUTED_EXTRA)
 
 
 # The Executors of the run (or server) in progress, set by whoever runs the workflow.

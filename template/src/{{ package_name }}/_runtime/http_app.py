@@ -81,12 +81,12 @@ def build_app(
     # server, shared by its runs, closed when it stops.
     executors = Executors()
     dask_address = load_settings().dask_address
+    specs = {spec for config in configs.values() for spec in pooled_specs(config, dask_address)}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with executors:
-            for config in configs.values():
-                await executors.start(pooled_specs(config, dask_address))
+            await executors.start(specs)
             yield
 
     # AgentOS holds the workflows for its routers; its own app, get_app(), is never built.
@@ -116,6 +116,7 @@ def build_app(
         # app.include_router: app.routes then lists every route that is served.
         app.router.routes.extend(allowed_routes(router, AGNO_ROUTES))
     key_check = [Depends(get_authentication_dependency(settings))]
+    app.state.executor_specs = specs  # for serve's checks before it listens
     add_run_route(app, workflows, db, executors, key_check)
     add_page_route(app, db, key_check)
     add_docs_routes(app, key_check)

@@ -9,12 +9,14 @@ This module imports no web framework, so that the command line starts without th
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
 import os
 import socket
 import sys
 
 from .config import ExecutorName
+from .executors import preflight
 from .history import HistoryLocation, open_history
 from .settings import SETTINGS_PATH, load_settings
 
@@ -55,6 +57,7 @@ def serve(
     app = build_app(
         open_history(location), host=host, options=options, settings=settings, executor=executor
     )
+    asyncio.run(preflight(app.state.executor_specs))  # ExecutorError: one line, exit code 2
     with listen(host, port) as sock:
         # Only now that the port is ours: nothing claims to serve where it cannot.
         print(f"Serving on {url(host, port)} (API docs at /docs); run history: {location}")
