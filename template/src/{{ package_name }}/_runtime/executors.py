@@ -256,7 +256,8 @@ class DaskExecutor(Executor):
             await self.client.cancel([key], force=True)
             running = await self.client.call_stack(keys=[key])
             if running:
-                log.warning("restarting Dask workers %s, stuck in a timed-out source", running)
+                stuck = ", ".join(running)
+                log.warning("restarting the Dask workers %s: a timed-out source is stuck", stuck)
                 await self.client.restart_workers(list(running))
 
     async def close(self) -> None:
