@@ -53,6 +53,7 @@ log = logging.getLogger(PACKAGE)
 # stops every other source meanwhile: it is named in a warning and in its result.
 BLOCKING_SECONDS = 0.25
 PROCESS_START_SECONDS = 60  # how long a new pool's workers may take to start
+DASK_STOP_GRACE_SECONDS = 3.0  # how long a cancelled task is watched for a worker running it
 POOLED = ("process", "dask")  # the executors with a pool or cluster to start and close
 DISTRIBUTED_EXTRA = 'executor: dask needs the distributed extra: pip install -e ".[distributed]"'
 
@@ -254,15 +255,26 @@ class DaskExecutor(Executor):
         assert self.client is not None
         with contextlib.suppress(Exception):  # the cluster may be going away already
             await self.client.cancel([key], force=True)
-            running = await self.client.call_stack(keys=[key])
-            if running:
-                stuck = ", ".join(running)
-                log.warning("restarting the Dask workers %s: a timed-out source is stuck", stuck)
-                await self.client.restart_workers(list(running))
+            # A worker that was still unpacking the task when the cancel came runs it anyway:
+            # watch for it a little while, not just once.
+            for _ in range(int(DASK_STOP_GRACE_SECONDS / 0.25)):
+                running = await self.client.call_stack(keys=[key])
+                if running:
+                    stuck = ", ".join(running)
+                    log.warning(
+                        "restarting the Dask workers %s: a timed-out source is stuck", stuck
+                    )
+                    await self.client.restart_workers(list(running))
+                    return
+                await asyncio.sleep(0.25)
 
     async def close(self) -> None:
-        if self.cleanups:
+        if self.cleanups and self.cluster is None:
+            # Another's cluster: leave no stuck task behind. A LocalCluster of our own is
+            # closed below, which stops its workers anyway.
             await asyncio.gather(*self.cleanups, return_exceptions=True)
+        for cleanup in self.cleanups:
+            cleanup.cancel()
         if self.client is not None:
             await self.client.close()
         if self.cluster is not None:
