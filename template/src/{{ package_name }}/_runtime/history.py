@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -142,21 +143,7 @@ def history_for_run() -> BaseDb | None:
 
 def recent_runs(db: BaseDb, workflow_id: str | None, limit: int | None) -> list[RunRecord]:
     """The newest runs first, of one workflow or of all."""
-    records = []
-    for row in _rows(db, workflow_id, limit):
-        run = row.get("run_data") or {}
-        records.append(
-            RunRecord(
-                run_id=row["run_id"],
-                session_id=row["session_id"],
-                workflow_id=row["workflow_id"],
-                started=datetime.fromtimestamp(row["created_at"], UTC),
-                status=str(row["status"]),
-                duration_seconds=(run.get("metrics") or {}).get("duration"),
-                aggregation=_aggregation(run.get("step_results") or []),
-                report=_report(run.get("step_results") or []),
-            )
-        )
+    records = [_record(row) for row in _rows(db, workflow_id, limit)]
     # Agno orders by the second a run started; the aggregation orders runs within it.
     return sorted(records, key=lambda record: (record.started, _started(record)), reverse=True)
 
@@ -164,12 +151,35 @@ def recent_runs(db: BaseDb, workflow_id: str | None, limit: int | None) -> list[
 def stored_run(db: BaseDb, run_id: str) -> RunRecord:
     """The run whose id is `run_id`, or starts with it (`history` shows the first 8
     characters); HistoryError names an unknown or ambiguous id."""
+    if not run_id:
+        raise HistoryError(f"no run {run_id!r} in the history")
+    # A whole id (as the server's page route gets it) is one row; only a prefix needs them all.
+    with _reading():
+        row = db.get_run(run_id, deserialize=False)
+    if isinstance(row, dict):
+        return _record(row)
     found = [record for record in recent_runs(db, None, None) if record.run_id.startswith(run_id)]
-    if not run_id or not found:
+    if not found:
         raise HistoryError(f"no run {run_id!r} in the history")
     if len(found) > 1:
         raise HistoryError(f"{run_id!r} is the start of {len(found)} run ids: give more of it")
     return found[0]
+
+
+def _record(row: dict[str, Any]) -> RunRecord:
+    """A run as Agno stores it (a row of its runs table), as this project reads it."""
+    run = row.get("run_data") or {}
+    step_results = run.get("step_results") or []
+    return RunRecord(
+        run_id=row["run_id"],
+        session_id=row["session_id"],
+        workflow_id=row["workflow_id"],
+        started=datetime.fromtimestamp(row["created_at"], UTC),
+        status=str(row["status"]),
+        duration_seconds=(run.get("metrics") or {}).get("duration"),
+        aggregation=_aggregation(step_results),
+        report=_report(step_results),
+    )
 
 
 def _started(record: RunRecord) -> float:
@@ -198,11 +208,20 @@ def prune(
     return len(doomed)
 
 
-def _rows(db: BaseDb, workflow_id: str | None, limit: int | None) -> list[dict[str, Any]]:
-    """The stored runs, newest first, as Agno's rows; HistoryError if it cannot read them."""
+@contextlib.contextmanager
+def _reading() -> Iterator[None]:
+    """Reads of the history: a database error becomes a one-line HistoryError."""
     from sqlalchemy.exc import SQLAlchemyError  # there is a database: its extra is installed
 
     try:
+        yield
+    except SQLAlchemyError as error:
+        raise HistoryError(f"cannot read the history: {reason(error)}") from None
+
+
+def _rows(db: BaseDb, workflow_id: str | None, limit: int | None) -> list[dict[str, Any]]:
+    """The stored runs, newest first, as Agno's rows; HistoryError if it cannot read them."""
+    with _reading():
         rows, _ = cast(
             tuple[list[dict[str, Any]], int],
             db.get_runs(
@@ -213,8 +232,6 @@ def _rows(db: BaseDb, workflow_id: str | None, limit: int | None) -> list[dict[s
                 deserialize=False,
             ),
         )
-    except SQLAlchemyError as error:
-        raise HistoryError(f"cannot read the history: {reason(error)}") from None
     return rows
 
 
