@@ -74,6 +74,24 @@ def run_page(
         ),
     ]
     last = describe_straggler(aggregation)
+    return html_document(
+        title,
+        [
+            facts_table(all_facts),
+            "<h2>Timeline</h2>",
+            legend(),
+            timeline_svg(aggregation),
+            f"<p>{escape(last)}</p>" if last else "",
+            "<h2>Sources</h2>",
+            sources_table(aggregation),
+            "<h2>Report</h2>",
+            report_html(report) if report else "<p>No report was written.</p>",
+        ],
+    )
+
+
+def html_document(title: str, body: Sequence[str]) -> str:
+    """A whole page: `title` as its title and first heading, then the parts of `body`."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -84,19 +102,20 @@ def run_page(
         "</head>",
         "<body>",
         f"<h1>{escape(title)}</h1>",
-        facts_table(all_facts),
-        "<h2>Timeline</h2>",
-        legend(),
-        timeline_svg(aggregation),
-        f"<p>{escape(last)}</p>" if last else "",
-        "<h2>Sources</h2>",
-        sources_table(aggregation),
-        "<h2>Report</h2>",
-        report_html(report) if report else "<p>No report was written.</p>",
+        *body,
         "</body>",
         "</html>",
     ]
     return "\n".join(part for part in parts if part) + "\n"
+
+
+def svg_element(css_class: str, width: int, height: int, label: str) -> str:
+    """The opening tag of an inline SVG drawing of `width` by `height` pixels."""
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="{css_class}" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(label)}">'
+    )
 
 
 def facts_table(facts: Sequence[tuple[str, str]]) -> str:
@@ -123,11 +142,8 @@ def timeline_svg(aggregation: Aggregation) -> str:
     def x(seconds: float) -> float:
         return LABEL + PLOT * seconds / axis
 
-    elements = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="timeline" width="{width}" '
-        f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{escape(aggregation.workflow_name)}: the sources over time">'
-    ]
+    label = f"{aggregation.workflow_name}: the sources over time"
+    elements = [svg_element("timeline", width, height, label)]
     for tick in ticks(axis):
         at = f"{x(tick):.1f}"
         elements.append(
@@ -258,10 +274,7 @@ def bench_page(results: BenchResults) -> str:
     longest = max(seconds for _, seconds in ways) or 1.0
     height = ROW * len(ways) + 10
     width = LABEL + PLOT + 90
-    bars = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="bench" width="{width}" '
-        f'height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="bench">'
-    ]
+    bars = [svg_element("bench", width, height, "bench")]
     for row, (way, seconds) in enumerate(ways):
         top = row * ROW + 2
         length = max(PLOT * seconds / longest, 1)
@@ -281,19 +294,10 @@ def bench_page(results: BenchResults) -> str:
         f'<tr><td>{escape(way)}</td><td class="number">{seconds:.3f}</td></tr>'
         for way, seconds in ways
     )
-    return (
-        "\n".join(
-            [
-                "<!DOCTYPE html>",
-                '<html lang="en">',
-                '<head><meta charset="utf-8"/>',
-                f"<title>{escape(title)}</title><style>{STYLE}</style></head>",
-                f"<body><h1>{escape(title)}</h1>",
-                "\n".join(bars),
-                f'<table class="ways"><tr><th>way</th><th>seconds</th></tr>{rows}</table>',
-                "</body>",
-                "</html>",
-            ]
-        )
-        + "\n"
+    return html_document(
+        title,
+        [
+            "\n".join(bars),
+            f'<table class="ways"><tr><th>way</th><th>seconds</th></tr>{rows}</table>',
+        ],
     )

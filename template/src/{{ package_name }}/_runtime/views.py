@@ -197,15 +197,22 @@ def history_table(records: list[RunRecord], location: HistoryLocation) -> Table:
     return table
 
 
-def history_document(record: RunRecord) -> dict[str, Any]:
-    """One run of `history --json`."""
-    aggregation = record.aggregation
+def run_identity(record: RunRecord) -> dict[str, Any]:
+    """The keys that say which run a JSON document is about, and how it ended."""
     return {
         "run_id": record.run_id,
         "session_id": record.session_id,
         "workflow_id": record.workflow_id,
         "started": record.started.isoformat(),
         "status": record.status,
+    }
+
+
+def history_document(record: RunRecord) -> dict[str, Any]:
+    """One run of `history --json`."""
+    aggregation = record.aggregation
+    return {
+        **run_identity(record),
         "duration_seconds": record.duration_seconds,
         "wall_seconds": aggregation.wall_seconds if aggregation else None,
         "sources": [
@@ -221,11 +228,7 @@ def stored_document(record: RunRecord) -> dict[str, Any]:
     """`history show RUN_ID --json`: the run's ids and status, its aggregation (every source
     with its timing) and its report."""
     return {
-        "run_id": record.run_id,
-        "session_id": record.session_id,
-        "workflow_id": record.workflow_id,
-        "started": record.started.isoformat(),
-        "status": record.status,
+        **run_identity(record),
         "aggregation": record.aggregation.to_json_dict() if record.aggregation else None,
         "report": record.report,
     }
