@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-from helpers import MYPY_CACHE, assert_hand_written, render, run_in, warm_mypy_cache
+from helpers import (
+    CACHES,
+    MYPY_CACHE,
+    TEMPLATE,
+    assert_hand_written,
+    render,
+    run_in,
+    warm_mypy_cache,
+)
 
 ODD_NAMES = [
     "Customer DB (EU) - v2",
@@ -50,18 +61,32 @@ SCENARIOS: dict[str, dict] = {
 }
 
 
-# One xdist group per scenario: its tests run on one worker, which renders it once.
-@pytest.fixture(
-    scope="session",
-    params=[pytest.param(name, marks=pytest.mark.xdist_group(name)) for name in SCENARIOS],
-)
-def rendered(request: pytest.FixtureRequest, copie_session) -> tuple[Path, dict]:
-    """One rendering per scenario, shared by the tests below."""
-    project = render(copie_session, SCENARIOS[request.param])
+@pytest.fixture(scope="session", params=list(SCENARIOS))
+def rendered(
+    request: pytest.FixtureRequest, copie_session, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict]:
+    """One rendering per scenario, shared by the tests below on every test worker: the first
+    worker to ask renders it while the others wait. No xdist group ties a scenario's tests to
+    one worker, so the long ones spread over all of them. The tests leave it as rendered
+    (their caches go elsewhere); the one that runs the project's own tests runs a copy."""
+    # Under xdist the workers' temporary folders share a parent that is new for each run.
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    project = shared / ("scenario-" + re.sub(r"\W+", "-", request.param))
+    with project.with_suffix(".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not project.exists():  # copie_session's own folder goes with its worker's session
+            shutil.copytree(render(copie_session, SCENARIOS[request.param]), project)
     (answers_file,) = project.glob(".copier-answers.*.yml")
     answers = yaml.safe_load(answers_file.read_text(encoding="utf-8"))
     assert answers_file.name == f".copier-answers.{answers['workflow_id']}.yml"
     return project, answers
+
+
+def untouched_env(tmp_path: Path) -> dict[str, str]:
+    """Python's bytecode caches out of the shared rendering."""
+    return {"PYTHONPYCACHEPREFIX": str(tmp_path / "pycache")}
 
 
 def workflow_dir(project: Path, answers: dict) -> Path:
@@ -84,11 +109,12 @@ def test_config_yaml_holds_the_exact_display_names(rendered: tuple[Path, dict]) 
         assert (workflow_dir(project, answers) / "data" / f"{source_id}.csv").is_file()
 
 
-# "seed names" renders the same workflow as "defaults" (only the project and package names
-# differ) and "one source" the same with one source: there the tests of the engine with
-# synthetic sources, of serving and of the history would repeat the defaults' run, so these
-# two run the rendered tests that depend on the answers (workflow, registry, CLI, config,
-# report, layout). "defaults" runs every rendered test, "256 sources" all but the executors.
+# What each scenario runs of the rendered project's own tests, in parts that the test
+# workers run side by side (the longest would hold one worker for minutes). "seed names"
+# renders the same workflow as "defaults" (only the project and package names differ) and
+# "one source" the same with one source: there the tests of the engine with synthetic sources,
+# of serving and of the history would repeat the defaults' run, so these two run the rendered
+# tests that depend on the answers (workflow, registry, CLI, config, report, layout).
 ANSWER_DEPENDENT_TESTS = [
     "tests/test_workflow.py",
     "tests/test_registry.py",
@@ -97,28 +123,43 @@ ANSWER_DEPENDENT_TESTS = [
     "tests/test_report.py",
     "tests/test_layout.py",
 ]
-SYNTHETIC_SOURCE_TESTS = ["--ignore=tests/test_execution.py", "--ignore=tests/test_history.py"]
-ANSWER_TESTS = {
-    "seed names": ANSWER_DEPENDENT_TESTS,
+# The execution, executor and history tests run synthetic sources under the workflow's
+# settings: names and a model change nothing there (the 256 sources' runs do, but the
+# executors' real Dask cluster and process pools are the defaults' to run).
+SYNTHETIC_SOURCE_TESTS = [
+    "--ignore=tests/test_execution.py",
+    "--ignore=tests/test_history.py",
+    "--ignore=tests/test_executors.py",
+]
+RENDERED_TESTS = {
+    ("defaults", "executors"): ["tests/test_executors.py"],
+    # test_serving.py runs test_serve.py on this same rendering, with only the serve extra.
+    ("defaults", "the rest"): ["--ignore=tests/test_executors.py", "--ignore=tests/test_serve.py"],
+    ("seed names", "answers"): ANSWER_DEPENDENT_TESTS,
     # Also the faults: with one source, Ctrl-C leaves no source finished.
-    "one source": [*ANSWER_DEPENDENT_TESTS, "tests/test_faults.py"],
-    # The execution, executor and history tests run synthetic sources under the workflow's
-    # settings: names and a model change nothing there (the 256 sources' runs do, but the
-    # executors' real Dask cluster and process pools are the defaults' to run).
-    "odd names": [*SYNTHETIC_SOURCE_TESTS, "--ignore=tests/test_executors.py"],
-    "twelve sources, a report model": [
-        *SYNTHETIC_SOURCE_TESTS,
+    ("one source", "answers and faults"): [*ANSWER_DEPENDENT_TESTS, "tests/test_faults.py"],
+    ("odd names", "all but synthetic sources"): SYNTHETIC_SOURCE_TESTS,
+    ("twelve sources, a report model", "all but synthetic sources"): SYNTHETIC_SOURCE_TESTS,
+    ("256 sources", "CLI and serving"): ["tests/test_cli.py", "tests/test_serve.py"],
+    ("256 sources", "the rest"): [
+        "--ignore=tests/test_cli.py",
+        "--ignore=tests/test_serve.py",
         "--ignore=tests/test_executors.py",
     ],
-    "256 sources": ["--ignore=tests/test_executors.py"],
 }
 
 
+@pytest.mark.parametrize(
+    ("rendered", "tests"),
+    [(scenario, tests) for (scenario, _), tests in RENDERED_TESTS.items()],
+    ids=[f"{scenario} - {part}" for scenario, part in RENDERED_TESTS],
+    indirect=["rendered"],
+)
 def test_the_rendered_project_passes_its_own_tests(
-    rendered: tuple[Path, dict], request: pytest.FixtureRequest
+    rendered: tuple[Path, dict], tests: list[str], tmp_path: Path
 ) -> None:
-    project, _ = rendered
-    tests = ANSWER_TESTS.get(request.node.callspec.params["rendered"], [])
+    project = tmp_path / "project"  # a copy: its tests may write where the others read
+    shutil.copytree(rendered[0], project, ignore=shutil.ignore_patterns(*CACHES))
     result = run_in(project, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests)
 
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
@@ -126,22 +167,43 @@ def test_the_rendered_project_passes_its_own_tests(
     assert " failed" not in result.stdout
 
 
-def test_the_rendered_python_is_ruff_clean_and_type_checks(rendered: tuple[Path, dict]) -> None:
+def test_the_defaults_parts_run_each_rendered_test_file_once() -> None:
+    """Split or not, the defaults run every rendered test file, test_serve.py excepted (that
+    one test_serving.py runs), and none twice; each scenario has at least one part."""
+
+    def runs(tests: list[str], test_file: str) -> bool:
+        if tests and not tests[0].startswith("--"):  # the files named, or all but the ignored
+            return test_file in tests
+        return f"--ignore={test_file}" not in tests
+
+    rendered_tests = (TEMPLATE / "template" / "tests").glob("test_*.py*")
+    files = {"tests/" + path.name.removesuffix(".jinja") for path in rendered_tests}
+    defaults = [tests for (scenario, _), tests in RENDERED_TESTS.items() if scenario == "defaults"]
+    assert len(files) > 10
+    for test_file in files - {"tests/test_serve.py"}:
+        assert sum(runs(tests, test_file) for tests in defaults) == 1, test_file
+    assert not any(runs(tests, "tests/test_serve.py") for tests in defaults)
+    assert {scenario for scenario, _ in RENDERED_TESTS} == set(SCENARIOS)
+
+
+def test_the_rendered_python_is_ruff_clean_and_type_checks(
+    rendered: tuple[Path, dict], tmp_path: Path
+) -> None:
     project, _ = rendered
     warm_mypy_cache()
     for command in (
-        ["-m", "ruff", "check", "."],
-        ["-m", "ruff", "format", "--check", "."],
+        ["-m", "ruff", "check", "--no-cache", "."],
+        ["-m", "ruff", "format", "--no-cache", "--check", "."],
         # The cache of the installed packages (Agno's own modules above all) is shared.
         ["-m", "mypy", f"--cache-dir={MYPY_CACHE}"],
     ):
-        result = run_in(project, *command)
+        result = run_in(project, *command, env=untouched_env(tmp_path))
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_rendered_python_compiles(rendered: tuple[Path, dict]) -> None:
+def test_the_rendered_python_compiles(rendered: tuple[Path, dict], tmp_path: Path) -> None:
     project, _ = rendered
-    result = run_in(project, "-m", "compileall", "-q", "src", "tests")
+    result = run_in(project, "-m", "compileall", "-q", "src", "tests", env=untouched_env(tmp_path))
 
     assert result.returncode == 0, result.stdout + result.stderr
 
