@@ -7,9 +7,8 @@ the template's engine behind it.
 """
 
 from ._runtime.config import Source, SourceLimits
-from ._runtime.results import Aggregation, SourceResult, SourceSummary
+from ._runtime.results import Aggregation, SourceResult, SourceSummary, aggregation_of
 from ._runtime.sample_data import summarise_sample
-from ._runtime.steps import aggregation_of
 
 __all__ = [
     "Aggregation",

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
-from typing import Any, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
-from .config import Source
+from .config import AGGREGATION_STEP, Source
+
+if TYPE_CHECKING:  # Agno is imported by the steps; a source's worker process needs none of it
+    from agno.workflow.types import StepInput
 
 
 class SourceSummary(TypedDict):
@@ -196,3 +199,11 @@ def aggregate(
         if sequential_seconds
         else 0.0,
     )
+
+
+def aggregation_of(step_input: StepInput) -> Aggregation:
+    """The run's aggregation, for the steps after Aggregation, whatever ran in between."""
+    output = step_input.get_step_output(AGGREGATION_STEP)
+    if output is None or not isinstance(output.content, str):
+        raise RuntimeError(f"no {AGGREGATION_STEP} step has run before this one")
+    return Aggregation.model_validate_json(output.content)

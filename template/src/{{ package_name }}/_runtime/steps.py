@@ -35,7 +35,13 @@ from .config import (
 from .execution import SourceRunner
 from .executors import ExecutorSpec, executor_spec
 from .report import build_report_agent, render_report, report_input
-from .results import Aggregation, SourceError, SourceFunction, SourceResult, aggregate
+from .results import (
+    SourceError,
+    SourceFunction,
+    SourceResult,
+    aggregate,
+    aggregation_of,
+)
 from .settings import PACKAGE, load_settings
 
 # What a source module defines: `run(source)`; modules written before 0.5.0 define
@@ -103,14 +109,6 @@ def effective_report_model(config: WorkflowConfig) -> str:
     """The report model after the environment override; empty means the offline report."""
     override = load_settings().report_model
     return (config.report_model if override is None else override).strip()
-
-
-def aggregation_of(step_input: StepInput) -> Aggregation:
-    """The run's aggregation, for the steps after Aggregation, whatever ran in between."""
-    output = step_input.get_step_output(AGGREGATION_STEP)
-    if output is None or not isinstance(output.content, str):
-        raise RuntimeError(f"no {AGGREGATION_STEP} step has run before this one")
-    return Aggregation.model_validate_json(output.content)
 
 
 def session_state(run_context: RunContext) -> dict[str, Any]:
