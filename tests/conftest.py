@@ -44,6 +44,8 @@ def pytest_collection_modifyitems(items: list) -> None:
         )
 
     items.sort(key=rank)
+    if len(items) < 2 * WORKERS:  # a few tests chosen by hand: nothing to pair
+        return
     longest, shortest = items[:WORKERS], items[-WORKERS:]
     rest = items[WORKERS:-WORKERS]
     items[:] = [test for pair in zip(longest, shortest, strict=True) for test in pair] + rest

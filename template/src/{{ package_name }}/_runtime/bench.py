@@ -15,20 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import heapq
 import inspect
 import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal
 
-from rich.console import Console
-from rich.table import Table
-
+from .bench_results import BenchResults, ideal_seconds, summarise
 from .config import ExecutorName, Source, SourceLimits, WorkflowConfig
-from .executors import EXECUTORS, POOLED, Executors, in_own_thread, pooled_specs
+from .executors import EXECUTORS, Executors, pooled_specs
+from .in_process import in_own_thread
 from .registry import WorkflowEntry
 from .results import Aggregation, SourceFunction, SourceSummary
 from .running import on_executor
@@ -36,17 +34,6 @@ from .settings import load_settings
 
 Progress = Callable[[str], None]
 SourceKind = Literal["async", "sync", "cpu"]
-
-
-class ExecutorBench(TypedDict):
-    executor: str
-    startup_seconds: float  # starting its pool or cluster, before the timed runs
-    workflow_seconds: float  # the median of `repeat` runs, Preparation to Report
-    workflow_runs: list[float]
-    wall_over_ideal: float
-    speedup_over_sequential: float  # sequential seconds / this executor's wall
-    speedup_over_thread: float  # the thread executor's wall / this executor's wall
-    results_per_run: list[int]  # how many sources each run aggregated
 
 
 @dataclass(frozen=True)
@@ -59,25 +46,6 @@ class BenchSettings:
     sequential: bool = False  # also run the sources one after another (slow: their sum)
     executors: Sequence[ExecutorName] = ()  # besides `thread`; () : the kind's own only
     max_workers: int | None = None  # the process pool's and LocalCluster's; None: config's
-
-
-class BenchResults(TypedDict):
-    sources: int
-    latencies: list[float]
-    max_concurrency: int | None
-    repeat: int
-    source_kind: str
-    ideal_seconds: float
-    sequential_seconds: float  # the median of the runs' sums of the sources' own times
-    measured_sequential_seconds: float | None  # one run one after another, when asked for
-    workflow_seconds: float  # the median of `repeat` runs, Preparation to Report
-    raw_gather_seconds: float  # the median of `repeat` runs
-    workflow_runs: list[float]
-    raw_gather_runs: list[float]
-    wall_over_ideal: float
-    workflow_over_raw: float
-    results_per_run: list[int]  # how many sources each workflow run aggregated
-    executors: list[ExecutorBench]  # the first is the kind's own, as the top-level numbers
 
 
 def bench_sources(entry: WorkflowEntry, settings: BenchSettings) -> tuple[Source, ...]:
@@ -196,100 +164,6 @@ async def sequentially(wait: SourceFunction, sources: Sequence[Source]) -> float
     for source in sources:
         await call_directly(wait, source)
     return time.perf_counter() - started
-
-
-def summarise(
-    settings: BenchSettings,
-    ideal: float,
-    sequential: float,
-    timed: dict[ExecutorName, Timed],
-    raw_runs: list[float],
-    measured_sequential: float | None,
-) -> BenchResults:
-    raw_median = statistics.median(raw_runs)
-    thread_median = statistics.median(timed["thread"].runs)
-    executors: list[ExecutorBench] = []
-    for name, runs in timed.items():
-        median = statistics.median(runs.runs)
-        executors.append(
-            ExecutorBench(
-                executor=name,
-                startup_seconds=round(runs.startup_seconds, 4),
-                workflow_seconds=round(median, 4),
-                workflow_runs=[round(seconds, 4) for seconds in runs.runs],
-                wall_over_ideal=round(median / ideal, 3),
-                speedup_over_sequential=round(sequential / median, 3),
-                speedup_over_thread=round(thread_median / median, 3),
-                results_per_run=[a.total_sources - len(a.failed) for a in runs.aggregations],
-            )
-        )
-    own = executors[0]
-    return BenchResults(
-        sources=settings.sources,
-        latencies=list(settings.latencies),
-        max_concurrency=settings.max_concurrency,
-        repeat=settings.repeat,
-        source_kind=settings.source_kind,
-        ideal_seconds=round(ideal, 4),
-        sequential_seconds=round(sequential, 4),
-        measured_sequential_seconds=measured_sequential,
-        workflow_seconds=own["workflow_seconds"],
-        raw_gather_seconds=round(raw_median, 4),
-        workflow_runs=own["workflow_runs"],
-        raw_gather_runs=[round(seconds, 4) for seconds in raw_runs],
-        wall_over_ideal=own["wall_over_ideal"],
-        workflow_over_raw=round(own["workflow_seconds"] / raw_median, 3),
-        results_per_run=own["results_per_run"],
-        executors=executors,
-    )
-
-
-def ideal_seconds(latencies: Sequence[float], cap: int) -> float:
-    """How long the waits take on `cap` slots, each source starting as soon as one is free."""
-    slots = [0.0] * min(cap, len(latencies))
-    for latency in latencies:
-        heapq.heapreplace(slots, slots[0] + latency)
-    return max(slots)
-
-
-def print_bench(console: Console, results: BenchResults) -> None:
-    cap = results["max_concurrency"] or "none"
-    latencies = "/".join(f"{latency:g}" for latency in results["latencies"])
-    console.print(
-        f"{results['sources']} {results['source_kind']} sources of {latencies} s, cap {cap}, "
-        f"medians of {results['repeat']} runs"
-    )
-    ideal, raw = results["ideal_seconds"], results["raw_gather_seconds"]
-    sequential = results["sequential_seconds"]
-    table = Table("way", "seconds", "× ideal", "× raw", "speed-up", "vs thread", "start-up")
-    table.add_row("ideal", f"{ideal:.3f}", "1.00", "", f"{sequential / ideal:.2f}", "", "")
-    kind = "CPU time" if results["source_kind"] == "cpu" else "sum of times"
-    ways = [(f"sequential ({kind})", sequential)]
-    if results["measured_sequential_seconds"] is not None:
-        ways.append(("sequential (measured, 1 run)", results["measured_sequential_seconds"]))
-    for way, seconds in ways:
-        table.add_row(way, f"{seconds:.3f}", f"{seconds / ideal:.2f}", f"{seconds / raw:.2f}")
-    for executor in results["executors"]:
-        seconds = executor["workflow_seconds"]
-        startup = executor["startup_seconds"]
-        table.add_row(
-            f"workflow, {executor['executor']}",
-            f"{seconds:.3f}",
-            f"{seconds / ideal:.2f}",
-            f"{seconds / raw:.2f}",
-            f"{executor['speedup_over_sequential']:.2f}",
-            f"{executor['speedup_over_thread']:.2f}",
-            f"{startup:.2f} s" if executor["executor"] in POOLED else "",
-        )
-    table.add_row("raw gather", f"{raw:.3f}", f"{raw / ideal:.2f}", "1.00")
-    console.print(table)
-    complete = sum(count == results["sources"] for count in results["results_per_run"])
-    console.print(
-        f"wall/ideal {results['wall_over_ideal']:.3f}, workflow/raw "
-        f"{results['workflow_over_raw']:.3f}; every source's result aggregated in "
-        f"{complete} of {len(results['results_per_run'])} workflow runs. Workflow: Agno arun; "
-        "raw: asyncio.gather; speed-up: sequential / wall; vs thread: thread's wall / wall"
-    )
 
 
 def bench_source(kind: SourceKind) -> SourceFunction:

@@ -18,7 +18,7 @@ from typing import Any
 from . import commands
 from .commands import UsageError
 from .config import EXECUTOR_NAMES, ConfigError
-from .executors import ExecutorError
+from .executor_base import ExecutorError
 from .history import HistoryError
 from .page import PageError
 from .report import ReportModelError
@@ -181,6 +181,18 @@ def add_bench_options(bench: argparse.ArgumentParser) -> None:
         "CPU-bound ones (a pure-Python loop for --latency seconds of CPU); the raw baseline "
         "runs the same kind (default: async)",
     )
+    add_bench_executor_options(bench)
+    add_html_option(bench, "also write the wall time of each way as bars in an HTML page")
+    bench.add_argument(
+        "--sequential",
+        action="store_true",
+        help="also run the sources one after another, which takes the sum of their times "
+        "(default: that sum, as measured in the workflow's runs)",
+    )
+
+
+def add_bench_executor_options(bench: argparse.ArgumentParser) -> None:
+    """--executor and --max-workers: the executors bench also times, and how many workers."""
     bench.add_argument(
         "--executor",
         action="append",
@@ -196,13 +208,6 @@ def add_bench_options(bench: argparse.ArgumentParser) -> None:
         metavar="N",
         help="processes of the process pool and of a Dask LocalCluster (default: config.yaml's "
         "max_workers, else one per CPU)",
-    )
-    add_html_option(bench, "also write the wall time of each way as bars in an HTML page")
-    bench.add_argument(
-        "--sequential",
-        action="store_true",
-        help="also run the sources one after another, which takes the sum of their times "
-        "(default: that sum, as measured in the workflow's runs)",
     )
 
 

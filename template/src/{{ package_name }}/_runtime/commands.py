@@ -13,7 +13,8 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 
-from .bench import BenchSettings, print_bench, run_bench
+from .bench import BenchSettings, run_bench
+from .bench_results import print_bench
 from .history import (
     existing_history,
     history_for_run,

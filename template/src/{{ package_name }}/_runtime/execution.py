@@ -18,26 +18,25 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextvars import ContextVar
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 from weakref import WeakKeyDictionary
 
 from .config import Source
-from .executors import EXECUTORS, CallLimits, Executor, ExecutorError, Executors, ExecutorSpec
+from .executor_base import CallLimits, Executor, ExecutorError, ExecutorSpec
+from .executors import EXECUTORS, Executors
+from .interruption import INTERRUPTION, Interruption
 from .progress import SourceEvent, emit
 from .results import (
-    AttemptTiming,
     SourceFunction,
     SourceResult,
     SourceState,
     SourceSummary,
-    SourceTiming,
     checked_summary,
     one_line,
 )
 from .settings import PACKAGE
+from .source_clock import Clock
 
 log = logging.getLogger(PACKAGE)
 
@@ -58,37 +57,6 @@ class ConcurrencyLimit:
         return self._slots[loop]
 
 
-class Interruption:
-    """A run's Ctrl-C: `interrupt()` stops the sources still running, which then report
-    themselves CANCELLED, so that the run ends with the results it has and is recorded."""
-
-    def __init__(self) -> None:
-        self.interrupted = False
-        self._running: set[asyncio.Task[Any]] = set()
-
-    def interrupt(self) -> None:
-        self.interrupted = True
-        for task in self._running:
-            task.cancel()
-
-    @contextlib.contextmanager
-    def watching(self) -> Iterator[None]:
-        """While inside, the current task is stopped by `interrupt()`."""
-        task = asyncio.current_task()
-        assert task is not None
-        if self.interrupted:
-            task.cancel()
-        self._running.add(task)
-        try:
-            yield
-        finally:
-            self._running.discard(task)
-
-
-# The run's Interruption, set by whoever runs the workflow; the sources' tasks inherit it.
-INTERRUPTION: ContextVar[Interruption | None] = ContextVar("run_interruption", default=None)
-
-
 @dataclass(frozen=True)
 class Attempt:
     """How one attempt at a source ended."""
@@ -96,48 +64,6 @@ class Attempt:
     state: SourceState
     summary: SourceSummary | None = None
     error: str | None = None
-
-
-class Clock:
-    """One source's timing as it runs: offsets in seconds after `origin`, the start of the
-    parallel block, so that the sources of a run share one time axis."""
-
-    def __init__(self, origin: float) -> None:
-        self.origin = origin
-        self.queued = self.now()
-        self.attempts: list[AttemptTiming] = []
-        self.waited = 0.0
-        self.waiting_since: float | None = None
-        self.attempt_started: float | None = None
-
-    def now(self) -> float:
-        return time.perf_counter() - self.origin
-
-    def begin_waiting(self) -> None:
-        self.waiting_since = self.now()
-
-    def begin_attempt(self) -> None:
-        if self.waiting_since is not None:
-            self.waited += self.now() - self.waiting_since
-            self.waiting_since = None
-        self.attempt_started = self.now()
-
-    def end_attempt(self, state: SourceState) -> None:
-        if self.attempt_started is not None:
-            self.attempts.append(
-                AttemptTiming(
-                    started=round(self.attempt_started, 4), ended=round(self.now(), 4), state=state
-                )
-            )
-            self.attempt_started = None
-
-    def timing(self) -> SourceTiming:
-        return SourceTiming(
-            queued=round(self.queued, 4),
-            attempts=list(self.attempts),
-            finished=round(self.now(), 4),
-            waited_seconds=round(self.waited, 4),
-        )
 
 
 class SourceRunner:
@@ -237,15 +163,8 @@ class SourceRunner:
                     clock.end_attempt(outcome.state)
             if outcome.summary is not None:
                 emit(SourceEvent(source, SourceState.OK, attempt, seconds))
-                return SourceResult(
-                    id=source.id,
-                    name=source.name,
-                    records=outcome.summary["records"],
-                    seconds=round(seconds, 3),
-                    attempts=attempt,
-                    details=outcome.summary.get("details", {}),
-                    warnings=warnings,
-                    timing=clock.timing(),
+                return SourceResult.success(
+                    source, outcome.summary, attempt, seconds, warnings, clock.timing()
                 )
             error = outcome.error or "failed"
             if attempt > source.limits.retries:

@@ -3,19 +3,18 @@
 AgentOS's own app mounts about a hundred routes (memories, schedules, database migrations,
 deleting sessions, ...). This one takes only the routes listed in AGNO_ROUTES from AgentOS's
 routers, and adds its own for running a workflow, so that an HTTP run goes through
-`running.run_workflow` and gets the same checks as a CLI run, and for the API docs, so that
-the security key protects them too. Agno's key check (OS_SECURITY_KEY) guards every route but
-/health.
+`running.run_workflow` and gets the same checks as a CLI run, and for the API docs
+(http_docs.py), so that the security key protects them too. Agno's key check (OS_SECURITY_KEY)
+guards every route but /health.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 from agno.os import AgentOS
@@ -31,6 +30,7 @@ from fastapi.routing import APIRoute
 from .config import ExecutorName
 from .executors import Executors, pooled_specs
 from .history import HistoryError, stored_run
+from .http_docs import add_docs_routes
 from .http_guards import add_guards
 from .page import record_page
 from .registry import discover
@@ -89,8 +89,22 @@ def build_app(
             await executors.start(specs)
             yield
 
-    # AgentOS holds the workflows for its routers; its own app, get_app(), is never built.
-    agent_os = AgentOS(
+    agent_os = workflows_os(workflows, db, settings)
+    app = bare_app(lifespan)
+    add_agno_routes(app, agent_os, db, settings)
+    key_check = [Depends(get_authentication_dependency(settings))]
+    app.state.executor_specs = specs  # for serve's checks before it listens
+    add_run_route(app, workflows, db, executors, key_check)
+    add_page_route(app, db, key_check)
+    add_docs_routes(app, key_check)
+    add_guards(app, host, options or ServeSettings())
+    return app
+
+
+def workflows_os(workflows: dict[str, Workflow], db: BaseDb, settings: AgnoAPISettings) -> AgentOS:
+    """The AgentOS that holds the workflows for its routers; its own app, get_app(), is never
+    built."""
+    return AgentOS(
         id=PACKAGE.replace("_", "-"),
         description="Agno workflows that process data sources in parallel",
         workflows=list(workflows.values()),
@@ -98,8 +112,14 @@ def build_app(
         settings=settings,
         telemetry=False,  # AgentOS ignores AGNO_TELEMETRY; this project stays offline
     )
-    # No docs routes of FastAPI's own: add_docs_routes serves them behind the key.
-    app = FastAPI(
+
+
+def bare_app(
+    lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]],
+) -> FastAPI:
+    """An app with no routes yet, not even FastAPI's docs: add_docs_routes serves them behind
+    the key."""
+    return FastAPI(
         title=PACKAGE.replace("_", "-"),
         description="Agno workflows that process data sources in parallel",
         docs_url=None,
@@ -107,6 +127,10 @@ def build_app(
         openapi_url=None,
         lifespan=lifespan,
     )
+
+
+def add_agno_routes(app: FastAPI, agent_os: AgentOS, db: BaseDb, settings: AgnoAPISettings) -> None:
+    """The routes of AGNO_ROUTES, from Agno's health, workflow and session routers."""
     for router in (
         get_health_router(),
         get_workflow_router(agent_os, settings),
@@ -115,13 +139,6 @@ def build_app(
         # The routes themselves, each with its router's key check, rather than
         # app.include_router: app.routes then lists every route that is served.
         app.router.routes.extend(allowed_routes(router, AGNO_ROUTES))
-    key_check = [Depends(get_authentication_dependency(settings))]
-    app.state.executor_specs = specs  # for serve's checks before it listens
-    add_run_route(app, workflows, db, executors, key_check)
-    add_page_route(app, db, key_check)
-    add_docs_routes(app, key_check)
-    add_guards(app, host, options or ServeSettings())
-    return app
 
 
 def allowed_routes(router: APIRouter, allowed: frozenset[tuple[str, str]]) -> list[APIRoute]:
@@ -227,48 +244,3 @@ async def event_stream(
 def server_sent_event(name: str, data: dict[str, Any]) -> str:
     # One line of JSON: a newline inside it would end the event's data early.
     return f"event: {name}\ndata: {json.dumps(data, default=str)}\n\n"
-
-
-def add_docs_routes(app: FastAPI, dependencies: list[Any]) -> None:
-    @app.get("/openapi.json", dependencies=dependencies, include_in_schema=False)
-    async def openapi() -> JSONResponse:
-        return JSONResponse(app.openapi())
-
-    @app.get("/docs", dependencies=dependencies, include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return HTMLResponse(docs_page(app.openapi()))
-
-
-def docs_page(document: dict[str, Any]) -> str:
-    """The routes of the OpenAPI document as a page of its own: Swagger UI, FastAPI's usual
-    docs page, loads its scripts from a CDN, and this project works offline."""
-    rows = []
-    for path, operations in document["paths"].items():
-        for method, operation in operations.items():
-            fields = [parameter["name"] for parameter in operation.get("parameters", [])]
-            form = operation.get("requestBody", {}).get("content", {})
-            for body in form.values():
-                schema = resolve(document, body.get("schema", {}))
-                fields.extend(schema.get("properties", {}))
-            rows.append(
-                f"<tr><td>{method.upper()}</td><td><code>{html.escape(path)}</code></td>"
-                f"<td>{html.escape(operation.get('summary', ''))}</td>"
-                f"<td>{html.escape(', '.join(fields))}</td></tr>"
-            )
-    title = html.escape(document["info"]["title"])
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
-        f"<body><h1>{title}</h1><p>{html.escape(document['info'].get('description', ''))}</p>"
-        "<table><tr><th>Method</th><th>Path</th><th>What</th><th>Parameters</th></tr>"
-        f"{''.join(rows)}</table>"
-        "<p>The full description: <a href='openapi.json'>openapi.json</a>.</p></body></html>"
-    )
-
-
-def resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
-    """`schema`, or the schema its `$ref` names in the document's components."""
-    reference = schema.get("$ref", "")
-    if not reference.startswith("#/components/schemas/"):
-        return schema
-    resolved: dict[str, Any] = document["components"]["schemas"][reference.rpartition("/")[2]]
-    return resolved

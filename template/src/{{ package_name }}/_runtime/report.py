@@ -81,14 +81,7 @@ def render_report(aggregation: Aggregation) -> str:
             f"- {escape(source.name)} (`{source.id}`): {escape(source.error or '')}"
             for source in failures
         ]
-    if any(source.timing is not None for source in aggregation.sources):
-        lines += ["", "## Timeline", "", mermaid_gantt(aggregation)]
-        last = straggler(aggregation)
-        if last is not None and last.timing is not None:
-            lines += [
-                "",
-                f"{escape(last.name)} (`{last.id}`) ended last, at {last.timing.finished:.2f} s.",
-            ]
+    lines += timeline_section(aggregation)
     warned = [source for source in aggregation.sources if source.warnings]
     if warned:
         lines += ["", "## Warnings", ""]
@@ -98,6 +91,21 @@ def render_report(aggregation: Aggregation) -> str:
             for warning in source.warnings
         ]
     return "\n".join(lines) + "\n"
+
+
+def timeline_section(aggregation: Aggregation) -> list[str]:
+    """The report's Timeline: the gantt chart and the source that ended last, or no lines
+    when no source has a timing."""
+    if not any(source.timing is not None for source in aggregation.sources):
+        return []
+    lines = ["", "## Timeline", "", mermaid_gantt(aggregation)]
+    last = straggler(aggregation)
+    if last is not None and last.timing is not None:
+        lines += [
+            "",
+            f"{escape(last.name)} (`{last.id}`) ended last, at {last.timing.finished:.2f} s.",
+        ]
+    return lines
 
 
 def escape(text: str) -> str:

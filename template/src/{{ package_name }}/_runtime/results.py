@@ -86,6 +86,28 @@ class SourceResult(BaseModel):
         return self.status is SourceState.OK
 
     @classmethod
+    def success(
+        cls,
+        source: Source,
+        summary: SourceSummary,
+        attempts: int,
+        seconds: float,
+        warnings: Sequence[str],
+        timing: SourceTiming,
+    ) -> SourceResult:
+        """The result of a source whose attempt number `attempts` returned `summary`."""
+        return cls(
+            id=source.id,
+            name=source.name,
+            records=summary["records"],
+            seconds=round(seconds, 3),
+            attempts=attempts,
+            details=summary.get("details", {}),
+            warnings=list(warnings),
+            timing=timing,
+        )
+
+    @classmethod
     def failure(
         cls,
         source: Source,

@@ -17,8 +17,8 @@ from agno.run.workflow import WorkflowCompletedEvent, WorkflowRunOutput
 from agno.workflow.types import StepOutput
 
 from .config import REPORT_STEP, ExecutorName, WorkflowConfig
-from .execution import INTERRUPTION, Interruption
 from .executors import EXECUTORS, Executors, pooled_specs
+from .interruption import INTERRUPTION, Interruption
 from .progress import LISTENER, Listener
 from .registry import WorkflowEntry
 from .results import Aggregation

@@ -33,7 +33,8 @@ from .config import (
     WorkflowConfig,
 )
 from .execution import SourceRunner
-from .executors import ExecutorSpec, executor_spec
+from .executor_base import ExecutorSpec
+from .executors import executor_spec
 from .report import build_report_agent, render_report, report_input
 from .results import (
     SourceError,

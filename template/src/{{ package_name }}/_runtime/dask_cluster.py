@@ -1,0 +1,136 @@
+"""The `dask` executor: a Dask distributed cluster, the scheduler at `dask_address` or a
+LocalCluster started for the run (for the lifetime of `serve`) and closed after it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import inspect
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .config import Source
+from .executor_base import (
+    CallLimits,
+    Executor,
+    ExecutorError,
+    ExecutorSpec,
+    run_elsewhere,
+    run_elsewhere_async,
+    settled,
+)
+from .results import SourceError, SourceFunction, one_line
+from .settings import PACKAGE
+
+if TYPE_CHECKING:
+    from distributed import Client, LocalCluster
+
+log = logging.getLogger(PACKAGE)
+
+DASK_STOP_GRACE_SECONDS = 3.0  # how long a cancelled task is watched for a worker running it
+DISTRIBUTED_EXTRA = 'executor: dask needs the distributed extra: pip install -e ".[distributed]"'
+
+
+class DaskExecutor(Executor):
+    """Dask distributed through its asynchronous Client, so the event loop never blocks."""
+
+    def __init__(self, spec: ExecutorSpec) -> None:
+        self.spec = spec
+        self.cluster: LocalCluster | None = None
+        self.client: Client | None = None
+        self.where = spec.dask_address or "a LocalCluster"
+        self.unusable: str | None = None  # set by start: why no source can run there
+        self.cleanups: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ExecutorError(DISTRIBUTED_EXTRA) from None
+        if self.spec.dask_address:
+            # Tried for Dask's distributed.comm.timeouts.connect (30 s unless configured).
+            try:
+                self.client = await Client(self.spec.dask_address, asynchronous=True)
+            except (OSError, TimeoutError) as error:
+                raise ExecutorError(
+                    f"cannot reach the Dask scheduler at {self.spec.dask_address}: "
+                    f"{one_line(error)}"
+                ) from None
+        else:
+            self.cluster = await LocalCluster(
+                n_workers=self.spec.workers,
+                threads_per_worker=self.spec.threads_per_worker,
+                processes=True,
+                asynchronous=True,
+                dashboard_address=None,  # no web server nobody asked for
+            )
+            self.client = await Client(self.cluster, asynchronous=True)
+        self.unusable = await self.import_problem()
+
+    async def import_problem(self) -> str | None:
+        """Why the cluster cannot run this project's sources, if it cannot: the scheduler and
+        the workers find each source's `run` by its module's name, so they need this project
+        installed, and a worker without it does not fail the task, it dies and the task never
+        ends."""
+        assert self.client is not None
+        try:
+            await self.client.run_on_scheduler(importlib.import_module, PACKAGE)
+            await self.client.run(importlib.import_module, PACKAGE)
+        except Exception as error:
+            return (
+                f"the Dask cluster at {self.where} cannot import {PACKAGE} ({one_line(error)}): "
+                "install this project where the scheduler and every worker run (pip install -e .)"
+            )
+        return None
+
+    async def call(self, function: SourceFunction, source: Source, limits: CallLimits) -> Any:
+        assert self.client is not None, "started by Executors.get"
+        if self.unusable is not None:
+            raise SourceError(self.unusable)
+        remote = run_elsewhere_async if inspect.iscoroutinefunction(function) else run_elsewhere
+        future = self.client.submit(remote, function, source, limits.max_details_bytes, pure=False)
+        try:
+            return settled(await future)
+        except asyncio.CancelledError:
+            # A timeout or Ctrl-C: stop the task without making this attempt wait for it.
+            cleanup = asyncio.create_task(self.stop_task(future.key))
+            self.cleanups.add(cleanup)
+            cleanup.add_done_callback(self.cleanups.discard)
+            raise
+        except SourceError:
+            raise
+        except Exception as error:  # e.g. KilledWorker: the workers running it kept dying
+            raise SourceError(f"on the Dask cluster at {self.where}: {one_line(error)}") from None
+
+    async def stop_task(self, key: Any) -> None:
+        """Cancel a task; a worker still running it is restarted (by its nanny), because
+        Python cannot stop a running thread."""
+        assert self.client is not None
+        with contextlib.suppress(Exception):  # the cluster may be going away already
+            await self.client.cancel([key], force=True)
+            # A worker that was still unpacking the task when the cancel came runs it anyway:
+            # watch for it a little while, not just once.
+            for _ in range(int(DASK_STOP_GRACE_SECONDS / 0.25)):
+                running = await self.client.call_stack(keys=[key])
+                if running:
+                    stuck = ", ".join(running)
+                    log.warning(
+                        "restarting the Dask workers %s: a timed-out source is stuck", stuck
+                    )
+                    await self.client.restart_workers(list(running))
+                    return
+                await asyncio.sleep(0.25)
+
+    async def close(self) -> None:
+        if self.cleanups and self.cluster is None:
+            # Another's cluster: leave no stuck task behind. A LocalCluster of our own is
+            # closed below, which stops its workers anyway.
+            await asyncio.gather(*self.cleanups, return_exceptions=True)
+        for cleanup in self.cleanups:
+            cleanup.cancel()
+        if self.client is not None:
+            await self.client.close()
+        if self.cluster is not None:
+            # Stops its worker processes; awaitable as the cluster is asynchronous.
+            await self.cluster.close()  # type: ignore[misc]

@@ -1,0 +1,107 @@
+"""What every executor is and shares: the `Executor` interface that executors.py chooses
+from, the spec that says which one a source runs on, and the way a source's result comes
+back as text from a worker process or a Dask worker (see process_pool.py, dask_cluster.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .config import ExecutorName, Source
+from .results import SourceError, SourceFunction, checked_summary, one_line
+
+POOLED = ("process", "dask")  # the executors with a pool or cluster to start and close
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    """What an executor needs to know besides the source: the checks on its summary, and
+    where to send a warning about it."""
+
+    max_details_bytes: int
+    warn: Callable[[str], None]
+
+
+class ExecutorError(Exception):
+    """An executor cannot start (no extra installed, no scheduler there): one line, exit 2."""
+
+
+class Executor:
+    """Runs one attempt at a source somewhere and returns what its `run` returned."""
+
+    async def start(self) -> None:
+        """Get ready (start a pool, reach a cluster); ExecutorError if it cannot."""
+
+    def slot(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """Held while an attempt runs: a pool's free worker, so that the time an attempt is
+        measured to take does not include its wait for one."""
+        return contextlib.nullcontext()
+
+    async def call(self, function: SourceFunction, source: Source, limits: CallLimits) -> Any:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Stop whatever this executor started; nothing it ran keeps running."""
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """Which executor a source runs on, with the sizes a pool or cluster needs."""
+
+    name: ExecutorName
+    max_workers: int | None = None  # None: one per CPU
+    threads_per_worker: int = 1  # a Dask LocalCluster's; enough for max_concurrency at once
+    dask_address: str = ""
+
+    @property
+    def workers(self) -> int:
+        return self.max_workers or os.cpu_count() or 1
+
+
+def run_elsewhere(
+    function: SourceFunction, source: Source, max_details_bytes: int
+) -> tuple[bool, str]:
+    """Runs in a worker process: (True, the checked summary as JSON) or (False, the error).
+
+    Only text travels back, so a summary or an exception that does not pickle fails only
+    this source, and SystemExit stays in the worker.
+    """
+    try:
+        summary = function(source)
+        if inspect.isawaitable(summary):
+            summary = asyncio.run(awaited(summary))
+        return True, json.dumps(checked_summary(summary, max_details_bytes))
+    except BaseException as error:
+        return False, one_line(error)
+
+
+async def run_elsewhere_async(
+    function: SourceFunction, source: Source, max_details_bytes: int
+) -> tuple[bool, str]:
+    """`run_elsewhere` for an `async def run` on Dask, which awaits it on the worker's own
+    event loop rather than starting one per task."""
+    try:
+        summary = function(source)
+        if inspect.isawaitable(summary):
+            summary = await summary
+        return True, json.dumps(checked_summary(summary, max_details_bytes))
+    except BaseException as error:
+        return False, one_line(error)
+
+
+async def awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def settled(outcome: tuple[bool, str]) -> Any:
+    succeeded, text = outcome
+    if not succeeded:
+        raise SourceError(text)
+    return json.loads(text)

@@ -1,0 +1,111 @@
+"""The executors that need nothing started: `thread` (a thread of its own per attempt, for
+blocking code) and `async` (awaited on the workflow's event loop, each step timed so that
+a source that blocks the loop is named)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any
+
+from .config import Source
+from .executor_base import CallLimits, Executor, awaited
+from .results import SourceError, SourceFunction, one_line
+
+# An `async def run` that holds the event loop this long in one go (e.g. `time.sleep` in it)
+# stops every other source meanwhile: it is named in a warning and in its result.
+BLOCKING_SECONDS = 0.25
+
+
+class ThreadExecutor(Executor):
+    async def call(self, function: SourceFunction, source: Source, limits: CallLimits) -> Any:
+        if inspect.iscoroutinefunction(function):
+            # An async def on `thread`: an event loop of its own in that thread.
+            return await in_own_thread(
+                lambda source: asyncio.run(awaited(function(source))), source
+            )
+        return await in_own_thread(function, source)
+
+
+class AsyncExecutor(Executor):
+    async def call(self, function: SourceFunction, source: Source, limits: CallLimits) -> Any:
+        coroutine = function(source)
+        if not inspect.isawaitable(coroutine):
+            raise SourceError("executor async needs an async def run; use executor thread")
+        return await LoopWatch(coroutine, limits.warn)
+
+
+class LoopWatch:
+    """Awaits an `async def run` one step at a time, timing each step: a step is the code
+    between two awaits, during which no other source on the event loop can run."""
+
+    def __init__(self, coroutine: Awaitable[Any], warn: Callable[[str], None]) -> None:
+        self.coroutine: Coroutine[Any, Any, Any] = awaited(coroutine)
+        self.warn = warn
+        self.longest = 0.0
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        sent: Any = None
+        thrown: BaseException | None = None
+        while True:
+            started = time.perf_counter()
+            try:
+                if thrown is None:
+                    waiting_on = self.coroutine.send(sent)
+                else:
+                    waiting_on = self.coroutine.throw(thrown)
+            except StopIteration as finished:
+                self.timed(started)
+                return finished.value
+            self.timed(started)
+            try:
+                sent, thrown = (yield waiting_on), None
+            except BaseException as error:  # e.g. the timeout's cancellation: pass it on
+                sent, thrown = None, error
+
+    def timed(self, started: float) -> None:
+        held = time.perf_counter() - started
+        if held >= BLOCKING_SECONDS and held > self.longest:
+            self.longest = held
+            self.warn(
+                f"blocked the event loop for {held:.2f} s in one go, holding up every other "
+                "source: blocking code belongs in a plain def run (or executor: thread)"
+            )
+
+
+def in_own_thread(function: Callable[[Source], Any], source: Source) -> asyncio.Future[Any]:
+    """Call `function(source)` in a new daemon thread; the future gets its result, or a
+    SourceError whatever it raised (a `SystemExit` or `StopIteration` cannot travel to the
+    event loop as itself: the first would end the program, the second cannot be set on a
+    future at all).
+
+    Not `asyncio.to_thread`: its pool has a fixed number of threads, which hung sources would
+    use up, and the interpreter waits for them at exit. Python cannot stop a thread: one still
+    stuck after its timeout runs on until it returns or the program ends (use `process`).
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(outcome: Callable[[Any], None], value: Any) -> None:
+        def apply() -> None:
+            if not future.done():  # a timeout may have cancelled it
+                outcome(value)
+
+        # RuntimeError: the run is over and its event loop closed; nobody waits for this now.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(apply)
+
+    def work() -> None:
+        try:
+            result = function(source)
+        except BaseException as error:
+            settle(future.set_exception, SourceError(one_line(error)))
+        else:
+            settle(future.set_result, result)
+
+    threading.Thread(target=work, name=f"source-{source.id}", daemon=True).start()
+    return future

@@ -1,0 +1,50 @@
+"""One source's timing as it runs, for the run's timeline: when it was queued, waited for a
+slot, and started and ended each attempt."""
+
+from __future__ import annotations
+
+import time
+
+from .results import AttemptTiming, SourceState, SourceTiming
+
+
+class Clock:
+    """One source's timing as it runs: offsets in seconds after `origin`, the start of the
+    parallel block, so that the sources of a run share one time axis."""
+
+    def __init__(self, origin: float) -> None:
+        self.origin = origin
+        self.queued = self.now()
+        self.attempts: list[AttemptTiming] = []
+        self.waited = 0.0
+        self.waiting_since: float | None = None
+        self.attempt_started: float | None = None
+
+    def now(self) -> float:
+        return time.perf_counter() - self.origin
+
+    def begin_waiting(self) -> None:
+        self.waiting_since = self.now()
+
+    def begin_attempt(self) -> None:
+        if self.waiting_since is not None:
+            self.waited += self.now() - self.waiting_since
+            self.waiting_since = None
+        self.attempt_started = self.now()
+
+    def end_attempt(self, state: SourceState) -> None:
+        if self.attempt_started is not None:
+            self.attempts.append(
+                AttemptTiming(
+                    started=round(self.attempt_started, 4), ended=round(self.now(), 4), state=state
+                )
+            )
+            self.attempt_started = None
+
+    def timing(self) -> SourceTiming:
+        return SourceTiming(
+            queued=round(self.queued, 4),
+            attempts=list(self.attempts),
+            finished=round(self.now(), 4),
+            waited_seconds=round(self.waited, 4),
+        )
