@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 for variable, value in {
     "GIT_AUTHOR_NAME": "parallel-workflow tests",
     "GIT_AUTHOR_EMAIL": "tests@localhost",
@@ -29,13 +31,13 @@ LONGEST_FIRST = (
     "test_the_rendered_project_passes_its_own_tests",  # 35 each
     "test_lifecycle.py::test_an_update_",  # 30 each
 )
-WORKERS = 4  # pyproject.toml's -n
 
 
-def pytest_collection_modifyitems(items: list) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
     """xdist (--maxschedchunk 1) starts each worker on two consecutive tests, then gives it the
-    next one whenever it has one left. So the order is: each of the four longest followed by one
-    of the shortest, then the rest longest first: no worker starts with two long ones."""
+    next one whenever it has one left. So the order is: each of the longest, one per worker,
+    followed by one of the shortest, then the rest longest first: no worker starts with two
+    long ones."""
 
     def rank(item) -> int:
         return next(
@@ -44,8 +46,11 @@ def pytest_collection_modifyitems(items: list) -> None:
         )
 
     items.sort(key=rank)
-    if len(items) < 2 * WORKERS:  # a few tests chosen by hand: nothing to pair
+    # Each xdist worker collects the same tests and sorts them the same way; without xdist,
+    # or with a few tests chosen by hand, there is nothing to pair.
+    workers = getattr(config, "workerinput", {}).get("workercount", 0)
+    if workers == 0 or len(items) < 2 * workers:
         return
-    longest, shortest = items[:WORKERS], items[-WORKERS:]
-    rest = items[WORKERS:-WORKERS]
+    longest, shortest = items[:workers], items[-workers:]
+    rest = items[workers:-workers]
     items[:] = [test for pair in zip(longest, shortest, strict=True) for test in pair] + rest

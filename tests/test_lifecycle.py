@@ -482,7 +482,7 @@ def test_a_second_workflow_is_added_beside_the_first_and_updated_on_its_own(
     assert answers_of(project)["_commit"] == "v2.0.0"
     assert '"httpx>=0.27",' in read(project, "pyproject.toml")
     assert_no_conflicts(project)
-    assert_rendered_tests_pass(project)  # every rendered test runs once per workflow
+    assert_rendered_tests_pass(project)  # the update tests run once per workflow
     for workflow_id in ("parallel-workflow", "nightly-reports"):
         run = run_in(project, "-m", "parallel_workflow", "run", "--workflow", workflow_id, "--json")
         assert run.returncode == 0, run.stderr
