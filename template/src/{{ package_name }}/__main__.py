@@ -1,3 +1,3 @@
-from ._runtime.cli import main
+from ._runtime.entry import main
 
 raise SystemExit(main())

@@ -1,0 +1,41 @@
+"""Where `python -m <package>` and the console script start: the command line behind a check
+that needs nothing but the standard library, so that a dependency missing from the
+environment (after a `copier update` that added one, say) is one line that says what to run,
+not a traceback from deep inside an import."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+PACKAGE = __name__.split(".")[0]
+# The command the rendered README and CI install the project with.
+INSTALL_COMMAND = 'pip install -e ".[dev]"'
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        from .cli import main as command_line  # imports Agno, pydantic, rich, ...
+
+        return command_line(argv)
+    except ModuleNotFoundError as error:
+        print(f"{program_name()}: error: {missing_dependency(error)}", file=sys.stderr)
+        return 2
+
+
+def missing_dependency(error: ModuleNotFoundError) -> str:
+    """One line for an import that failed outside a source (a source's own failure is its
+    result): which module, and the reinstall that brings what the project declares."""
+    module = (error.name or str(error)).split(".")[0]
+    return (
+        f"the module '{module}' is not installed: reinstall the project in its virtual"
+        f" environment ({INSTALL_COMMAND} in the project's folder); a template update may have"
+        " changed its dependencies"
+    )
+
+
+def program_name() -> str:
+    """The command as it was typed: the console script's name, or `python -m <package>`."""
+    name = Path(sys.argv[0]).name
+    return f"python -m {PACKAGE}" if name in ("__main__.py", "") else name
