@@ -578,33 +578,44 @@ def changelog_commit(version: str) -> str:
     return found[1]
 
 
-@pytest.fixture(scope="module")
-def releases_since_0_4_0(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A template repository with v0.4.0, the commit before the engine moved to _runtime/,
-    and v0.5.0, this checkout."""
-    commit = changelog_commit("0.4.0")
+def add_release(repository: Path, commit: str, tag: str) -> None:
+    """The template as it was at `commit` of this clone, as the next release of `repository`."""
     present = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=TEMPLATE)
     assert present.returncode == 0, f"{commit} is not in this clone: git fetch --unshallow"
-    repository = tmp_path_factory.mktemp("releases-0.4") / "parallel-workflow"
-    repository.mkdir()
+    if (repository / ".git").exists():
+        git(repository, "rm", "-rq", ".")
     archive = subprocess.run(
         ["git", "archive", "--format=tar", commit], cwd=TEMPLATE, capture_output=True, check=True
     )
     subprocess.run(["tar", "-x"], cwd=repository, input=archive.stdout, check=True)
-    commit_all(repository, "0.4.0", init=True)
-    git(repository, "tag", "v0.4.0")
+    commit_all(repository, tag, init=not (repository / ".git").exists())
+    git(repository, "tag", tag)
+
+
+# This checkout is the release after 0.5.0 here, whatever CHANGELOG.md calls it.
+HEAD_RELEASE = "v0.6.0"
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A template repository with v0.4.0 (the commit before the engine moved to _runtime/),
+    v0.5.0 (both as CHANGELOG.md names them) and v0.6.0, this checkout as it is now."""
+    repository = tmp_path_factory.mktemp("releases") / "parallel-workflow"
+    repository.mkdir()
+    add_release(repository, changelog_commit("0.4.0"), "v0.4.0")
+    add_release(repository, changelog_commit("0.5.0"), "v0.5.0")
     git(repository, "rm", "-rq", ".")
     copy_checkout(repository)
-    commit_all(repository, "0.5.0")
-    git(repository, "tag", "v0.5.0")
+    commit_all(repository, HEAD_RELEASE)
+    git(repository, "tag", HEAD_RELEASE)
     return repository
 
 
 def test_a_project_from_0_4_0_updates_and_its_old_source_modules_still_work(
-    releases_since_0_4_0: Path, tmp_path: Path
+    releases: Path, tmp_path: Path
 ) -> None:
     project = tmp_path / "project"
-    copy(releases_since_0_4_0, project, vcs_ref="v0.4.0")
+    copy(releases, project, vcs_ref="v0.4.0")
     commit_all(project, "rendered at v0.4.0", init=True)
     module = project / WORKFLOW / "sources" / "api_logs.py"
     old_module = read(project, module.relative_to(project))
@@ -614,7 +625,7 @@ def test_a_project_from_0_4_0_updates_and_its_old_source_modules_still_work(
 
     update(project)
 
-    assert answers_of(project)["_commit"] == "v0.5.0"
+    assert answers_of(project)["_commit"] == HEAD_RELEASE
     edited = read(project, module.relative_to(project))
     assert 'checked_by"] = "the data team"' in edited and "def process_source(" in edited
     package = project / "src" / "parallel_workflow"
@@ -627,3 +638,55 @@ def test_a_project_from_0_4_0_updates_and_its_old_source_modules_still_work(
         run = run_in(project, "-m", "parallel_workflow", "run", "--json", "--executor", executor)
         assert run.returncode == 0, run.stderr
         assert json.loads(run.stdout)["sources"][1]["details"]["checked_by"] == "the data team"
+
+
+# The environment variable that overrides report_model: empty forces the offline report.
+OFFLINE_REPORT = "PARALLEL_WORKFLOW_REPORT_MODEL"
+
+# Every `workflow:` setting of a 0.5.0 config.yaml but the two that come from the answers
+# (name, workflow_id: an update with other answers changes them), set as a team would.
+CHANGED_SETTINGS = {
+    "version": '"2.3.0"',
+    "report_model": '"openai:gpt-4o-mini"',
+    "max_concurrency": "2",
+    "max_details_bytes": "500000",
+    "timeout_seconds": "20",
+    "retries": "1",
+    "retry_backoff_seconds": "0.2",
+    "max_backoff_seconds": "5",
+    "executor": "thread",
+    "max_workers": "2",
+}
+
+
+def test_a_0_5_0_project_whose_settings_all_changed_updates_without_a_conflict(
+    releases: Path, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    copy(releases, project, vcs_ref="v0.5.0")
+    commit_all(project, "rendered at v0.5.0", init=True)
+    config_path = project / WORKFLOW / "config.yaml"
+    workflow = yaml.safe_load(config_path.read_text(encoding="utf-8"))["workflow"]
+    assert set(workflow) - {"name", "workflow_id"} == set(CHANGED_SETTINGS)  # every one of them
+    for key, value in CHANGED_SETTINGS.items():
+        text = config_path.read_text(encoding="utf-8")
+        changed = re.sub(rf"(?m)^(  {key}: ).*$", rf"\g<1>{value}", text, count=1)
+        assert changed != text, key
+        config_path.write_text(changed, encoding="utf-8")
+    commit_all(project, "our settings")
+
+    # As a user does it: copier's command line, without --trust.
+    result = copier("update", "--defaults", f"--answers-file={ANSWERS}", str(project))
+
+    assert result.returncode == 0, result.stderr
+    assert answers_of(project)["_commit"] == HEAD_RELEASE
+    assert_no_conflicts(project)
+    kept = yaml.safe_load(config_path.read_text(encoding="utf-8"))["workflow"]
+    assert {key: kept[key] for key in CHANGED_SETTINGS} == {
+        key: yaml.safe_load(value) for key, value in CHANGED_SETTINGS.items()
+    }
+    # The update may have changed the dependencies: Copier's last words say to reinstall.
+    assert '.venv/bin/pip install -e ".[dev]"' in result.stderr.split("Updated ")[-1]
+    run = run_in(project, "-m", "parallel_workflow", "run", "--json", env={OFFLINE_REPORT: ""})
+    assert run.returncode == 0, run.stderr
+    assert len(json.loads(run.stdout)["sources"]) == 3
