@@ -4,7 +4,6 @@ created, and error messages and URLs without passwords."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 from collections.abc import Iterator
@@ -49,12 +48,38 @@ def create_private(sqlite_file: Path) -> None:
 
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
-    with open(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    """An exclusive lock among this machine's processes on `path`, a file that exists only
+    while someone holds it: a lock file left beside the history after every run is litter.
+
+    Whoever holds it deletes it before releasing it, so a process that was waiting may wake
+    up holding a file no longer at `path` (or one that a newcomer created and locked since):
+    it checks, and starts again on the file that is there now."""
+    # POSIX only, imported here so that the command line imports on any system and can say
+    # which systems it needs (cli.require_posix).
+    import fcntl
+
+    while True:
+        descriptor = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
         try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(descriptor)
+            raise
+        if _is_at(descriptor, path):
+            break
+        os.close(descriptor)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # while still locked: nobody can take this file after
+        os.close(descriptor)  # which releases the lock
+
+
+def _is_at(descriptor: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(descriptor), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 @contextlib.contextmanager

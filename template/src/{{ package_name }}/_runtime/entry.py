@@ -1,13 +1,13 @@
-"""Where `python -m <package>` and the console script start: the command line behind a check
-that needs nothing but the standard library, so that a dependency missing from the
-environment (after a `copier update` that added one, say) is one line that says what to run,
-not a traceback from deep inside an import."""
+"""Where `python -m <package>` and the console script start: the command line behind checks
+that need nothing but the standard library, so that a system other than POSIX, or a
+dependency missing from the environment (after a `copier update` that added one, say), is
+one line that says what to do, not a traceback from deep inside an import."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 PACKAGE = __name__.split(".")[0]
 # The command the rendered README and CI install the project with.
@@ -15,6 +15,9 @@ INSTALL_COMMAND = 'pip install -e ".[dev]"'
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if os.name != "posix":
+        print(f"{program_name()}: error: {not_posix()}", file=sys.stderr)
+        return 2
     try:
         from .cli import main as command_line  # imports Agno, pydantic, rich, ...
 
@@ -35,7 +38,17 @@ def missing_dependency(error: ModuleNotFoundError) -> str:
     )
 
 
+def not_posix() -> str:
+    """The history's lock (fcntl), the process executor and Ctrl-C need POSIX, and nothing here
+    tests Windows (the template's decision 0007): said before anything imports them."""
+    return (
+        f"this project runs on POSIX systems only (Linux, macOS), not on {sys.platform};"
+        " on Windows, run it in WSL (Windows Subsystem for Linux)"
+    )
+
+
 def program_name() -> str:
     """The command as it was typed: the console script's name, or `python -m <package>`."""
-    name = Path(sys.argv[0]).name
+    # os.path, not pathlib: a Path is a WindowsPath where os.name says "nt".
+    name = os.path.basename(sys.argv[0])
     return f"python -m {PACKAGE}" if name in ("__main__.py", "") else name
