@@ -94,12 +94,20 @@ def history_command(args: argparse.Namespace) -> int:
     location = history_location()
     db = existing_history(location)
     records = recent_runs(db, args.workflow, args.limit) if db is not None else []
+    # Which database this is, on a line of its own that rich does not wrap: it depends on where
+    # the command runs (settings.sqlite_file), and a path is there to be copied.
     if args.json:
         print(json.dumps([history_document(record) for record in records], indent=2))
+        print(f"History: {location}", file=sys.stderr)  # stdout stays one JSON document
         return 0
+    if not records:
+        print(f"No runs yet in {location}.")
+        return 0
+    print(f"Recent runs in {location}:")
+    table = history_table(records, location)
+    table.title = None  # the line above, which a title as wide as the table would break
     # Piped output gets a wide page rather than rich's 80 columns: eight columns need it.
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
-    console.print(history_table(records, location) if records else f"No runs yet in {location}.")
+    Console(highlight=False, width=None if sys.stdout.isatty() else 140).print(table)
     return 0
 
 

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from .config import AGGREGATION_STEP, REPORT_STEP
 from .database import advisory_lock, create_private, file_lock, masked, reason
 from .results import Aggregation
-from .settings import Settings, load_settings
+from .settings import Settings, load_settings, sqlite_file
 
 if TYPE_CHECKING:
     from agno.db.base import BaseDb
@@ -74,8 +74,7 @@ def history_location(settings: Settings | None = None) -> HistoryLocation:
                 f"postgresql+psycopg://user:password@host:5432/dbname, got {location}"
             )
         return location
-    sqlite_file = settings.history_db.strip() or settings.history.sqlite_file
-    return HistoryLocation(sqlite_file=Path(sqlite_file))
+    return HistoryLocation(sqlite_file=sqlite_file(settings))
 
 
 def open_history(location: HistoryLocation | None = None) -> BaseDb:

@@ -4,12 +4,20 @@ The variables are named after the package, so that two projects on one machine d
 each other's: for the package `parallel_workflow`, `PARALLEL_WORKFLOW_REPORT_MODEL` and
 `PARALLEL_WORKFLOW_HISTORY_DB`; `DATABASE_URL` and `DASK_SCHEDULER_ADDRESS` keep their usual
 names.
+
+Where the SQLite history goes: the variable's path; else settings.yaml's `sqlite_file`, which
+a command run in the project (its folder or one below) takes from the project's root, and any
+other command puts in the user's data folder, so that a command run from wherever it happens
+to be writes nothing there and all of them share one history.
 """
 
 from __future__ import annotations
 
+import re
+import tomllib
 from pathlib import Path
 
+from platformdirs import user_data_path
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -27,12 +35,18 @@ REPORT_MODEL_ENV = f"{ENV_PREFIX}REPORT_MODEL"
 HISTORY_DB_ENV = f"{ENV_PREFIX}HISTORY_DB"
 DATABASE_URL_ENV = "DATABASE_URL"
 DASK_ADDRESS_ENV = "DASK_SCHEDULER_ADDRESS"  # the variable Dask itself reads
+# The name pip knows the project by: pyproject.toml.jinja names it after the package. (Not read
+# from the installed distribution's metadata: the tests and `python -m` with PYTHONPATH=src
+# run the package without installing it.)
+DISTRIBUTION = PACKAGE.replace("_", "-")
 
 
 class HistorySettings(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    sqlite_file: Text = ".data/history.sqlite"  # relative: to the directory you run from
+    # Relative: to the project's root, or its file name in the user's data folder outside the
+    # project (see sqlite_file below).
+    sqlite_file: Text = ".data/history.sqlite"
 
 
 class ServeSettings(BaseModel):
@@ -88,3 +102,49 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as error:
         raise ConfigError(f"{SETTINGS_PATH}: {describe(error, Settings)}") from None
+
+
+def sqlite_file(settings: Settings) -> Path:
+    """The SQLite history: HISTORY_DB_ENV's path as it is, else settings.yaml's `sqlite_file`:
+    an absolute path as it is, a relative one from the project's root in the project, and
+    outside it the file of that name in the user's data folder (platformdirs:
+    ~/.local/share/<distribution>/ on Linux, ~/Library/Application Support/<distribution>/ on
+    macOS)."""
+    if settings.history_db.strip():
+        return Path(settings.history_db.strip())
+    configured = Path(settings.history.sqlite_file)
+    if configured.is_absolute():
+        return configured
+    root = project_root()
+    return root / configured if root is not None else user_data_path(DISTRIBUTION) / configured.name
+
+
+def project_root() -> Path | None:
+    """The project a command runs in: the current folder or the nearest one above it whose
+    pyproject.toml names this distribution; None outside it (an installed wheel run from
+    anywhere else, say)."""
+    try:
+        here = Path.cwd()
+    except OSError:  # the current folder was deleted
+        return None
+    for folder in (here, *here.parents):
+        if declared_name(folder / "pyproject.toml") == normalized(DISTRIBUTION):
+            return folder
+    return None
+
+
+def declared_name(pyproject: Path) -> str | None:
+    """The `[project] name` of a pyproject.toml, normalized; None when there is none to read
+    (no such file, or one that is not TOML: it cannot be this project's)."""
+    try:
+        with pyproject.open("rb") as file:
+            project = tomllib.load(file).get("project")
+    except (OSError, ValueError):  # ValueError: not TOML, or not UTF-8
+        return None
+    name = project.get("name") if isinstance(project, dict) else None
+    return normalized(name) if isinstance(name, str) else None
+
+
+def normalized(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503): `My_Project` is `my-project`."""
+    return re.sub(r"[-_.]+", "-", name).lower()
