@@ -141,11 +141,13 @@ def check_the_wheel_in_an_empty_directory(project: Path, python: str, tmp_path: 
 
     venv = tmp_path / "wheel-venv"
     subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
-    # uv: the README gives no command for a wheel, and uv installs it in a second of CPU.
+    # With the serve extra, which keeps the run history. uv: the README gives no command for a
+    # wheel, and uv installs it in a second of CPU.
+    requirement = f"{wheel.name.split('-')[0]}[serve] @ {wheel.as_uri()}"
     uv_install = [sys.executable, "-m", "uv", "pip", "install", "--quiet", "--no-cache"]
     offline = ["--offline", "--no-index", "--find-links", str(WHEELHOUSE)]
     installed = subprocess.run(
-        [*uv_install, *offline, "--python", str(venv / "bin" / "python"), str(wheel)],
+        [*uv_install, *offline, "--python", str(venv / "bin" / "python"), requirement],
         capture_output=True,
         text=True,
         timeout=600,
