@@ -39,7 +39,7 @@ body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 72re
 table { border-collapse: collapse; margin: 1rem 0; }
 th, td { border: 1px solid #e2e8f0; padding: .25rem .6rem; text-align: left; }
 td.number { text-align: right; font-variant-numeric: tabular-nums; }
-svg text { font: 12px system-ui, sans-serif; fill: #0f172a; }
+svg text { font-size: 12px; font-family: system-ui, sans-serif; fill: #0f172a; }
 .legend span { display: inline-block; width: .8rem; height: .8rem; margin: 0 .3rem 0 1rem; }
 pre { background: #f8fafc; padding: .8rem; overflow-x: auto; }
 """

@@ -4,21 +4,55 @@ the per-source table. `page.py` puts them together into whole pages.
 
 from __future__ import annotations
 
+import math
+import unicodedata
 from collections.abc import Callable, Sequence
 from html import escape
 
 from .results import Aggregation, SourceResult
-from .timeline import SPAN_NAMES, SpanKind, axis_seconds, spans, straggler, ticks
+from .timeline import SPAN_NAMES, Span, SpanKind, axis_seconds, spans, straggler, ticks
 
 ROW = 18  # pixels per source in the SVG
-LABEL = 220  # pixels for the names on the left
+LABEL = 220  # pixels for the names on the left of the bench's bars
 PLOT = 640  # pixels of time axis
+SHORTEST_ATTEMPT = 4  # pixels: the narrowest an attempt is drawn
 COLOURS: dict[SpanKind, str] = {
     "wait": "#cbd5e1",
     "run": "#16a34a",
     "failed": "#dc2626",
     "pause": "#f59e0b",
 }
+
+
+# SVG cannot size a column to its text, so the names' column is as wide as text_width says
+# the widest name is. Its widths, in ems, are those of DejaVu Sans Bold rounded up: the widest
+# sans-serif font that system-ui is likely to be (on Linux); other fonts leave some room.
+THIN = set(" !'(),./:;I[]`fijlrt|")
+WIDE = set("#%&*+<=>@MW^m~w—…ÆŒæœ")
+
+
+def label_column(aggregation: Aggregation) -> int:
+    """Pixels for the names on the left of the timeline: the widest name, and a margin."""
+    names = [" ".join(result.name.split()) for result in aggregation.sources]
+    return math.ceil(max([40.0, *map(text_width, names)])) + 16
+
+
+def text_width(text: str) -> float:
+    """About how many pixels `text` takes at 12 px, in bold; never much less."""
+    ems = 0.0
+    for char in text:
+        base = unicodedata.normalize("NFD", char)[0]  # É is as wide as E
+        if unicodedata.combining(char):
+            continue
+        if unicodedata.east_asian_width(char) in "WF":
+            ems += 1.3  # CJK takes one em; an emoji a little more
+        elif base in THIN:
+            ems += 0.5
+        elif base in WIDE:
+            ems += 1.1
+        else:
+            ems += 0.85 if base.isupper() else 0.75
+    return ems * 12
 
 
 def svg_element(css_class: str, width: int, height: int, label: str) -> str:
@@ -44,18 +78,20 @@ def legend() -> str:
 
 
 def timeline_svg(aggregation: Aggregation) -> str:
-    """A row per source: its bar from its first attempt to its end (rect.bar), over which the
-    waits, failed attempts and retry pauses are drawn; the straggler's name in bold."""
+    """A row per source: its name in a column as wide as the longest, its bar from its first
+    attempt to its end (rect.bar), and over the bar its waits, retry pauses and attempts; the
+    straggler's name in bold."""
     axis = axis_seconds(aggregation)
     last = straggler(aggregation)
+    label = label_column(aggregation)
     height = ROW * len(aggregation.sources) + 30
-    width = LABEL + PLOT + 20
+    width = label + PLOT + 20
 
     def x(seconds: float) -> float:
-        return LABEL + PLOT * seconds / axis
+        return label + PLOT * seconds / axis
 
-    label = f"{aggregation.workflow_name}: the sources over time"
-    elements = [svg_element("timeline", width, height, label)]
+    title = f"{aggregation.workflow_name}: the sources over time"
+    elements = [svg_element("timeline", width, height, title)]
     for tick in ticks(axis):
         at = f"{x(tick):.1f}"
         elements.append(
@@ -71,34 +107,48 @@ def timeline_svg(aggregation: Aggregation) -> str:
 def timeline_row(
     result: SourceResult, top: int, x: Callable[[float], float], bold: bool
 ) -> list[str]:
-    """One source's row of the timeline, `top` pixels down (`x`: seconds to pixels): its name,
-    its bar, and over the bar its waits, failed attempts and retry pauses."""
+    """One source's row of the timeline, `top` pixels down (`x`: seconds to pixels): its name
+    (ending where the plot begins), its bar, and over the bar its waits, retry pauses and, on
+    top, its attempts."""
     name = escape(" ".join(result.name.split()))  # SVG would collapse it anyway
     weight = ' font-weight="bold"' if bold else ""
     elements = [f'<g class="source" data-source="{escape(result.id)}">']
-    elements.append(f'<text x="{LABEL - 8}" y="{top + 12}" text-anchor="end"{weight}>{name}</text>')
+    elements.append(
+        f'<text x="{x(0) - 8:.2f}" y="{top + 12}" text-anchor="end"{weight}>{name}</text>'
+    )
     pieces = spans(result)
-    running = [span for span in pieces if span.kind in ("run", "failed")]
-    if running:
-        start, end = running[0].start, pieces[-1].end
-    else:
-        start, end = 0.0, 0.0
-    # At least one pixel wide: a source that failed at once still shows where it did.
+    attempts = [span for span in pieces if span.kind in ("run", "failed")]
+    start, end = (attempts[0].start, pieces[-1].end) if attempts else (0.0, 0.0)
     elements.append(
         f'<rect class="bar" x="{x(start):.2f}" y="{top}" '
         f'width="{max(x(end) - x(start), 1):.2f}" height="{ROW - 4}" '
         f'fill="{COLOURS["run"]}"><title>{name}: {escape(result.status.label)}, '
         f"{result.seconds:.3f} s</title></rect>"
     )
-    for span in pieces:
-        if span.kind != "run":
-            elements.append(
-                f'<rect class="{span.kind}" x="{x(span.start):.2f}" y="{top}" '
-                f'width="{max(x(span.end) - x(span.start), 1):.2f}" height="{ROW - 4}" '
-                f'fill="{COLOURS[span.kind]}"/>'
-            )
+    for span in [span for span in pieces if span not in attempts] + attempts:
+        elements.append(span_rect(span, top, x, f"{name}: {span_name(span, attempts)}"))
     elements.append("</g>")
     return elements
+
+
+def span_name(span: Span, attempts: list[Span]) -> str:
+    """What a span is, for its tooltip: `attempt 2, failed`, `retry pause`."""
+    if span not in attempts:
+        return SPAN_NAMES[span.kind]
+    return f"attempt {attempts.index(span) + 1}, {'ok' if span.kind == 'run' else 'failed'}"
+
+
+def span_rect(span: Span, top: int, x: Callable[[float], float], title: str) -> str:
+    """A span as a rectangle whose tooltip tells its real start and length. An attempt is at
+    least SHORTEST_ATTEMPT pixels wide: one that failed in a millisecond is still seen."""
+    left, width = x(span.start), max(x(span.end) - x(span.start), 1)
+    if span.kind in ("run", "failed") and width < SHORTEST_ATTEMPT:
+        left, width = min(left, x(0) + PLOT - SHORTEST_ATTEMPT), SHORTEST_ATTEMPT
+    return (
+        f'<rect class="{span.kind}" x="{left:.2f}" y="{top}" width="{width:.2f}" '
+        f'height="{ROW - 4}" fill="{COLOURS[span.kind]}"><title>{title}, '
+        f"{span.end - span.start:.3f} s, from {span.start:.3f} s</title></rect>"
+    )
 
 
 def sources_table(aggregation: Aggregation) -> str:

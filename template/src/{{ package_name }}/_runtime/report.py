@@ -9,7 +9,7 @@ from agno.models.base import Model
 from agno.models.utils import get_model
 
 from .results import Aggregation
-from .timeline import mermaid_gantt, straggler
+from .timeline import mermaid_gantt, mermaid_key, straggler
 
 REPORT_INSTRUCTIONS = [
     "You write the final report of a data-processing workflow run.",
@@ -98,7 +98,7 @@ def timeline_section(aggregation: Aggregation) -> list[str]:
     when no source has a timing."""
     if not any(source.timing is not None for source in aggregation.sources):
         return []
-    lines = ["", "## Timeline", "", mermaid_gantt(aggregation)]
+    lines = ["", "## Timeline", "", mermaid_gantt(aggregation), "", mermaid_key()]
     last = straggler(aggregation)
     if last is not None and last.timing is not None:
         lines += [

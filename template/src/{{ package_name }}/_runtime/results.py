@@ -48,6 +48,9 @@ class AttemptTiming(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    # When it began waiting for a slot: for a retry, the end of the pause before it. None in
+    # runs stored before it was recorded.
+    queued: float | None = None
     started: float
     ended: float
     state: SourceState  # OK, FAILED or TIMED_OUT (CANCELLED when Ctrl-C stopped it)

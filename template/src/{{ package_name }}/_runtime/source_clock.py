@@ -18,6 +18,7 @@ class Clock:
         self.attempts: list[AttemptTiming] = []
         self.waited = 0.0
         self.waiting_since: float | None = None
+        self.attempt_queued: float | None = None  # when the attempt under way began waiting
         self.attempt_started: float | None = None
 
     def now(self) -> float:
@@ -27,6 +28,7 @@ class Clock:
         self.waiting_since = self.now()
 
     def begin_attempt(self) -> None:
+        self.attempt_queued = self.waiting_since
         if self.waiting_since is not None:
             self.waited += self.now() - self.waiting_since
             self.waiting_since = None
@@ -36,7 +38,10 @@ class Clock:
         if self.attempt_started is not None:
             self.attempts.append(
                 AttemptTiming(
-                    started=round(self.attempt_started, 4), ended=round(self.now(), 4), state=state
+                    started=round(self.attempt_started, 4),
+                    ended=round(self.now(), 4),
+                    state=state,
+                    queued=None if self.attempt_queued is None else round(self.attempt_queued, 4),
                 )
             )
             self.attempt_started = None

@@ -9,9 +9,12 @@ HTML page (page.py).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Literal
+
+from rich.text import Text
 
 from .results import Aggregation, SourceResult, SourceState
 
@@ -36,8 +39,16 @@ def spans(result: SourceResult) -> list[Span]:
     found: list[Span] = []
     cursor = timing.queued
     for number, attempt in enumerate(timing.attempts):
-        if attempt.started > cursor:
-            found.append(Span("wait" if number == 0 else "pause", cursor, attempt.started))
+        waiting = cursor
+        if number:
+            # A retry pauses, then waits for a slot from `queued`. Runs stored before the
+            # attempts recorded `queued` draw the whole gap as the pause, as they always did.
+            queued = attempt.started if attempt.queued is None else attempt.queued
+            waiting = min(max(queued, cursor), attempt.started)
+            if waiting > cursor:
+                found.append(Span("pause", cursor, waiting))
+        if attempt.started > waiting:
+            found.append(Span("wait", waiting, attempt.started))
         kind: SpanKind = "run" if attempt.state == SourceState.OK else "failed"
         found.append(Span(kind, attempt.started, attempt.ended))
         cursor = attempt.ended
@@ -101,76 +112,106 @@ def bar_cells(result: SourceResult, axis: float, width: int) -> list[SpanKind | 
     return cells
 
 
-# Mermaid: a task's text may not hold `:` (it ends the text), `#` or `;` (entities and
-# statements) or `%` (comments), and a line may not begin with a keyword.
-MERMAID_KEYWORDS = (
-    "title",
-    "section",
-    "dateformat",
-    "axisformat",
-    "tickinterval",
-    "excludes",
-    "includes",
-    "todaymarker",
-    "weekday",
-    "weekend",
-    "click",
-    "acctitle",
-    "accdescr",
-    "inclusiveenddates",
-    "topaxis",
-    "displaymode",
+def timeline_bar(source: SourceResult, axis: float, width: int, plain: bool) -> Text:
+    """The source's time on the shared axis, a character per `axis / width` seconds."""
+    characters = BAR_CHARACTERS[plain]
+    bar = Text()
+    for cell in bar_cells(source, axis, width):
+        if cell is None:
+            bar.append(" ")
+        else:
+            bar.append(characters[cell], style=BAR_STYLES[cell])
+    return bar
+
+
+def axis_label(axis: float, width: int) -> str:
+    """`0` at the left and the axis's end at the right, `width` characters in all."""
+    end = f"{axis:.2f} s"
+    return "0" + end.rjust(width - 1)
+
+
+def legend(plain: bool) -> Text:
+    """The key under the summary table: what each character of a bar means."""
+    characters = BAR_CHARACTERS[plain]
+    legend = Text("timeline: ")
+    for kind, name in SPAN_NAMES.items():
+        legend.append(characters[kind], style=BAR_STYLES[kind])
+        legend.append(f" {name}  ")
+    return legend
+
+
+# Mermaid's gantt lexer reads `:` as the end of a task's text, `#` and `;` as entities and
+# statements, `%` as a comment; these are written as numeric entities (`#58;` for `:`).
+MERMAID_SPECIAL = re.compile(r"[:#;%]")
+# What it reads at the start of a task's text instead of text (its gantt.jison): a keyword
+# before a space, and the ` :` after the text is one (`Click stream` and `click` are its click
+# statement, `Clickstream` is text), a date, or a word that Mermaid 10 read even at the start
+# of a longer one (`Ganttastic`). The first character of those is written as an entity.
+MERMAID_KEYWORD = re.compile(
+    r"(?:click|call|dateformat|axisformat|tickinterval|includes|excludes|todaymarker|title"
+    r"|accdescription|section)(?:\s|$)|href\s+\"|acctitle\s*$|accdescr\s*(?:\{|$)"
+    r"|weekday\s+(?:mon|tues|wednes|thurs|fri|satur|sun)day\b|weekend\s+(?:fri|satur)day\b"
+    r"|gantt|topaxis|inclusiveenddates|\d{4}-\d\d-\d\d",
+    re.IGNORECASE | re.ASCII,
 )
-MERMAID_TAGS: dict[SpanKind, str] = {
-    "wait": "active",
-    "run": "done",
-    "failed": "crit",
-    "pause": "active",
-}
+# Each kind of span gets its own tag, and so its own colour; a retry pause none.
+MERMAID_TAGS: dict[SpanKind, str] = {"run": "done", "failed": "crit", "wait": "active", "pause": ""}
+# The colour of each tag in Mermaid's default theme, for the key under the chart.
+MERMAID_TAG_COLOURS = {"done": "grey", "crit": "red", "active": "pale blue", "": "blue"}
 
 
 def mermaid_text(text: str) -> str:
-    """`text` as Mermaid draws it and cannot misread: the characters that mean something
-    there as numeric entities (`#58;` for `:`), line breaks as spaces."""
+    """`text` as Mermaid draws it and cannot misread: what it would read as syntax written as
+    numeric entities (`#58;` for `:`), line breaks as spaces, and nothing else changed."""
     flat = " ".join(text.split()) or "-"
-    escaped = re.sub(r"[:#;%{}<>\"'`\\]", lambda match: f"#{ord(match.group())};", flat)
-    if escaped.lower().startswith(MERMAID_KEYWORDS):
+    escaped = MERMAID_SPECIAL.sub(lambda match: f"#{ord(match.group())};", flat)
+    if MERMAID_KEYWORD.match(escaped):
         escaped = f"#{ord(escaped[0])};{escaped[1:]}"
     return escaped
 
 
 def mermaid_gantt(aggregation: Aggregation) -> str:
-    """A Mermaid `gantt` of the sources: one task per attempt (and per wait for a slot), on an
-    axis in milliseconds after the parallel block started."""
-    long_run = axis_seconds(aggregation) >= 60
+    """A Mermaid `gantt` of the sources: one task per attempt, per wait for a slot and per
+    retry pause, on an axis in milliseconds after the parallel block started."""
+    axis = axis_seconds(aggregation)
     lines = [
         "```mermaid",
         "gantt",
         f"    title {mermaid_text(aggregation.workflow_name)}: the sources over time",
         "    dateFormat x",
-        f"    axisFormat {'%M:%S' if long_run else '%S.%L s'}",
+        f"    axisFormat {'%M:%S' if axis >= 60 else '%S.%L s'}",
         "    section Sources",
     ]
+    # An attempt is drawn at least a hundredth of the chart long, and then says how long it
+    # really took: a failure in a millisecond is otherwise no bar at all.
+    shortest = max(math.ceil(axis * 10), 1)
     task = 0
     for result in aggregation.sources:
-        name = mermaid_text(result.name)
         attempts = 0
         for span in spans(result):
-            if span.kind in ("wait", "pause") and span.end - span.start < 0.001:
-                continue  # no wait worth a line
-            task += 1
-            if span.kind in ("run", "failed"):
-                attempts += 1
-                label = name if attempts == 1 else f"{name}, attempt {attempts}"
+            start, end = round(span.start * 1000), round(span.end * 1000)
+            if span.kind in ("wait", "pause"):
+                if end <= start:
+                    continue  # no wait worth a line
+                label = f"{result.name}, {SPAN_NAMES[span.kind]}"
             else:
-                label = f"{name}, {'waiting' if span.kind == 'wait' else 'retry pause'}"
-            start, end = (
-                round(span.start * 1000),
-                max(round(span.end * 1000), round(span.start * 1000) + 1),
-            )
-            lines.append(f"    {label} :{MERMAID_TAGS[span.kind]}, t{task}, {start}, {end}")
+                attempts += 1
+                label = result.name if attempts == 1 else f"{result.name}, attempt {attempts}"
+                if end - start < shortest:
+                    label, end = f"{label} ({span.end - span.start:.3f} s)", start + shortest
+            task += 1
+            tags = f"{MERMAID_TAGS[span.kind]}, " if MERMAID_TAGS[span.kind] else ""
+            lines.append(f"    {mermaid_text(label)} :{tags}t{task}, {start}, {end}")
     lines.append("```")
     return "\n".join(lines)
+
+
+def mermaid_key() -> str:
+    """What the colours of the gantt mean, for the line under it."""
+    kinds = ", ".join(
+        f"{name} in {MERMAID_TAG_COLOURS[MERMAID_TAGS[kind]]}" for kind, name in SPAN_NAMES.items()
+    )
+    return f"In the chart (Mermaid's default colours): {kinds}."
 
 
 def describe_straggler(aggregation: Aggregation) -> str | None:

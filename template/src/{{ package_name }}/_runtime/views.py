@@ -8,9 +8,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console, Group
 from rich.markdown import Markdown
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from .config import Source
@@ -18,14 +19,7 @@ from .history import HistoryLocation, RunRecord
 from .progress import SourceEvent
 from .registry import WorkflowEntry
 from .results import Aggregation, SourceResult, SourceState
-from .timeline import (
-    BAR_CHARACTERS,
-    BAR_STYLES,
-    SPAN_NAMES,
-    axis_seconds,
-    bar_cells,
-    describe_straggler,
-)
+from .timeline import axis_label, axis_seconds, describe_straggler, legend, timeline_bar
 
 STYLES: dict[SourceState, str] = {
     SourceState.WAITING: "dim",
@@ -54,7 +48,9 @@ class ProgressTable:
             for state, style in STYLES.items()
             if counts[state]
         )
-        table = Table("source", "name", "status", "attempt", "seconds", "error")
+        # Ids and names wrap rather than lose their ends, as in the summary.
+        ids, names = Column("source", overflow="fold"), Column("name", overflow="fold")
+        table = Table(ids, names, "status", "attempt", "seconds", "error")
         for event in self.latest.values():
             table.add_row(
                 event.source.id,
@@ -71,25 +67,8 @@ def print_summary(console: Console, aggregation: Aggregation, report: str | None
     """The table of sources with their timeline, the totals and time saved, the straggler,
     the failures and warnings, then the report."""
     plain = not console.is_terminal
-    axis = axis_seconds(aggregation)
-    # The bars take what the other columns need not, 10 to 40 characters: 12 in 80 columns.
-    width = max(10, min(40, console.width - 68))
-    table = Table(
-        "source", "name", "status", "attempts", "records", "seconds",
-        title=Text(aggregation.workflow_name), box=box.SIMPLE_HEAD,
-    )  # fmt: skip
-    table.add_column(axis_label(axis, width), no_wrap=True, min_width=width)
-    for source in aggregation.sources:
-        table.add_row(
-            source.id,
-            Text(source.name),
-            Text(source.status.label, style=STYLES[source.status]),
-            str(source.attempts),
-            f"{source.records:,}",
-            f"{source.seconds:.2f}",
-            timeline_bar(source, axis, width, plain),
-        )
-    console.print(table)
+    console.print(summary_table(aggregation, console.width, plain))
+    console.print()
     console.print(legend(plain))
     console.print(
         f"{aggregation.total_sources} sources, {aggregation.total_records:,} records; "
@@ -112,31 +91,52 @@ def print_summary(console: Console, aggregation: Aggregation, report: str | None
         console.print(Markdown(report) if console.is_terminal else Text(report))
 
 
-def timeline_bar(source: SourceResult, axis: float, width: int, plain: bool) -> Text:
-    """The source's time on the shared axis, a character per `axis / width` seconds."""
-    characters = BAR_CHARACTERS[plain]
-    bar = Text()
-    for cell in bar_cells(source, axis, width):
-        if cell is None:
-            bar.append(" ")
-        else:
-            bar.append(characters[cell], style=BAR_STYLES[cell])
-    return bar
+HEADERS = ("source", "name", "status", "attempts", "records", "seconds")
+GAP = 2  # characters between two columns of the summary
 
 
-def axis_label(axis: float, width: int) -> str:
-    """`0` at the left and the axis's end at the right, `width` characters in all."""
-    end = f"{axis:.2f} s"
-    return "0" + end.rjust(width - 1)
+def summary_table(aggregation: Aggregation, width: int, plain: bool) -> Table:
+    """The sources in `width` columns, one row each: every id and name in full (wrapped if
+    need be, never clipped), and a timeline bar in what is left."""
+    rows = [
+        [s.id, s.name, s.status.label, str(s.attempts), f"{s.records:,}", f"{s.seconds:.2f}"]
+        for s in aggregation.sources
+    ]
+    *widths, bar = column_widths([list(HEADERS), *rows], width)
+    axis = axis_seconds(aggregation)
+    table = Table(
+        title=Text(aggregation.workflow_name),
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, GAP - 1, 0, 0),
+    )
+    for header, column_width in zip(HEADERS, widths, strict=True):
+        table.add_column(header, width=column_width, overflow="fold")
+    table.add_column(axis_label(axis, bar), width=bar, no_wrap=True)
+    for source, row in zip(aggregation.sources, rows, strict=True):
+        status = Text(row[2], style=STYLES[source.status])
+        table.add_row(
+            row[0], Text(row[1]), status, *row[3:], timeline_bar(source, axis, bar, plain)
+        )
+    return table
 
 
-def legend(plain: bool) -> Text:
-    characters = BAR_CHARACTERS[plain]
-    legend = Text("timeline: ")
-    for kind, name in SPAN_NAMES.items():
-        legend.append(characters[kind], style=BAR_STYLES[kind])
-        legend.append(f" {name}  ")
-    return legend
+def column_widths(rows: list[list[str]], width: int) -> list[int]:
+    """The widths of the summary's columns, then of its bar (10 to 40 characters), to fit
+    `rows` (the headers first) in `width`: each column as wide as its widest cell if they all
+    fit, else the name wraps between its words and the id folds."""
+    ids, names, *others = (max(cell_len(row[column]) for row in rows) for column in range(6))
+    room = width - GAP * 6 - sum(others)  # for the id, the name and the bar
+    bar = max(10, min(40, room - ids - names))
+    room -= bar
+    if ids + names > room:
+        # The name gets what the id leaves, but at least its longest word (up to 14) or 10
+        # characters; an id has no spaces to wrap at, and one longer than the rest folds.
+        words = max(cell_len(word) for row in rows for word in row[1].split())
+        names = max(min(names, max(10, min(words, 14))), room - ids)
+        ids = max(room - names, 6)
+    return [ids, names, *others, bar]
 
 
 def event_line(event: Any, source_ids: set[str]) -> Text | None:
