@@ -30,6 +30,7 @@ from helpers import (
     run_in,
     template_snapshot,
 )
+from user_path import rewrite_every_source_as_a_user
 
 WORKFLOW_TEMPLATE = "template/src/{{ package_name }}/workflows/{{ workflow_module }}"
 WORKFLOW = Path("src/parallel_workflow/workflows/parallel_workflow")
@@ -690,3 +691,31 @@ def test_a_0_5_0_project_whose_settings_all_changed_updates_without_a_conflict(
     run = run_in(project, "-m", "parallel_workflow", "run", "--json", env={OFFLINE_REPORT: ""})
     assert run.returncode == 0, run.stderr
     assert len(json.loads(run.stdout)["sources"]) == 3
+
+
+def test_a_project_whose_sources_were_all_rewritten_passes_its_whole_suite_after_an_update(
+    template: Path, tmp_path: Path
+) -> None:
+    """Sources and their tests rewritten as a user would (other records, no demo settings, an
+    async def, a setting of their own): the update keeps them byte for byte and every rendered
+    test, the template's and theirs, still passes. (The user-path test runs the same sources
+    before an update, through the rendered CI's steps.)"""
+    project = new_project(template, tmp_path)
+    rewritten = rewrite_every_source_as_a_user(project)
+    commit_all(project, "our own sources")
+    ours = {
+        path: text
+        for path, text in files(project).items()
+        if any(path.endswith((f"/{id_}.py", f"/test_{id_}.py")) for id_ in rewritten)
+    }
+    assert len(ours) == 2 * len(rewritten)
+
+    update(project)
+
+    assert_no_conflicts(project)
+    assert {path: read(project, path) for path in ours} == ours
+    config = read(project, WORKFLOW / "config.yaml")
+    assert 'version: "1.1.0"' in config and "data_file" not in config
+    result = run_in(project, "-m", "pytest", "-q", "-p", "no:cacheprovider", timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert re.search(r"\b\d+ passed\b", result.stdout)

@@ -113,3 +113,79 @@ def pip_arguments(command: str) -> str:
     found = re.search(r"pip install (.+)$", command)
     assert found, f"no pip install in {command!r}"
     return found[1].strip()
+
+
+def rewrite_every_source_as_a_user(project: Path) -> list[str]:
+    """What the rendered README's "Make it yours" invites, done to every source of every
+    workflow: the demo settings (`data_file`, `latency_seconds`) deleted from config.yaml, a
+    setting of the team's own (`table`), a new `run` (the first source an `async def`) that
+    returns other records, and the source's own test rewritten with it. Returns the ids."""
+    rewritten = []
+    for config_path in sorted(project.glob("src/*/workflows/*/config.yaml")):
+        folder = config_path.parent
+        text = config_path.read_text(encoding="utf-8")
+        text = re.sub(r"(?m)^    (data_file|latency_seconds): .*\n", "", text)
+        text = re.sub(r'(?m)^(  - id: "(\w+)"\n)', r'\1    table: "warehouse.\2"\n', text)
+        config_path.write_text(text, encoding="utf-8")
+        ids = re.findall(r'(?m)^  - id: "(\w+)"$', text)
+        package = folder.parents[1].name
+        tests = project / "tests" / folder.name
+        for index, source_id in enumerate(ids):
+            records = 40 + index
+            (folder / "sources" / f"{source_id}.py").write_text(
+                USER_SOURCE.format(
+                    package=package,
+                    records=records,
+                    module="asyncio" if index == 0 else "time",
+                    define="async def" if index == 0 else "def",
+                    wait="await asyncio.sleep(0.01)" if index == 0 else "time.sleep(0.01)",
+                ),
+                encoding="utf-8",
+            )
+            workflow_id = re.search(r'(?m)^  workflow_id: "(.+)"$', text)
+            assert workflow_id, config_path
+            (tests / f"test_{source_id}.py").write_text(
+                USER_SOURCE_TEST.format(
+                    package=package,
+                    workflow=folder.name,
+                    workflow_id=workflow_id[1],
+                    source_id=source_id,
+                    records=records,
+                    imports="import asyncio\n\n" if index == 0 else "",
+                    call="asyncio.run(module.run(source))" if index == 0 else "module.run(source)",
+                ),
+                encoding="utf-8",
+            )
+            rewritten.append(source_id)
+    return rewritten
+
+
+USER_SOURCE = '''"""Reads the rows of this source's warehouse table."""
+
+from __future__ import annotations
+
+import {module}
+
+from {package} import Source, SourceSummary
+
+
+{define} run(source: Source) -> SourceSummary:
+    {wait}  # the query
+    rows = [{{"id": number}} for number in range({records})]
+    return SourceSummary(records=len(rows), details={{"table": source.settings["table"]}})
+'''
+
+USER_SOURCE_TEST = '''"""Our source reads its table."""
+
+from __future__ import annotations
+
+{imports}from {package}.workflows.{workflow}.sources import {source_id} as module
+
+from ..conftest import load_source
+
+
+def test_it_reads_its_table() -> None:
+    source = load_source("{workflow_id}", "{source_id}")
+    summary = {call}
+    assert summary == {{"records": {records}, "details": {{"table": "warehouse.{source_id}"}}}}
+'''
