@@ -4,6 +4,8 @@ Markdown."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from helpers import (
     TEMPLATE,
     assert_hand_written,
     copier,
+    run_in,
 )
 
 
@@ -64,3 +67,31 @@ def test_the_project_name_is_escaped_in_markdown(tmp_path: Path) -> None:
     heading = (destination / "README.md").read_text(encoding="utf-8").splitlines()[0]
 
     assert heading == "# \\<b\\>Pipes\\</b\\> \\| \\*stars\\* \\_under\\_ \\`code\\` \\[link\\](x)"
+
+
+def test_the_readme_documents_every_setting_of_config_yaml(
+    default_project: tuple[Path, str],
+) -> None:
+    """config.yaml's comments stay short and stable (an update must not conflict with a changed
+    value): the README's table is where each setting is explained, so it lists every one the
+    config check accepts, in the sections that accept it."""
+    project, _ = default_project
+    fields = run_in(
+        project,
+        "-c",
+        "import json; from parallel_workflow._runtime import config as c; print(json.dumps({"
+        "'workflow': list(c.WorkflowSection.model_fields),"
+        " 'source': list(c.SourceEntry.model_fields)}))",
+    )
+    assert fields.returncode == 0, fields.stderr
+    accepted = json.loads(fields.stdout)
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Settings of config.yaml", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(\w+)` \| ([a-z, ]+) \|", table, re.MULTILINE)
+    documented = {name: set(where.split(", ")) for name, where in rows}
+
+    expected: dict[str, set[str]] = {}
+    for section, names in accepted.items():
+        for name in names:
+            expected.setdefault(name, set()).add(section)
+    assert documented == expected
