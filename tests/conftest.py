@@ -18,11 +18,13 @@ for variable, value in {
 
 # The longest tests first, as measured (seconds on 2 cores with four workers).
 LONGEST_FIRST = (
+    "test_user_path.py::test_the_mixed_scenario",  # 390
+    "test_user_path.py::test_the_defaults",  # 350
+    "test_floors.py",  # 200
+    "test_lifecycle.py::test_a_project_whose_sources_were_all_rewritten",  # 90
     "test_lifecycle.py::test_a_second_workflow",  # 70
-    "test_the_rendered_project_passes_its_own_tests[defaults - the rest]",  # 70
     "test_lifecycle.py::test_a_project_from_0_4_0",  # 60
     "test_the_rendered_project_passes_its_own_tests[256 sources - the rest]",  # 60
-    "test_the_rendered_project_passes_its_own_tests[defaults - executors]",  # 60
     "test_the_rendered_project_passes_its_own_tests[odd names",  # 50
     "test_the_rendered_project_passes_its_own_tests[twelve",  # 50
     "test_serving.py",  # 50

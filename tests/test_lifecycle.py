@@ -439,6 +439,10 @@ def test_a_second_workflow_is_added_beside_the_first_and_updated_on_its_own(
         + [str(second / name) for name in ("__init__.py", "config.yaml", "workflow.py")]
         + [str(second / "sources" / f"{name}.py") for name in ("__init__", "orders", "refunds")]
         + [str(second / "data" / f"{name}.csv") for name in ("orders", "refunds")]
+        + [
+            f"tests/nightly_reports/{name}.py"
+            for name in ("__init__", "test_orders", "test_refunds")
+        ]
     )
     assert all(read(project, p) == text for p, text in shared_before.items())
     listing = run_in(project, "-m", "parallel_workflow", "list")
@@ -467,6 +471,7 @@ def test_a_second_workflow_is_added_beside_the_first_and_updated_on_its_own(
             str(second / "workflow.py"),
             str(second / "sources" / "returns.py"),
             str(second / "data" / "returns.csv"),
+            "tests/nightly_reports/test_returns.py",
         ]
     )
     assert answers_of(project)["_commit"] == "v1.0.0"
@@ -714,8 +719,9 @@ def test_a_project_whose_sources_were_all_rewritten_passes_its_whole_suite_after
 
     assert_no_conflicts(project)
     assert {path: read(project, path) for path in ours} == ours
-    config = read(project, WORKFLOW / "config.yaml")
-    assert 'version: "1.1.0"' in config and "data_file" not in config
+    config = yaml.safe_load(read(project, WORKFLOW / "config.yaml"))
+    assert config["workflow"]["version"] == "1.1.0"  # the template's change, merged
+    assert [sorted(source) for source in config["sources"]] == [["id", "name", "table"]] * 3
     result = run_in(project, "-m", "pytest", "-q", "-p", "no:cacheprovider", timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert re.search(r"\b\d+ passed\b", result.stdout)
