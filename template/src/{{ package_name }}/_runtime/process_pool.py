@@ -39,7 +39,7 @@ class ProcessExecutor(Executor):
             max_workers=self.spec.workers,
             context=context,
             initializer=start_worker,
-            initargs=(started,),
+            initargs=[started],  # lists: Pebble before 5.2.3 annotates these as list
         )
         # Each worker imports Python and this package before its first task: wait until all
         # of them have, so that the start-up is paid here and not by the first sources.
@@ -56,7 +56,7 @@ class ProcessExecutor(Executor):
     async def call(self, function: SourceFunction, source: Source, limits: CallLimits) -> Any:
         assert self.pool is not None, "started by Executors.get"
         future = self.pool.schedule(
-            run_elsewhere, args=(function, source, limits.max_details_bytes)
+            run_elsewhere, args=[function, source, limits.max_details_bytes]
         )
         try:
             return settled(await asyncio.wrap_future(future))
