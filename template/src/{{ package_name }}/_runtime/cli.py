@@ -18,13 +18,13 @@ from typing import Any
 from . import commands
 from .commands import UsageError
 from .config import EXECUTOR_NAMES, ConfigError
+from .entry import program_name
 from .executor_base import ExecutorError
 from .history import HistoryError
 from .page import PageError
 from .report import ReportModelError
 from .running import DEFAULT_REQUEST, RunInterrupted
 from .serve import ServeError, port_number
-from .settings import PACKAGE
 
 USAGE_ERRORS = (
     UsageError,
@@ -51,12 +51,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130  # as a shell reports a program stopped by Ctrl-C (SIGINT)
 
 
-def program_name() -> str:
-    """The command as it was typed: the console script's name, or `python -m <package>`."""
-    name = Path(sys.argv[0]).name
-    return f"python -m {PACKAGE}" if name in ("__main__.py", "") else name
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=program_name(),
@@ -75,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench = subcommands.add_parser(
         "bench",
         parents=[common],
-        help="time synthetic sources run sequentially, by the workflow and by raw asyncio.gather",
+        help="time synthetic sources in the workflow and in a raw asyncio.gather",
+        description="Time synthetic sources run by the workflow and by a raw asyncio.gather "
+        "under the same cap, --repeat times each, and print the medians and ratios. The "
+        "sequential time is the sum of the sources' own times as measured in the workflow's "
+        "runs: the sources run one after another only with --sequential.",
     )
     add_bench_options(bench)
     bench.set_defaults(func=commands.bench_command)
