@@ -272,3 +272,15 @@ def test_this_repository_changelog_names_its_releases() -> None:
     found = [re.fullmatch(pattern, line) for line in result.stdout.splitlines()]
     assert all(found), result.stdout
     assert [match[1] for match in found if match] == versions
+
+
+def test_no_release_section_repeats_a_heading() -> None:
+    """Keep a Changelog: one `### Added` (`### Changed`, ...) per release, every change of that
+    kind under it; a second one is easily missed by a reader."""
+    text = (TEMPLATE / "CHANGELOG.md").read_text(encoding="utf-8")
+    sections = re.split(r"^## ", text, flags=re.MULTILINE)[1:]
+    assert sections
+    for section in sections:
+        headings = re.findall(r"^### (.+?)\s*$", section, re.MULTILINE)
+        repeated = sorted({heading for heading in headings if headings.count(heading) > 1})
+        assert repeated == [], f"[{section.split(']')[0].lstrip('[')}] repeats ### {repeated}"

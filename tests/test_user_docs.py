@@ -1,0 +1,219 @@
+"""What the documentation tells users, checked against what really happens: the sample output
+in README.md, the `bench` help, the Copier version to install, `copier update` on a project
+with uncommitted changes, `copier copy --pretend`, the rendered CI's limits and a release
+rendered from a clone of main."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import TEMPLATE, commit_all, copier, git, run_in, template_snapshot
+
+ANSWERS_FILE = ".copier-answers.parallel-workflow.yml"
+DIRTY = "Destination repository is dirty; cannot continue."
+
+
+def flat(text: str) -> str:
+    """Text with every run of whitespace as one space: help and README lines wrap anywhere."""
+    return " ".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def default_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The default answers rendered with copier's command line, and what copier printed."""
+    destination = tmp_path_factory.mktemp("docs") / "project"
+    result = copier("copy", "--defaults", "--vcs-ref=HEAD", str(TEMPLATE), str(destination))
+    assert result.returncode == 0, result.stderr
+    return destination, result.stdout + result.stderr
+
+
+def shape(line: str) -> str:
+    """A line of output without what differs from run to run: every number becomes N, a
+    timeline bar (its length follows the timings) one #, and runs of spaces one space."""
+    line = re.sub(r"\d+(?:\.\d+)?", "N", line.rstrip())
+    line = re.sub(r"[#.x~]*#[#.x~]*", "#", line)
+    return re.sub(r" {2,}", " ", line)
+
+
+def test_the_readme_sample_output_is_what_the_demo_run_prints(
+    default_project: tuple[Path, str],
+) -> None:
+    """README.md's block after "Its output": `scripts/demo`'s run, piped, 100 columns wide,
+    stdout then the line on stderr. Timings may differ; the lines and their words may not."""
+    readme = (TEMPLATE / "README.md").read_text(encoding="utf-8")
+    introduction, after = readme.split("Its output", 1)
+    said = flat(introduction[-300:])
+    assert "`python -m parallel_workflow run`, with `--html run.html`" in said
+    assert "`COLUMNS=100`" in flat(after.split("\n\n", 1)[0])
+    documented = after.split("\n````\n", 2)[1].splitlines()
+
+    project, _ = default_project
+    ran = run_in(
+        project, "-m", "parallel_workflow", "run", "--html", "run.html", env={"COLUMNS": "100"}
+    )
+    assert ran.returncode == 0, ran.stderr
+    printed = (ran.stdout + ran.stderr).splitlines()
+    assert [shape(line) for line in documented] == [shape(line) for line in printed]
+
+
+def test_bench_help_says_the_sources_run_one_after_another_only_with_sequential(
+    default_project: tuple[Path, str],
+) -> None:
+    project, _ = default_project
+    overview = run_in(project, "-m", "parallel_workflow", "--help", timeout=120)
+    assert overview.returncode == 0, overview.stderr
+    bench_line = re.search(r"^ +bench +(.+(?:\n {20,}.+)*)", overview.stdout, re.MULTILINE)
+    assert bench_line, overview.stdout
+    assert "sequential" not in bench_line[1]
+    helped = run_in(project, "-m", "parallel_workflow", "bench", "--help", timeout=120)
+    assert helped.returncode == 0, helped.stderr
+    assert (
+        "The sequential time is the sum of the sources' own times as measured in the workflow's"
+        " runs: the sources run one after another only with --sequential."
+    ) in flat(helped.stdout)
+
+    # And so it is: the sum is measured by running them one after another only when asked.
+    for flags, measured in [((), False), (("--sequential",), True)]:
+        bench = ("bench", "--sources=3", "--latency=0.1", "--repeat=1", "--json", *flags)
+        result = run_in(project, "-m", "parallel_workflow", *bench, timeout=300)
+        assert result.returncode == 0, result.stderr
+        document = json.loads(result.stdout)
+        assert (document["measured_sequential_seconds"] is not None) is measured
+        assert document["sequential_seconds"] >= 0.3
+
+
+def test_the_copier_to_install_is_the_minimum_copier_yml_requires() -> None:
+    required = yaml.safe_load((TEMPLATE / "copier.yml").read_text(encoding="utf-8"))[
+        "_min_copier_version"
+    ]
+    readme = (TEMPLATE / "README.md").read_text(encoding="utf-8")
+    installs = re.findall(r'(pipx install|uv tool install) "copier>=([^"]+)"', readme)
+    assert {tool for tool, _ in installs} == {"pipx install", "uv tool install"}
+    assert {version for _, version in installs} == {required}
+    assert f"It takes Copier {required} or newer" in flat(readme)
+
+
+def update(project: Path) -> subprocess.CompletedProcess[str]:
+    return copier("update", "--defaults", f"--answers-file={ANSWERS_FILE}", str(project))
+
+
+def assert_said_before_the_update_command(readme: str, where: str) -> None:
+    """The paragraph that names copier's refusal tells to commit first, and the next code
+    block is the update command it is about."""
+    paragraphs = readme.split("\n\n")
+    index = next((i for i, part in enumerate(paragraphs) if DIRTY in flat(part)), None)
+    assert index is not None, f"{where} does not quote {DIRTY!r}"
+    assert flat(paragraphs[index]).startswith("Commit your work before `copier update`")
+    following = "\n\n".join(paragraphs[index + 1 :])
+    block = following.split("```bash\n", 1)[1].split("```", 1)[0]
+    assert "copier update --answers-file" in block, f"{where}: {block}"
+    assert "\n## " not in following.split("```bash\n", 1)[0]
+
+
+def test_update_refuses_uncommitted_changes_as_both_readmes_say(tmp_path: Path) -> None:
+    template = template_snapshot(tmp_path / "template")
+    project = tmp_path / "project"
+    result = copier("copy", "--defaults", "--vcs-ref=HEAD", str(template), str(project))
+    assert result.returncode == 0, result.stderr
+    commit_all(project, "rendered", init=True)
+    clean = update(project)
+    assert clean.returncode == 0, clean.stderr  # committed: the update runs
+
+    readme = project / "README.md"
+    committed = readme.read_text(encoding="utf-8")
+    readme.write_text(committed + "\nMy notes.\n", encoding="utf-8")
+    (project / "notes.txt").write_text("untracked\n", encoding="utf-8")
+    for dirt in ["a changed file", "an untracked file"]:
+        refused = update(project)
+        assert refused.returncode != 0, dirt
+        assert DIRTY in refused.stderr, refused.stderr
+        if dirt == "a changed file":
+            assert readme.read_text(encoding="utf-8") == committed + "\nMy notes.\n"
+            readme.write_text(committed, encoding="utf-8")
+    assert git(project, "status", "--porcelain") == "?? notes.txt\n"
+
+    assert_said_before_the_update_command(committed, "the rendered README")
+    top = (TEMPLATE / "README.md").read_text(encoding="utf-8")
+    assert_said_before_the_update_command(top, "README.md")
+
+
+def test_pretend_writes_nothing_and_says_so(
+    tmp_path: Path, default_project: tuple[Path, str]
+) -> None:
+    destination = tmp_path / "project"
+    result = copier(
+        "copy", "--pretend", "--defaults", "--vcs-ref=HEAD", str(TEMPLATE), str(destination)
+    )
+    assert result.returncode == 0, result.stderr
+    assert not destination.exists()
+    output = flat(result.stdout + result.stderr)
+    assert "Rendered" not in output
+    assert "Nothing was written (--pretend)." in output
+    # A real copy still says what it rendered, and what to run next.
+    assert "Rendered the workflow" in default_project[1]
+    assert "Nothing was written" not in default_project[1]
+
+
+def test_every_ci_job_has_a_timeout_and_the_browser_test_may_not_skip(
+    default_project: tuple[Path, str],
+) -> None:
+    project, _ = default_project
+    ci = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text("utf-8"))
+    assert ci["jobs"]
+    for name, job in ci["jobs"].items():
+        minutes = job.get("timeout-minutes")
+        assert isinstance(minutes, int) and 0 < minutes <= 60, f"job {name}: {minutes!r}"
+
+    # The browser test's docstring says CI sets REQUIRE_BROWSER=1: the Test step does.
+    module = ast.parse((project / "tests" / "test_timeline.py").read_text(encoding="utf-8"))
+    chromium = next(
+        node
+        for node in module.body
+        if isinstance(node, ast.FunctionDef) and node.name == "chromium"
+    )
+    assert "REQUIRE_BROWSER=1" in flat(ast.get_docstring(chromium) or "")
+    (test_step,) = [step for step in ci["jobs"]["checks"]["steps"] if step.get("name") == "Test"]
+    assert test_step["env"]["REQUIRE_BROWSER"] == "1"
+
+
+def test_a_clone_of_main_renders_an_unreleased_version_until_scripts_release(
+    tmp_path: Path,
+) -> None:
+    """README, "Versions and updates": a clone of main has no tags and copier renders HEAD;
+    after scripts/release it renders the latest release."""
+    text = (TEMPLATE / "CHANGELOG.md").read_text(encoding="utf-8")
+    top = re.search(r"^## \[(\d+\.\d+\.\d+)\][^\n]*\n\nCommit: ([0-9a-f]{40})$", text, re.M)
+    if top is None:
+        pytest.skip("the top CHANGELOG entry names no commit yet (a release in preparation)")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "--quiet", "--no-tags", str(TEMPLATE), str(clone))
+    present = subprocess.run(
+        ["git", "cat-file", "-e", f"{top[2]}^{{commit}}"], cwd=clone, capture_output=True
+    )
+    if present.returncode:
+        pytest.skip(f"this clone lacks {top[2][:7]} (shallow, or not a git checkout)")
+    head = git(clone, "rev-parse", "--short", "HEAD").strip()
+
+    unreleased = copier("copy", "--defaults", str(clone), str(tmp_path / "unreleased"))
+    assert unreleased.returncode == 0, unreleased.stderr
+    assert "No git tags found in template; using HEAD as ref" in unreleased.stderr
+    assert re.search(rf"template version 0\.0\.0\.post\d+\.dev0\+{head}\b", unreleased.stderr)
+    answers = (tmp_path / "unreleased" / ANSWERS_FILE).read_text(encoding="utf-8")
+    assert yaml.safe_load(answers)["_commit"] == head
+
+    released = subprocess.run(
+        [str(clone / "scripts" / "release")], capture_output=True, text=True, timeout=60
+    )
+    assert released.returncode == 0, released.stderr
+    assert f"v{top[1]} -> {top[2][:7]} (created)" in released.stdout.splitlines()
+    result = copier("copy", "--defaults", str(clone), str(tmp_path / "released"))
+    assert result.returncode == 0, result.stderr
+    answers = (tmp_path / "released" / ANSWERS_FILE).read_text(encoding="utf-8")
+    assert yaml.safe_load(answers)["_commit"] == f"v{top[1]}"
