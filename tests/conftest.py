@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
+
+from helpers import TEMPLATE, copier
 
 for variable, value in {
     "GIT_AUTHOR_NAME": "parallel-workflow tests",
@@ -56,3 +59,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
     longest, shortest = items[:workers], items[-workers:]
     rest = items[workers:-workers]
     items[:] = [test for pair in zip(longest, shortest, strict=True) for test in pair] + rest
+
+
+@pytest.fixture(scope="module")
+def default_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The default answers rendered with copier's command line, and what copier printed."""
+    destination = tmp_path_factory.mktemp("default") / "project"
+    result = copier("copy", "--defaults", "--vcs-ref=HEAD", str(TEMPLATE), str(destination))
+    assert result.returncode == 0, result.stderr
+    return destination, result.stdout + result.stderr

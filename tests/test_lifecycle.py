@@ -617,12 +617,18 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repository
 
 
+def project_at(releases: Path, tag: str, tmp_path: Path) -> Path:
+    """A project rendered at one of the releases, committed as its team would."""
+    project = tmp_path / "project"
+    copy(releases, project, vcs_ref=tag)
+    commit_all(project, f"rendered at {tag}", init=True)
+    return project
+
+
 def test_a_project_from_0_4_0_updates_and_its_old_source_modules_still_work(
     releases: Path, tmp_path: Path
 ) -> None:
-    project = tmp_path / "project"
-    copy(releases, project, vcs_ref="v0.4.0")
-    commit_all(project, "rendered at v0.4.0", init=True)
+    project = project_at(releases, "v0.4.0", tmp_path)
     module = project / WORKFLOW / "sources" / "api_logs.py"
     old_module = read(project, module.relative_to(project))
     assert "from parallel_workflow.config import Source" in old_module  # 0.4.0's import paths
@@ -668,9 +674,7 @@ CHANGED_SETTINGS = {
 def test_a_0_5_0_project_whose_settings_all_changed_updates_without_a_conflict(
     releases: Path, tmp_path: Path
 ) -> None:
-    project = tmp_path / "project"
-    copy(releases, project, vcs_ref="v0.5.0")
-    commit_all(project, "rendered at v0.5.0", init=True)
+    project = project_at(releases, "v0.5.0", tmp_path)
     config_path = project / WORKFLOW / "config.yaml"
     workflow = yaml.safe_load(config_path.read_text(encoding="utf-8"))["workflow"]
     assert set(workflow) - {"name", "workflow_id"} == set(CHANGED_SETTINGS)  # every one of them

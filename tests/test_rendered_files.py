@@ -8,7 +8,6 @@ import json
 import re
 from pathlib import Path
 
-import pytest
 import yaml
 
 from helpers import (
@@ -17,14 +16,6 @@ from helpers import (
     copier,
     run_in,
 )
-
-
-@pytest.fixture(scope="module")
-def default_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    destination = tmp_path_factory.mktemp("cli") / "project"
-    result = copier("copy", "--defaults", "--vcs-ref=HEAD", str(TEMPLATE), str(destination))
-    assert result.returncode == 0, result.stderr
-    return destination, result.stdout + result.stderr
 
 
 def test_copy_needs_no_trust_and_says_what_to_run_next(default_project: tuple[Path, str]) -> None:

@@ -25,15 +25,6 @@ def flat(text: str) -> str:
     return " ".join(text.split())
 
 
-@pytest.fixture(scope="module")
-def default_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """The default answers rendered with copier's command line, and what copier printed."""
-    destination = tmp_path_factory.mktemp("docs") / "project"
-    result = copier("copy", "--defaults", "--vcs-ref=HEAD", str(TEMPLATE), str(destination))
-    assert result.returncode == 0, result.stderr
-    return destination, result.stdout + result.stderr
-
-
 def shape(line: str) -> str:
     """A line of output without what differs from run to run: every number becomes N, a
     timeline bar (its length follows the timings) one #, and runs of spaces one space."""
@@ -60,7 +51,13 @@ def test_the_readme_sample_output_is_what_the_demo_run_prints(
     )
     assert ran.returncode == 0, ran.stderr
     printed = (ran.stdout + ran.stderr).splitlines()
-    assert [shape(line) for line in documented] == [shape(line) for line in printed]
+
+    def shapes(lines: list[str]) -> list[str]:
+        # On a busy machine a source can start late even with free slots: the gantt then
+        # draws that wait too, a line the idle run in the README does not have.
+        return [shape(line) for line in lines if ", waiting for a slot :" not in line]
+
+    assert shapes(documented) == shapes(printed)
 
 
 def test_bench_help_says_the_sources_run_one_after_another_only_with_sequential(
