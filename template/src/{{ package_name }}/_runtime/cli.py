@@ -12,6 +12,7 @@ import argparse
 import math
 import sys
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,7 @@ def add_history(subcommands: Subcommands, common: argparse.ArgumentParser) -> No
     limit = pruning.add_mutually_exclusive_group(required=True)
     limit.add_argument("--keep", type=whole, metavar="N", help="keep the newest N runs")
     limit.add_argument(
-        "--older-than", type=positive(float), metavar="DAYS", help="delete runs older than this"
+        "--older-than", type=days, metavar="DAYS", help="delete runs older than this"
     )
     pruning.set_defaults(func=commands.prune_command)
 
@@ -230,6 +231,14 @@ def positive(kind: Callable[[str], float]) -> Callable[[str], Any]:
 
     parse.__name__ = kind.__name__  # argparse names it in "invalid int value: 'x'"
     return parse
+
+
+def days(text: str) -> float:
+    """An argparse type: a number of days > 0, at most what Python's timedelta holds."""
+    value: float = positive(float)(text)
+    if value > timedelta.max.days:
+        raise argparse.ArgumentTypeError(f"must be at most {timedelta.max.days} days, got {text}")
+    return value
 
 
 def whole(text: str) -> int:

@@ -8,7 +8,9 @@ state in the database's own tables, which it creates on first use.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +29,10 @@ if TYPE_CHECKING:
     from agno.db.base import BaseDb
 
 POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg", "postgres")
+# Agno's run ids are UUIDs: 36 characters; `history show` takes their first few.
+WHOLE_ID_LENGTH = 36
+# The names of the tables Agno creates (agno_sessions, agno_runs, ...).
+AGNO_TABLE_PREFIX = "agno_"
 
 
 class HistoryError(RuntimeError):
@@ -67,13 +73,21 @@ def history_location(settings: Settings | None = None) -> HistoryLocation:
     settings = settings or load_settings()
     database_url = settings.database_url.strip()
     if database_url:
-        location = HistoryLocation(database_url=database_url)
-        if urlsplit(database_url).scheme not in POSTGRES_SCHEMES:
+        example = "postgresql+psycopg://user:password@host:5432/dbname"
+        try:
+            parts = urlsplit(database_url)
+            parts.port  # noqa: B018 - reading it checks it: ValueError for `:abc`, `:99999`
+        except ValueError as error:
+            message = f"DATABASE_URL is not a valid URL: {error}; use {example}"
+            raise HistoryError(message) from None
+        if parts.scheme not in POSTGRES_SCHEMES:
+            location = HistoryLocation(database_url=database_url)
             raise HistoryError(
-                "DATABASE_URL must be a PostgreSQL URL such as "
-                f"postgresql+psycopg://user:password@host:5432/dbname, got {location}"
+                f"DATABASE_URL must be a PostgreSQL URL such as {example}, got {location}"
             )
-        return location
+        if parts.scheme == "postgres":  # as Heroku and others write it; SQLAlchemy does not
+            database_url = parts._replace(scheme="postgresql+psycopg").geturl()
+        return HistoryLocation(database_url=database_url)
     return HistoryLocation(sqlite_file=sqlite_file(settings))
 
 
@@ -98,7 +112,13 @@ def open_history(location: HistoryLocation | None = None) -> BaseDb:
                 'the run history needs SQLite support: pip install -e ".[serve]"'
             ) from None
         assert location.sqlite_file is not None
-        create_private(location.sqlite_file)
+        try:
+            create_private(location.sqlite_file)
+        except OSError as error:
+            raise HistoryError(
+                f"cannot use the history in {location}: {error.strerror or error}"
+            ) from None
+        refuse_another_programs_file(location.sqlite_file)
         db = SqliteDb(db_file=str(location.sqlite_file), id="history")
         lock = file_lock(location.sqlite_file.with_name(location.sqlite_file.name + ".lock"))
     # Installed with Agno's sqlite and postgres extras, which opening the database needed.
@@ -110,14 +130,34 @@ def open_history(location: HistoryLocation | None = None) -> BaseDb:
         # is not a database, where Agno would only log it and carry on.
         with db.db_engine.connect() as connection:  # type: ignore[attr-defined]
             inspect(connection).get_table_names()
-        with lock:
-            # Agno creates a table on first use, without a lock: two processes starting on a
-            # fresh database race and one loses its run ("table ... already exists").
+        # Agno creates a table on first use, without a lock: two processes starting on a
+        # fresh database race and one loses its run ("table ... already exists"). It also
+        # prints a traceback of a failure to create one (a full disk, say) before it raises:
+        # HistoryError below says what went wrong, in one line.
+        with lock, contextlib.redirect_stderr(io.StringIO()):
             for table in ("sessions", "runs"):
                 db._get_table(table_type=table, create_table_if_not_found=True)  # type: ignore[attr-defined]
     except SQLAlchemyError as error:
         raise HistoryError(f"cannot use the history in {location}: {reason(error)}") from None
+    except OSError as error:  # the lock file: a full disk, a folder without write access
+        raise HistoryError(f"cannot use the history in {location}: {error.strerror}") from None
     return db
+
+
+def refuse_another_programs_file(sqlite_file: Path) -> None:
+    """HistoryError if the file is another program's database: creating Agno's tables in it
+    would change a file that is not ours. Read-only, before Agno opens it: opening it would
+    already write to it (Agno switches it to write-ahead logging)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"{sqlite_file.as_uri()}?mode=ro", uri=True)) as db:
+            tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master")]
+    except sqlite3.Error as error:
+        raise HistoryError(f"cannot use the history in {sqlite_file}: {error}") from None
+    if tables and not any(table.startswith(AGNO_TABLE_PREFIX) for table in tables):
+        raise HistoryError(
+            f"{sqlite_file} is not a run history: it holds other tables "
+            f"({', '.join(sorted(tables)[:3])}); choose another file"
+        )
 
 
 def existing_history(location: HistoryLocation) -> BaseDb | None:
@@ -152,17 +192,30 @@ def stored_run(db: BaseDb, run_id: str) -> RunRecord:
     characters); HistoryError names an unknown or ambiguous id."""
     if not run_id:
         raise HistoryError(f"no run {run_id!r} in the history")
-    # A whole id (as the server's page route gets it) is one row; only a prefix needs them all.
     with _reading():
+        # A whole id (as the server's page route gets it) is a primary-key lookup.
         row = db.get_run(run_id, deserialize=False)
-    if isinstance(row, dict):
-        return _record(row)
-    found = [record for record in recent_runs(db, None, None) if record.run_id.startswith(run_id)]
-    if not found:
+        if row is None and len(run_id) < WHOLE_ID_LENGTH:
+            matching = _ids_starting_with(db, run_id)
+            if len(matching) > 1:
+                raise HistoryError(f"{run_id!r} is the start of several run ids: give more of it")
+            row = db.get_run(matching[0], deserialize=False) if matching else None
+    if not isinstance(row, dict):
         raise HistoryError(f"no run {run_id!r} in the history")
-    if len(found) > 1:
-        raise HistoryError(f"{run_id!r} is the start of {len(found)} run ids: give more of it")
-    return found[0]
+    return _record(row)
+
+
+def _ids_starting_with(db: BaseDb, prefix: str) -> list[str]:
+    """At most two ids of stored runs that start with `prefix`: only the ids are read, so
+    a lookup holds two short strings in memory whatever the size of the history."""
+    from sqlalchemy import select
+
+    table = db._get_table(table_type="runs")  # type: ignore[attr-defined]
+    if table is None:
+        return []
+    query = select(table.c.run_id).where(table.c.run_id.startswith(prefix, autoescape=True))
+    with db.db_engine.connect() as connection:  # type: ignore[attr-defined]
+        return [str(run_id) for run_id in connection.execute(query.limit(2)).scalars()]
 
 
 def _record(row: dict[str, Any]) -> RunRecord:
@@ -195,7 +248,10 @@ def prune(
         doomed, kept = records[keep:], records[:keep]
     else:
         assert older_than is not None
-        cutoff = datetime.now(UTC) - older_than
+        try:
+            cutoff = datetime.now(UTC) - older_than
+        except OverflowError:  # before the year 1: no run is that old
+            cutoff = datetime.min.replace(tzinfo=UTC)
         doomed = [record for record in records if record.started < cutoff]
         kept = [record for record in records if record.started >= cutoff]
     if doomed:
@@ -204,7 +260,24 @@ def prune(
         # while one of them stays.
         keep_sessions = {record.session_id for record in kept}
         db.delete_sessions(sorted({record.session_id for record in doomed} - keep_sessions))
+        _give_space_back(db)
     return len(doomed)
+
+
+def _give_space_back(db: BaseDb) -> None:
+    """SQLite keeps a deleted run's pages in its file for later runs: VACUUM rewrites the file
+    without them, so that pruning shrinks it. (PostgreSQL's autovacuum makes the space
+    reusable but does not shrink the tables; its VACUUM FULL would lock them meanwhile, so that
+    is left to the database's administrator.)"""
+    from sqlalchemy import text
+
+    engine = db.db_engine  # type: ignore[attr-defined]
+    if engine.dialect.name == "sqlite":
+        # Not inside a transaction, where SQLite refuses to VACUUM.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM"))
+            # The rewritten pages go through the write-ahead log first: empty it into the file.
+            connection.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
 
 
 @contextlib.contextmanager

@@ -124,7 +124,11 @@ def write_page(path: Path, page: str) -> None:
     """Write the page whole or not at all: into a file beside it, then renamed over it."""
     partial = path.with_name(f".{path.name}.partial")
     try:
-        partial.write_text(page, encoding="utf-8")
+        partial.unlink(missing_ok=True)  # one left by a run that was killed
+        # Readable by its owner alone, as the history it shows.
+        descriptor = os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(page)
         partial.replace(path)
     except OSError as error:
         partial.unlink(missing_ok=True)

@@ -46,6 +46,10 @@ def build_report_agent(model: Model | str) -> Agent:
     )
 
 
+# How much of each error the report shows.
+REPORT_ERROR_CHARS = 300
+
+
 def render_report(aggregation: Aggregation) -> str:
     """The offline report: the same facts an Agent would get, as Markdown."""
     lines = [
@@ -78,7 +82,7 @@ def render_report(aggregation: Aggregation) -> str:
     if failures:
         lines += ["", "## Failed sources", ""]
         lines += [
-            f"- {escape(source.name)} (`{source.id}`): {escape(source.error or '')}"
+            f"- {escape(source.name)} (`{source.id}`): {escape(shortened(source.error or ''))}"
             for source in failures
         ]
     lines += timeline_section(aggregation)
@@ -106,6 +110,15 @@ def timeline_section(aggregation: Aggregation) -> list[str]:
             f"{escape(last.name)} (`{last.id}`) ended last, at {last.timing.finished:.2f} s.",
         ]
     return lines
+
+
+def shortened(error: str) -> str:
+    """An error as the report shows it: its first REPORT_ERROR_CHARS characters. The whole
+    message is in the run's aggregation (`run --json`, `history show`); the report, which Agno
+    stores twice (as the step's output and the run's), does not repeat a long one."""
+    if len(error) <= REPORT_ERROR_CHARS:
+        return error
+    return f"{error[:REPORT_ERROR_CHARS]}… ({len(error):,} characters in all)"
 
 
 def escape(text: str) -> str:
