@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # Agno is imported by the steps; a source's worker process ne
 # longer error, warning or request is cut, with a note of how much was cut.
 MAX_MESSAGE_CHARS = 2_000  # an error or a warning, as one line
 MAX_REQUEST_CHARS = 10_000  # the processing request
+# How deep a source's details may nest: pydantic and the JSON parsers stop at about 200.
+MAX_DETAILS_DEPTH = 100
 # A surrogate code point on its own is not Unicode text: UTF-8 cannot encode it. Python makes
 # one of each byte that is not UTF-8 in a command-line argument (os.fsdecode).
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -194,6 +196,8 @@ def checked_summary(summary: Any, max_details_bytes: int) -> SourceSummary:
     details = summary.get("details", {})
     if not isinstance(details, dict):
         raise SourceError(f"details must be a mapping, got {type(details).__name__}")
+    if nested_deeper(details, MAX_DETAILS_DEPTH):
+        raise SourceError(f"details are nested more than {MAX_DETAILS_DEPTH} deep")
     try:
         text = json.dumps(details, allow_nan=False, ensure_ascii=False)
         size = len(text.encode())
@@ -213,6 +217,17 @@ def checked_summary(summary: Any, max_details_bytes: int) -> SourceSummary:
             f"({max_details_bytes:,})"
         )
     return SourceSummary(records=records, details=details)
+
+
+def nested_deeper(value: Any, max_depth: int) -> bool:
+    """Whether lists and mappings in `value` nest more than `max_depth` levels deep (the
+    mapping itself is level 1). It looks no deeper than that, so it cannot overflow the stack."""
+    if not isinstance(value, dict | list):
+        return False
+    if max_depth == 0:
+        return True
+    items = value.values() if isinstance(value, dict) else value
+    return any(nested_deeper(item, max_depth - 1) for item in items)
 
 
 class Aggregation(BaseModel):
