@@ -109,8 +109,9 @@ def timeline_section(aggregation: Aggregation) -> list[str]:
 
 
 def escape(text: str) -> str:
-    """Backslash-escape the characters Markdown would otherwise interpret in names and errors."""
-    return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", text)
+    """Names, errors and the request as inline Markdown: on one line, so that they cannot
+    start a heading or a list, with the characters Markdown would interpret backslash-escaped."""
+    return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", " ".join(text.split()))
 
 
 def report_input(aggregation: Aggregation) -> str:
