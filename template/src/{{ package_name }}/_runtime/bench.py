@@ -33,6 +33,10 @@ from .running import on_executor
 from .settings import load_settings
 
 Progress = Callable[[str], None]
+# The waits the bench can time: its results are rounded to 0.1 ms, so a shorter wait would
+# divide by zero; a longer one would look like a hang.
+MIN_LATENCY_SECONDS = 0.001
+MAX_LATENCY_SECONDS = 3600.0
 SourceKind = Literal["async", "sync", "cpu"]
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import commands
+from .bench import MAX_LATENCY_SECONDS, MIN_LATENCY_SECONDS
 from .commands import UsageError
 from .config import EXECUTOR_NAMES, ConfigError
 from .entry import program_name
@@ -160,8 +161,8 @@ def add_bench_options(bench: argparse.ArgumentParser) -> None:
         type=latencies,
         default=(0.2,),
         metavar="SECONDS[,SECONDS...]",
-        help="seconds each source takes; a list repeats over the sources, e.g. 0.5,0.8,0.6 "
-        "(default: 0.2)",
+        help="seconds each source takes, from 0.001 to 3600; a list repeats over the sources, "
+        "e.g. 0.5,0.8,0.6 (default: 0.2)",
     )
     bench.add_argument(
         "--max-concurrency",
@@ -250,4 +251,16 @@ def whole(text: str) -> int:
 
 
 def latencies(text: str) -> tuple[float, ...]:
-    return tuple(positive(float)(part) for part in text.split(","))
+    """An argparse type: seconds separated by commas, each from MIN_LATENCY_SECONDS to
+    MAX_LATENCY_SECONDS: a shorter wait rounds to no time at all in the results, a longer one
+    looks like a hang."""
+    seconds: list[float] = []
+    for part in text.split(","):
+        value = float(part)
+        if not MIN_LATENCY_SECONDS <= value <= MAX_LATENCY_SECONDS:  # `not` also refuses NaN
+            raise argparse.ArgumentTypeError(
+                f"must be from {MIN_LATENCY_SECONDS:g} to {MAX_LATENCY_SECONDS:g} seconds, "
+                f"got {part}"
+            )
+        seconds.append(value)
+    return tuple(seconds)

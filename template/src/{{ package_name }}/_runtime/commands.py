@@ -4,11 +4,14 @@ parses the arguments and calls the one that `set_defaults(func=...)` names."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
@@ -25,7 +28,7 @@ from .history import (
 )
 from .page import bench_page, record_page, run_page, writable, write_page
 from .registry import WorkflowEntry, discover
-from .running import execute
+from .running import RunOutcome, execute
 from .serve import serve
 from .steps import effective_report_model
 from .views import (
@@ -37,6 +40,9 @@ from .views import (
     stored_document,
     workflows_table,
 )
+
+if TYPE_CHECKING:
+    from agno.db.base import BaseDb
 
 
 class UsageError(Exception):
@@ -50,22 +56,9 @@ def run_command(args: argparse.Namespace) -> int:
     # Progress goes to stderr when stdout carries the JSON document.
     console = Console(stderr=args.json, highlight=False, soft_wrap=True)
     db = history_for_run()
-    if args.stream:
-        source_ids = {source.id for source in entry.config.sources}
-
-        def print_line(event: Any) -> None:
-            line = event_line(event, source_ids)
-            if line is not None:
-                console.print(line)
-
-        outcome = execute(entry, args.message, db=db, on_event=print_line, executor=args.executor)
-    elif console.is_terminal and not args.json:
-        # A live table of the sources on a terminal; it gives way to the summary at the end.
-        table = ProgressTable(entry.config.sources)
-        with Live(table, console=console, refresh_per_second=8, transient=True):
-            outcome = execute(entry, args.message, db=db, listener=table, executor=args.executor)
-    else:
-        outcome = execute(entry, args.message, db=db, executor=args.executor)
+    # With --json, stdout carries the document alone: what the sources print goes to stderr.
+    with printed_to_stderr() if args.json else contextlib.nullcontext():
+        outcome = run_with_progress(args, entry, console, db)
     if args.json:
         print(json.dumps(outcome.to_json_dict(), indent=2, ensure_ascii=False, allow_nan=False))
     elif outcome.aggregation is not None:
@@ -78,6 +71,43 @@ def run_command(args: argparse.Namespace) -> int:
         write_page(html, run_page(outcome.aggregation, outcome.report, facts))
         print(f"The run's page: {html}", file=sys.stderr)
     return outcome.exit_code
+
+
+def run_with_progress(
+    args: argparse.Namespace, entry: WorkflowEntry, console: Console, db: BaseDb | None
+) -> RunOutcome:
+    """Run the workflow, showing its progress as `run`'s options ask."""
+    if args.stream:
+        source_ids = {source.id for source in entry.config.sources}
+
+        def print_line(event: Any) -> None:
+            line = event_line(event, source_ids)
+            if line is not None:
+                console.print(line)
+
+        return execute(entry, args.message, db=db, on_event=print_line, executor=args.executor)
+    if console.is_terminal and not args.json:
+        # A live table of the sources on a terminal; it gives way to the summary at the end.
+        table = ProgressTable(entry.config.sources)
+        with Live(table, console=console, refresh_per_second=8, transient=True):
+            return execute(entry, args.message, db=db, listener=table, executor=args.executor)
+    return execute(entry, args.message, db=db, executor=args.executor)
+
+
+@contextlib.contextmanager
+def printed_to_stderr() -> Iterator[None]:
+    """Whatever is printed meanwhile goes to stderr: through sys.stdout, and through file
+    descriptor 1, which C code writes to and worker processes started meanwhile inherit."""
+    sys.stdout.flush()
+    stdout = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()  # what code that kept the real sys.stdout wrote, still to stderr
+        os.dup2(stdout, 1)
+        os.close(stdout)
 
 
 def list_command(args: argparse.Namespace) -> int:

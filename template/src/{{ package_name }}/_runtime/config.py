@@ -23,6 +23,9 @@ REPORT_STEP = "Report"
 RESERVED_STEP_NAMES = (PREPARATION_STEP, PARALLEL_STEP, AGGREGATION_STEP, REPORT_STEP)
 
 MAX_RETRIES = 100
+# The longest a timeout or a pause between retries may be: a day. A longer one is a typo,
+# and a run that waits for it looks hung. For no timeout at all, timeout_seconds is null.
+MAX_SECONDS = 86_400
 
 # Where a source's `run` runs (executors.py); unset, `async def run` is awaited ("async") and a
 # plain `def run` gets a thread of its own ("thread").
@@ -80,14 +83,33 @@ class WorkflowConfig:
 Text = Annotated[str, Field(min_length=1, pattern=r"\S", description="a non-empty string")]
 Timeout = Annotated[
     float | None,
-    Field(gt=0, allow_inf_nan=False, description="a positive number of seconds or null"),
+    Field(
+        gt=0,
+        le=MAX_SECONDS,
+        allow_inf_nan=False,
+        description=f"a positive number of seconds up to {MAX_SECONDS:,} (a day), or null",
+    ),
 ]
 Retries = Annotated[
     int, Field(ge=0, le=MAX_RETRIES, description=f"a whole number from 0 to {MAX_RETRIES}")
 ]
-Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False, description="a number of seconds >= 0")]
+Seconds = Annotated[
+    float,
+    Field(
+        ge=0,
+        le=MAX_SECONDS,
+        allow_inf_nan=False,
+        description=f"a number of seconds from 0 to {MAX_SECONDS:,} (a day)",
+    ),
+]
 PositiveSeconds = Annotated[
-    float, Field(gt=0, allow_inf_nan=False, description="a positive number of seconds")
+    float,
+    Field(
+        gt=0,
+        le=MAX_SECONDS,
+        allow_inf_nan=False,
+        description=f"a positive number of seconds up to {MAX_SECONDS:,} (a day)",
+    ),
 ]
 Executor = Annotated[
     ExecutorName | None, Field(description=f"one of {', '.join(EXECUTOR_NAMES)}, or null")

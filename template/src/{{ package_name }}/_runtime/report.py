@@ -122,8 +122,9 @@ def shortened(error: str) -> str:
 
 
 def escape(text: str) -> str:
-    """Backslash-escape the characters Markdown would otherwise interpret in names and errors."""
-    return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", text)
+    """Names, errors and the request as inline Markdown: on one line, so that they cannot
+    start a heading or a list, with the characters Markdown would interpret backslash-escaped."""
+    return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", " ".join(text.split()))
 
 
 def report_input(aggregation: Aggregation) -> str:

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
-from pydantic import BaseModel, ConfigDict, computed_field
+from pydantic import BaseModel, ConfigDict, computed_field, field_validator
 
 from .config import AGGREGATION_STEP, Source
 
 if TYPE_CHECKING:  # Agno is imported by the steps; a source's worker process needs none of it
     from agno.workflow.types import StepInput
+
+
+# Caps on the text that comes from outside the engine (README.md, "Limits on text"): a
+# longer error, warning or request is cut, with a note of how much was cut.
+MAX_MESSAGE_CHARS = 2_000  # an error or a warning, as one line
+MAX_REQUEST_CHARS = 10_000  # the processing request
+# How deep a source's details may nest: pydantic and the JSON parsers stop at about 200.
+MAX_DETAILS_DEPTH = 100
+# A surrogate code point on its own is not Unicode text: UTF-8 cannot encode it. Python makes
+# one of each byte that is not UTF-8 in a command-line argument (os.fsdecode).
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class SourceSummary(TypedDict):
@@ -83,6 +95,16 @@ class SourceResult(BaseModel):
     warnings: list[str] = []  # e.g. an async def run that blocked the event loop
     timing: SourceTiming | None = None  # None in runs stored before 0.5.0
 
+    @field_validator("error")
+    @classmethod
+    def _one_capped_line(cls, error: str | None) -> str | None:
+        return None if error is None else single_line(error)
+
+    @field_validator("warnings")
+    @classmethod
+    def _capped_lines(cls, warnings: list[str]) -> list[str]:
+        return [single_line(warning) for warning in warnings]
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def ok(self) -> bool:
@@ -142,10 +164,25 @@ class SourceError(Exception):
 def one_line(error: BaseException) -> str:
     """`Type: message` on one line, whatever the exception said: it goes into tables,
     reports and logs. A SourceError's message is already that line."""
+    message = str(error)
     if isinstance(error, SourceError):
-        return " ".join(str(error).split())
-    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-    return " ".join(text.split())
+        return single_line(message)
+    return single_line(f"{type(error).__name__}: {message}" if message else type(error).__name__)
+
+
+def single_line(text: str) -> str:
+    """`text` as one line of valid text, cut at MAX_MESSAGE_CHARS."""
+    return " ".join(valid_text(text, MAX_MESSAGE_CHARS).split())
+
+
+def valid_text(text: str, max_chars: int) -> str:
+    """`text` as valid Unicode of at most `max_chars` characters: each lone surrogate becomes
+    U+FFFD, the replacement character, and a longer text is cut, ending with a note of its
+    length (so that a text cut once is never cut again)."""
+    if len(text) > max_chars:
+        note = f" … [{len(text):,} characters in all]"
+        text = text[: max_chars - len(note)] + note
+    return LONE_SURROGATE.sub("\ufffd", text)
 
 
 def checked_summary(summary: Any, max_details_bytes: int) -> SourceSummary:
@@ -159,19 +196,38 @@ def checked_summary(summary: Any, max_details_bytes: int) -> SourceSummary:
     details = summary.get("details", {})
     if not isinstance(details, dict):
         raise SourceError(f"details must be a mapping, got {type(details).__name__}")
+    if nested_deeper(details, MAX_DETAILS_DEPTH):
+        raise SourceError(f"details are nested more than {MAX_DETAILS_DEPTH} deep")
     try:
-        text = json.dumps(details, allow_nan=False)
+        text = json.dumps(details, allow_nan=False, ensure_ascii=False)
+        size = len(text.encode())
+    except UnicodeEncodeError as error:
+        where = error.object[max(error.start - 20, 0) : error.start]
+        raise SourceError(
+            f"details must be valid Unicode text: a lone surrogate "
+            f"{error.object[error.start]!r} after {where!r}"
+        ) from None
     except ValueError:
         raise SourceError("details must be JSON: NaN and Infinity are not") from None
     except TypeError as error:
         raise SourceError(f"details must be JSON: {error}") from None
-    size = len(text.encode())
     if size > max_details_bytes:
         raise SourceError(
             f"details are {size:,} bytes as JSON, more than max_details_bytes "
             f"({max_details_bytes:,})"
         )
     return SourceSummary(records=records, details=details)
+
+
+def nested_deeper(value: Any, max_depth: int) -> bool:
+    """Whether lists and mappings in `value` nest more than `max_depth` levels deep (the
+    mapping itself is level 1). It looks no deeper than that, so it cannot overflow the stack."""
+    if not isinstance(value, dict | list):
+        return False
+    if max_depth == 0:
+        return True
+    items = value.values() if isinstance(value, dict) else value
+    return any(nested_deeper(item, max_depth - 1) for item in items)
 
 
 class Aggregation(BaseModel):
@@ -191,6 +247,11 @@ class Aggregation(BaseModel):
     sequential_seconds: float  # the sum of the sources' own times: one after another
     time_saved_seconds: float
     efficiency_percent: float
+
+    @field_validator("request")
+    @classmethod
+    def _valid_request(cls, request: str) -> str:
+        return valid_text(request, MAX_REQUEST_CHARS)
 
     def to_json_dict(self) -> dict[str, Any]:
         """Plain JSON types, as the session state, the history and `--json` hold it."""

@@ -21,7 +21,7 @@ from .executors import EXECUTORS, Executors, pooled_specs
 from .interruption import INTERRUPTION, Interruption
 from .progress import LISTENER, Listener
 from .registry import WorkflowEntry
-from .results import Aggregation
+from .results import MAX_REQUEST_CHARS, Aggregation, valid_text
 from .settings import load_settings
 
 if TYPE_CHECKING:
@@ -137,6 +137,8 @@ async def run_workflow(
     `on_event` receives each of Agno's events (the run then streams); with `db` the run must
     end up in that history; `executors` holds the pools and clusters to run the sources on
     (by default the run starts its own and closes them after)."""
+    # The request from the command line or HTTP: valid text, capped, before Agno stores it.
+    request = valid_text(request, MAX_REQUEST_CHARS)
     LISTENER.set(listener)  # this run's tasks, and so its sources, inherit it
     EXECUTORS.set(executors)
     session_state: dict[str, Any] = {}
