@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # Agno is imported by the steps; a source's worker process ne
 
 
 # Caps on the text that comes from outside the engine (README.md, "Limits on text"): a
-# longer error, warning or request is cut, with a note of how much was cut.
+# longer error, warning or request is cut, and ends with a note of its whole length.
 MAX_MESSAGE_CHARS = 2_000  # an error or a warning, as one line
 MAX_REQUEST_CHARS = 10_000  # the processing request
 # How deep a source's details may nest: pydantic and the JSON parsers stop at about 200.
