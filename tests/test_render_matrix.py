@@ -125,10 +125,20 @@ ANSWER_DEPENDENT_TESTS = [
 # The execution, executor and history tests run synthetic sources under the workflow's
 # settings: names and a model change nothing there (the 256 sources' runs do, but the
 # executors' real Dask cluster and process pools are the defaults' to run).
+# The hostile-input tests (text, the history's files, the event loop, serving limits, child
+# processes) are of the same kind: the defaults run them.
+HOSTILE_INPUT_TESTS = [
+    "--ignore=tests/test_untrusted_text.py",
+    "--ignore=tests/test_history_files.py",
+    "--ignore=tests/test_event_loop.py",
+    "--ignore=tests/test_serve_limits.py",
+    "--ignore=tests/test_child_processes.py",
+]
 SYNTHETIC_SOURCE_TESTS = [
     "--ignore=tests/test_execution.py",
     "--ignore=tests/test_history.py",
     "--ignore=tests/test_executors.py",
+    *HOSTILE_INPUT_TESTS,
 ]
 RENDERED_TESTS = {
     # The defaults' whole rendered suite runs in tests/test_user_path.py (installed as the
@@ -146,6 +156,7 @@ RENDERED_TESTS = {
         "--ignore=tests/test_serve.py",
         "--ignore=tests/test_executors.py",
         "--ignore-glob=tests/*/test_*.py",
+        *HOSTILE_INPUT_TESTS,
     ],
 }
 
