@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from weakref import WeakKeyDictionary
 
 from .config import Source
+from .contained_loop import CURRENT_SOURCE, SourceScope
 from .executor_base import CallLimits, Executor, ExecutorError, ExecutorSpec
 from .executors import EXECUTORS, Executors
+from .in_process import LoopHolds
 from .interruption import INTERRUPTION, Interruption
 from .progress import SourceEvent, emit
 from .results import (
@@ -189,25 +191,72 @@ class SourceRunner:
         self, source: Source, function: SourceFunction, executor: Executor, limits: CallLimits
     ) -> Attempt:
         timeout = source.limits.timeout_seconds
-        deadline = asyncio.timeout(timeout)
-        started = time.perf_counter()
+        deadline = SourceDeadline(source.id, timeout)
+        # What the source starts on the event loop is blamed on it (contained_loop.py).
+        scope = SourceScope(source.id)
+        token = CURRENT_SOURCE.set(scope)
         try:
-            async with deadline:
+            async with deadline.timeout:
                 summary = await executor.call(function, source, limits)
+                # A turn of the loop, for the callbacks it scheduled before it returned.
+                await asyncio.sleep(0)
             checked = checked_summary(summary, self.max_details_bytes)
         except TimeoutError as error:
-            if deadline.expired():
+            if deadline.timeout.expired():
                 return Attempt(SourceState.TIMED_OUT, error=f"timed out after {timeout:g} s")
             return Attempt(SourceState.FAILED, error=one_line(error))  # its own TimeoutError
         except asyncio.CancelledError:
             raise  # the run itself is being cancelled (Ctrl-C): not this source's failure
         except BaseException as error:
             return Attempt(SourceState.FAILED, error=one_line(error))
+        finally:
+            deadline.close()
+            CURRENT_SOURCE.reset(token)
+            scope.finished = True
+        if scope.incidents:
+            return Attempt(SourceState.FAILED, error=scope.incidents[0])
         # An async def that blocked the event loop past its deadline finished before the
         # timeout could stop it: it still took too long.
-        if timeout is not None and time.perf_counter() - started > timeout:
+        if deadline.overrun():
             return Attempt(SourceState.TIMED_OUT, error=f"timed out after {timeout:g} s")
         return Attempt(SourceState.OK, summary=checked)
+
+
+class SourceDeadline:
+    """A source's `timeout_seconds`, as `asyncio.timeout` applies it, except for the time
+    another source held the event loop meanwhile (an `async def` that blocks it: see
+    in_process.LoopHolds): then nothing on the loop moved, this source included, and only the
+    source that held it may be timed out for it."""
+
+    def __init__(self, source_id: str, seconds: float | None) -> None:
+        self.source_id = source_id
+        self.seconds = seconds
+        self.started = time.perf_counter()
+        self.timeout = asyncio.timeout(None)
+        self.check: asyncio.TimerHandle | None = None
+        if seconds is not None:
+            self.check = asyncio.get_running_loop().call_later(seconds, self.expire_if_due)
+
+    def remaining(self) -> float:
+        assert self.seconds is not None
+        excused = LoopHolds.of_running_loop().held_by_others(self.source_id, self.started)
+        return self.seconds - (time.perf_counter() - self.started - excused)
+
+    def expire_if_due(self) -> None:
+        remaining = self.remaining()
+        loop = asyncio.get_running_loop()
+        if remaining <= 0:
+            self.timeout.reschedule(loop.time())  # expire now: the attempt is cancelled
+        else:
+            self.check = loop.call_later(remaining, self.expire_if_due)
+
+    def overrun(self) -> bool:
+        """Whether the attempt, which has ended, took longer than its timeout."""
+        return self.seconds is not None and self.remaining() < 0
+
+    def close(self) -> None:
+        if self.check is not None:
+            self.check.cancel()
 
 
 def backoff_seconds(first: float, attempt: int, ceiling: float = math.inf) -> float:

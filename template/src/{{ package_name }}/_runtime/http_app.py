@@ -28,6 +28,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from fastapi.routing import APIRoute
 
 from .config import ExecutorName
+from .contained_loop import LoopThread
 from .executors import Executors, pooled_specs
 from .history import HistoryError, stored_run
 from .http_docs import add_docs_routes
@@ -83,18 +84,24 @@ def build_app(
     dask_address = load_settings().dask_address
     specs = {spec for config in configs.values() for spec in pooled_specs(config, dask_address)}
 
+    # The runs, on a loop of their own: one that blocks cannot stop the server answering.
+    runs = LoopThread("runs")
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with executors:
-            await executors.start(specs)
+        try:
+            await runs.run(executors.start(specs))
             yield
+        finally:
+            await runs.run(executors.close())
+            runs.stop()
 
     agent_os = workflows_os(workflows, db, settings)
     app = bare_app(lifespan)
     add_agno_routes(app, agent_os, db, settings)
     key_check = [Depends(get_authentication_dependency(settings))]
     app.state.executor_specs = specs  # for serve's checks before it listens
-    add_run_route(app, workflows, db, executors, key_check)
+    add_run_route(app, workflows, db, executors, runs, key_check)
     add_page_route(app, db, key_check)
     add_docs_routes(app, key_check)
     add_guards(app, host, options or ServeSettings())
@@ -156,6 +163,7 @@ def add_run_route(
     workflows: dict[str, Workflow],
     db: BaseDb,
     executors: Executors,
+    runs: LoopThread,
     dependencies: list[Any],
 ) -> None:
     @app.post(
@@ -178,9 +186,9 @@ def add_run_route(
         # A run keeps its ids on the Workflow object: each request runs a copy, as AgentOS does.
         run = workflow.deep_copy()
         if stream:
-            events = event_stream(run, workflow_id, message, db, executors)
+            events = event_stream(run, workflow_id, message, db, executors, runs)
             return StreamingResponse(events, media_type="text/event-stream")
-        outcome = await run_workflow(run, message, db=db, executors=executors)
+        outcome = await runs.run(run_workflow(run, message, db=db, executors=executors))
         return JSONResponse(run_document(workflow_id, outcome))
 
 
@@ -218,12 +226,22 @@ def run_document(workflow_id: str, outcome: RunOutcome) -> dict[str, Any]:
 
 
 async def event_stream(
-    workflow: Workflow, workflow_id: str, message: str, db: BaseDb, executors: Executors
+    workflow: Workflow,
+    workflow_id: str,
+    message: str,
+    db: BaseDb,
+    executors: Executors,
+    runs: LoopThread,
 ) -> AsyncIterator[str]:
     """Each of Agno's events as it happens, then the run's document."""
     events: asyncio.Queue[Any] = asyncio.Queue()
-    run = asyncio.create_task(
-        run_workflow(workflow, message, db=db, on_event=events.put_nowait, executors=executors)
+    here = asyncio.get_running_loop()
+
+    def send(event: Any) -> None:  # called on the runs' loop, in their thread
+        here.call_soon_threadsafe(events.put_nowait, event)
+
+    run = asyncio.ensure_future(
+        runs.run(run_workflow(workflow, message, db=db, on_event=send, executors=executors))
     )
     run.add_done_callback(lambda _: events.put_nowait(None))  # None: no more events
     try:

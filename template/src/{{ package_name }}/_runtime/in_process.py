@@ -5,12 +5,14 @@ a source that blocks the loop is named)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import inspect
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import Any
+from typing import Any, ClassVar
+from weakref import WeakKeyDictionary
 
 from .config import Source
 from .executor_base import CallLimits, Executor, awaited
@@ -36,16 +38,19 @@ class AsyncExecutor(Executor):
         coroutine = function(source)
         if not inspect.isawaitable(coroutine):
             raise SourceError("executor async needs an async def run; use executor thread")
-        return await LoopWatch(coroutine, limits.warn)
+        return await LoopWatch(coroutine, limits.warn, source.id)
 
 
 class LoopWatch:
     """Awaits an `async def run` one step at a time, timing each step: a step is the code
     between two awaits, during which no other source on the event loop can run."""
 
-    def __init__(self, coroutine: Awaitable[Any], warn: Callable[[str], None]) -> None:
+    def __init__(
+        self, coroutine: Awaitable[Any], warn: Callable[[str], None], source_id: str
+    ) -> None:
         self.coroutine: Coroutine[Any, Any, Any] = awaited(coroutine)
         self.warn = warn
+        self.source_id = source_id
         self.longest = 0.0
 
     def __await__(self) -> Generator[Any, Any, Any]:
@@ -68,13 +73,55 @@ class LoopWatch:
                 sent, thrown = None, error
 
     def timed(self, started: float) -> None:
-        held = time.perf_counter() - started
+        ended = time.perf_counter()
+        held = ended - started
+        if held >= HOLD_NOTED_SECONDS:
+            LoopHolds.of_running_loop().note(self.source_id, started, ended)
         if held >= BLOCKING_SECONDS and held > self.longest:
             self.longest = held
             self.warn(
                 f"blocked the event loop for {held:.2f} s in one go, holding up every other "
                 "source: blocking code belongs in a plain def run (or executor: thread)"
             )
+
+
+# A hold of the loop shorter than this is not noted: it delays no timeout that matters.
+HOLD_NOTED_SECONDS = 0.01
+
+
+class LoopHolds:
+    """The times an `async def run` held an event loop in one go, by source, for the
+    timeouts of the others: while one source holds the loop, no other source's attempt can
+    make progress or even notice it is done, so that time is not counted against them."""
+
+    KEPT: ClassVar[int] = 1000  # the most recent holds: an attempt is short next to them
+    _of_loop: ClassVar[WeakKeyDictionary[asyncio.AbstractEventLoop, LoopHolds]] = (
+        WeakKeyDictionary()
+    )
+
+    def __init__(self) -> None:
+        self.holds: collections.deque[tuple[str, float, float]] = collections.deque(
+            maxlen=self.KEPT
+        )
+
+    @classmethod
+    def of_running_loop(cls) -> LoopHolds:
+        loop = asyncio.get_running_loop()
+        if loop not in cls._of_loop:
+            cls._of_loop[loop] = cls()
+        return cls._of_loop[loop]
+
+    def note(self, source_id: str, started: float, ended: float) -> None:
+        self.holds.append((source_id, started, ended))
+
+    def held_by_others(self, source_id: str, since: float) -> float:
+        """Seconds since `since` (a `time.perf_counter()`) that sources other than
+        `source_id` held the loop."""
+        return sum(
+            ended - max(started, since)
+            for holder, started, ended in self.holds
+            if holder != source_id and ended > since
+        )
 
 
 def in_own_thread(function: Callable[[Source], Any], source: Source) -> asyncio.Future[Any]:

@@ -17,6 +17,7 @@ from agno.run.workflow import WorkflowCompletedEvent, WorkflowRunOutput
 from agno.workflow.types import StepOutput
 
 from .config import REPORT_STEP, ExecutorName, WorkflowConfig
+from .contained_loop import new_loop
 from .executors import EXECUTORS, Executors, pooled_specs
 from .interruption import INTERRUPTION, Interruption
 from .progress import LISTENER, Listener
@@ -100,7 +101,9 @@ def execute(
         interruption.interrupt()
         loop.remove_signal_handler(signal.SIGINT)  # the next Ctrl-C: KeyboardInterrupt
 
-    outcome = asyncio.run(watched())
+    # A loop that contains what a source leaves running on it (contained_loop.py).
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        outcome = runner.run(watched())
     if interruption.interrupted:
         if db is not None and outcome.run_id is not None:
             mark_cancelled(db, outcome.run_id, outcome.session_id)
