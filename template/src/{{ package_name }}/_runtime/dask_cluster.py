@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(PACKAGE)
 
 DASK_STOP_GRACE_SECONDS = 3.0  # how long a cancelled task is watched for a worker running it
+# How long after the first source that losing the scheduler failed the others are gathered
+# into one warning: Dask cancels all its tasks at once, which then fail within milliseconds.
+LOST_SOURCES_GATHERED_SECONDS = 0.2
 DISTRIBUTED_EXTRA = 'executor: dask needs the distributed extra: pip install -e ".[distributed]"'
 
 
@@ -42,6 +45,9 @@ class DaskExecutor(Executor):
         self.where = spec.dask_address or "a LocalCluster"
         self.unusable: str | None = None  # set by start: why no source can run there
         self.cleanups: set[asyncio.Task[None]] = set()
+        # The sources that losing the scheduler failed, not yet reported (see `scheduler_lost`).
+        self.lost_sources: list[str] = []
+        self.quiet_client_logs = LostSchedulerFilter(self)
 
     async def start(self) -> None:
         try:
@@ -66,6 +72,7 @@ class DaskExecutor(Executor):
                 dashboard_address=None,  # no web server nobody asked for
             )
             self.client = await Client(self.cluster, asynchronous=True)
+        logging.getLogger("distributed.client").addFilter(self.quiet_client_logs)
         self.unusable = await self.import_problem()
 
     async def import_problem(self) -> str | None:
@@ -88,6 +95,8 @@ class DaskExecutor(Executor):
         assert self.client is not None, "started by Executors.get"
         if self.unusable is not None:
             raise SourceError(self.unusable)
+        if self.client.status != "running":  # reconnecting to a lost scheduler, or given up
+            raise self.scheduler_lost(source)
         remote = run_elsewhere_async if inspect.iscoroutinefunction(function) else run_elsewhere
         future = self.client.submit(remote, function, source, limits.max_details_bytes, pure=False)
         try:
@@ -101,7 +110,28 @@ class DaskExecutor(Executor):
         except SourceError:
             raise
         except Exception as error:  # e.g. KilledWorker: the workers running it kept dying
+            if self.client.status != "running":  # Dask cancelled every task it had: one line
+                raise self.scheduler_lost(source) from None
             raise SourceError(f"on the Dask cluster at {self.where}: {one_line(error)}") from None
+
+    def scheduler_lost(self, source: Source) -> SourceError:
+        """The error of a source that the loss of the scheduler failed. The sources it fails
+        together are named in one warning, soon after (Dask cancels all its tasks at once),
+        instead of Dask's own tracebacks."""
+        if not self.lost_sources:
+            asyncio.get_running_loop().call_later(LOST_SOURCES_GATHERED_SECONDS, self.report_lost)
+        self.lost_sources.append(source.id)
+        return SourceError(f"lost the Dask scheduler at {self.where}")
+
+    def report_lost(self) -> None:
+        if self.lost_sources:
+            log.warning(
+                "lost the Dask scheduler at %s: %d source(s) failed: %s",
+                self.where,
+                len(self.lost_sources),
+                ", ".join(self.lost_sources),
+            )
+        self.lost_sources = []
 
     async def stop_task(self, key: Any) -> None:
         """Cancel a task; a worker still running it is restarted (by its nanny), because
@@ -123,6 +153,7 @@ class DaskExecutor(Executor):
                 await asyncio.sleep(0.25)
 
     async def close(self) -> None:
+        self.report_lost()  # the run ended before the warning was due
         if self.cleanups and self.cluster is None:
             # Another's cluster: leave no stuck task behind. A LocalCluster of our own is
             # closed below, which stops its workers anyway.
@@ -130,7 +161,21 @@ class DaskExecutor(Executor):
         for cleanup in self.cleanups:
             cleanup.cancel()
         if self.client is not None:
-            await self.client.close()
+            await self.client.close()  # closing a client that lost its scheduler logs an error
+        logging.getLogger("distributed.client").removeFilter(self.quiet_client_logs)
         if self.cluster is not None:
             # Stops its worker processes; awaitable as the cluster is asynchronous.
             await self.cluster.close()  # type: ignore[misc]
+
+
+class LostSchedulerFilter(logging.Filter):
+    """Keeps Dask's client from logging tracebacks about a scheduler that went away (it tries
+    to reconnect, gives up, is closed): the executor says so itself, in one line."""
+
+    def __init__(self, executor: DaskExecutor) -> None:
+        super().__init__()
+        self.executor = executor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        client = self.executor.client
+        return client is None or client.status == "running"
