@@ -16,6 +16,7 @@ from agno.run.base import RunStatus
 from agno.run.workflow import WorkflowCompletedEvent, WorkflowRunOutput
 from agno.workflow.types import StepOutput
 
+from .children import no_process_left_behind
 from .config import REPORT_STEP, ExecutorName, WorkflowConfig
 from .executors import EXECUTORS, Executors, pooled_specs
 from .interruption import INTERRUPTION, Interruption
@@ -100,7 +101,8 @@ def execute(
         interruption.interrupt()
         loop.remove_signal_handler(signal.SIGINT)  # the next Ctrl-C: KeyboardInterrupt
 
-    outcome = asyncio.run(watched())
+    with no_process_left_behind():  # what the sources started ends with the run
+        outcome = asyncio.run(watched())
     if interruption.interrupted:
         if db is not None and outcome.run_id is not None:
             mark_cancelled(db, outcome.run_id, outcome.session_id)
