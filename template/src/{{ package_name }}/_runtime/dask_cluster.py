@@ -8,6 +8,7 @@ import contextlib
 import importlib
 import inspect
 import logging
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from .config import Source
@@ -24,7 +25,7 @@ from .results import SourceError, SourceFunction, one_line
 from .settings import PACKAGE
 
 if TYPE_CHECKING:
-    from distributed import Client, LocalCluster
+    from distributed import Client, Future, LocalCluster
 
 log = logging.getLogger(PACKAGE)
 
@@ -38,6 +39,8 @@ DISTRIBUTED_EXTRA = 'executor: dask needs the distributed extra: pip install -e 
 class DaskExecutor(Executor):
     """Dask distributed through its asynchronous Client, so the event loop never blocks."""
 
+    reports_start = True  # a task may wait in the cluster's queue (see `timed_from_start`)
+
     def __init__(self, spec: ExecutorSpec) -> None:
         self.spec = spec
         self.cluster: LocalCluster | None = None
@@ -48,6 +51,7 @@ class DaskExecutor(Executor):
         # The sources that losing the scheduler failed, not yet reported (see `scheduler_lost`).
         self.lost_sources: list[str] = []
         self.quiet_client_logs = LostSchedulerFilter(self)
+        self.task_starts: dict[str, TaskStarts] = {}  # of the tasks in progress, by name
 
     async def start(self) -> None:
         try:
@@ -73,6 +77,7 @@ class DaskExecutor(Executor):
             )
             self.client = await Client(self.cluster, asynchronous=True)
         logging.getLogger("distributed.client").addFilter(self.quiet_client_logs)
+        self.client.subscribe_topic(STARTED_TOPIC, self.task_started)
         self.unusable = await self.import_problem()
 
     async def import_problem(self) -> str | None:
@@ -97,10 +102,13 @@ class DaskExecutor(Executor):
             raise SourceError(self.unusable)
         if self.client.status != "running":  # reconnecting to a lost scheduler, or given up
             raise self.scheduler_lost(source)
-        remote = run_elsewhere_async if inspect.iscoroutinefunction(function) else run_elsewhere
-        future = self.client.submit(remote, function, source, limits.max_details_bytes, pure=False)
+        remote = run_once_async if inspect.iscoroutinefunction(function) else run_once
+        started_name = f"{PACKAGE}-started-{uuid.uuid4().hex}"
+        future = self.client.submit(
+            remote, started_name, function, source, limits.max_details_bytes, pure=False
+        )
         try:
-            return settled(await future)
+            return settled(await self.timed_from_start(future, started_name, limits))
         except asyncio.CancelledError:
             # A timeout or Ctrl-C: stop the task without making this attempt wait for it.
             cleanup = asyncio.create_task(self.stop_task(future.key))
@@ -113,6 +121,45 @@ class DaskExecutor(Executor):
             if self.client.status != "running":  # Dask cancelled every task it had: one line
                 raise self.scheduler_lost(source) from None
             raise SourceError(f"on the Dask cluster at {self.where}: {one_line(error)}") from None
+
+    async def timed_from_start(
+        self, future: Future, started_name: str, limits: CallLimits
+    ) -> tuple[bool, str]:
+        """The task's outcome. `limits.started()` is called once a worker starts the task, so
+        that the time it waited in the cluster's queue (behind other runs' tasks, say) does
+        not count against its timeout. A task that Dask starts a second time (its worker
+        stopped while running it) fails the attempt at once, and is not waited for."""
+        starts = self.task_starts[started_name] = TaskStarts()
+        outcome = asyncio.ensure_future(future)
+        try:
+            started = asyncio.ensure_future(starts.first.wait())
+            await asyncio.wait([started, outcome], return_when=asyncio.FIRST_COMPLETED)
+            started.cancel()
+            limits.started()
+            again = asyncio.ensure_future(starts.again.wait())
+            await asyncio.wait([again, outcome], return_when=asyncio.FIRST_COMPLETED)
+            again.cancel()
+            if starts.again.is_set():
+                # Not stop_task: restarting the worker would re-run other tasks in turn.
+                with contextlib.suppress(Exception):
+                    await self.client_of_run().cancel([future.key], force=True)
+                raise SourceError(RERUN_ERROR)
+            result: tuple[bool, str] = await outcome
+            return result
+        finally:
+            outcome.cancel()
+            del self.task_starts[started_name]
+
+    def task_started(self, event: tuple[float, Any]) -> None:
+        """Hears each task start (`run_once`) that the workers log to the scheduler."""
+        _, started_name = event
+        starts = self.task_starts.get(str(started_name))
+        if starts is not None:
+            (starts.again if starts.first.is_set() else starts.first).set()
+
+    def client_of_run(self) -> Client:
+        assert self.client is not None, "started by Executors.get"
+        return self.client
 
     def scheduler_lost(self, source: Source) -> SourceError:
         """The error of a source that the loss of the scheduler failed. The sources it fails
@@ -179,3 +226,42 @@ class LostSchedulerFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         client = self.executor.client
         return client is None or client.status == "running"
+
+
+class TaskStarts:
+    """When a task of ours started on a worker, and whether it started again."""
+
+    def __init__(self) -> None:
+        self.first = asyncio.Event()
+        self.again = asyncio.Event()
+
+
+# What runs on a Dask worker. Each task first logs its start to the scheduler, which passes it
+# on to the executor's client: the attempt's timeout counts from then, and a second start
+# shows that Dask ran the task again after its worker stopped (a source that ended its
+# process, a worker restarted to stop a timed-out source), unseen by the run, which reported
+# one attempt for two runs. Such an attempt now fails, and the source's `retries` decide
+# whether it is tried again, each try counted as an attempt.
+STARTED_TOPIC = f"{PACKAGE}-task-started"
+RERUN_ERROR = "its Dask worker stopped while running it (Dask would have run it again)"
+
+
+def run_once(
+    started_name: str, function: SourceFunction, source: Source, max_details_bytes: int
+) -> tuple[bool, str]:
+    log_start(started_name)
+    return run_elsewhere(function, source, max_details_bytes)
+
+
+async def run_once_async(
+    started_name: str, function: SourceFunction, source: Source, max_details_bytes: int
+) -> tuple[bool, str]:
+    log_start(started_name)
+    return await run_elsewhere_async(function, source, max_details_bytes)
+
+
+def log_start(started_name: str) -> None:
+    from distributed import get_worker
+
+    # Sent over the worker's own connection to the scheduler: no client, no waiting.
+    get_worker().log_event(STARTED_TOPIC, started_name)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import random
@@ -189,11 +190,21 @@ class SourceRunner:
         self, source: Source, function: SourceFunction, executor: Executor, limits: CallLimits
     ) -> Attempt:
         timeout = source.limits.timeout_seconds
-        deadline = asyncio.timeout(timeout)
+        # On an executor that queues the attempt (Dask), its clock starts when it starts.
+        deadline = asyncio.timeout(None if executor.reports_start else timeout)
         started = time.perf_counter()
+
+        def restart_clock() -> None:  # it waited in a cluster's queue until now
+            nonlocal started
+            started = time.perf_counter()
+            if timeout is not None:
+                deadline.reschedule(asyncio.get_running_loop().time() + timeout)
+
         try:
             async with deadline:
-                summary = await executor.call(function, source, limits)
+                summary = await executor.call(
+                    function, source, dataclasses.replace(limits, started=restart_clock)
+                )
             checked = checked_summary(summary, self.max_details_bytes)
         except TimeoutError as error:
             if deadline.expired():
