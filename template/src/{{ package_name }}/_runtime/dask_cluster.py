@@ -25,11 +25,14 @@ from .results import SourceError, SourceFunction, one_line
 from .settings import PACKAGE
 
 if TYPE_CHECKING:
-    from distributed import Client, Future, LocalCluster
+    from distributed import Client, Future, LocalCluster, Worker
 
 log = logging.getLogger(PACKAGE)
 
 DASK_STOP_GRACE_SECONDS = 3.0  # how long a cancelled task is watched for a worker running it
+# How long a worker running a timed-out source may finish the other tasks it runs before it
+# is restarted anyway (which makes Dask run those again, each then a failed attempt).
+DASK_DRAIN_SECONDS = 30.0
 # How long after the first source that losing the scheduler failed the others are gathered
 # into one warning: Dask cancels all its tasks at once, which then fail within milliseconds.
 LOST_SOURCES_GATHERED_SECONDS = 0.2
@@ -182,7 +185,9 @@ class DaskExecutor(Executor):
 
     async def stop_task(self, key: Any) -> None:
         """Cancel a task; a worker still running it is restarted (by its nanny), because
-        Python cannot stop a running thread."""
+        Python cannot stop a running thread, but only once the other tasks running there
+        have finished: restarting it at once made Dask run them again (other runs' healthy
+        sources among them)."""
         assert self.client is not None
         with contextlib.suppress(Exception):  # the cluster may be going away already
             await self.client.cancel([key], force=True)
@@ -191,13 +196,25 @@ class DaskExecutor(Executor):
             for _ in range(int(DASK_STOP_GRACE_SECONDS / 0.25)):
                 running = await self.client.call_stack(keys=[key])
                 if running:
-                    stuck = ", ".join(running)
-                    log.warning(
-                        "restarting the Dask workers %s: a timed-out source is stuck", stuck
-                    )
-                    await self.client.restart_workers(list(running))
+                    await self.restart_when_drained(list(running))
                     return
                 await asyncio.sleep(0.25)
+
+    async def restart_when_drained(self, workers: list[str]) -> None:
+        """Restart `workers` once no task that anyone still wants runs there: each is
+        paused first (Dask gives a paused worker no new task), so that this happens as soon
+        as the tasks it runs for other sources and runs have finished, or timed out in turn.
+        After DASK_DRAIN_SECONDS it is restarted anyway, and Dask runs those again."""
+        assert self.client is not None
+        await self.client.run(pause_worker, workers=workers)
+        deadline = asyncio.get_running_loop().time() + DASK_DRAIN_SECONDS
+        while asyncio.get_running_loop().time() < deadline:
+            wanted = await self.client.run(tasks_still_wanted, workers=workers)
+            if not any(wanted.values()):
+                break
+            await asyncio.sleep(0.25)
+        log.warning("restarting the Dask workers %s: a timed-out source is stuck", workers)
+        await self.client.restart_workers(workers)
 
     async def close(self) -> None:
         self.report_lost()  # the run ended before the warning was due
@@ -265,3 +282,15 @@ def log_start(started_name: str) -> None:
 
     # Sent over the worker's own connection to the scheduler: no client, no waiting.
     get_worker().log_event(STARTED_TOPIC, started_name)
+
+
+def pause_worker(dask_worker: Worker) -> None:
+    """Runs on a worker (`Client.run`): the scheduler gives it no new task."""
+    from distributed.core import Status
+
+    dask_worker.status = Status.paused
+
+
+def tasks_still_wanted(dask_worker: Worker) -> int:
+    """Runs on a worker: how many of the tasks it runs are still wanted (not cancelled)."""
+    return sum(1 for task in dask_worker.state.executing if task.state != "cancelled")
