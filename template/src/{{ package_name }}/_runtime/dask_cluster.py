@@ -8,6 +8,7 @@ import contextlib
 import importlib
 import inspect
 import logging
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from .config import Source
@@ -24,16 +25,24 @@ from .results import SourceError, SourceFunction, one_line
 from .settings import PACKAGE
 
 if TYPE_CHECKING:
-    from distributed import Client, LocalCluster
+    from distributed import Client, Future, LocalCluster, Worker
 
 log = logging.getLogger(PACKAGE)
 
 DASK_STOP_GRACE_SECONDS = 3.0  # how long a cancelled task is watched for a worker running it
+# How long a worker running a timed-out source may finish the other tasks it runs before it
+# is restarted anyway (which makes Dask run those again, each then a failed attempt).
+DASK_DRAIN_SECONDS = 30.0
+# How long after the first source that losing the scheduler failed the others are gathered
+# into one warning: Dask cancels all its tasks at once, which then fail within milliseconds.
+LOST_SOURCES_GATHERED_SECONDS = 0.2
 DISTRIBUTED_EXTRA = 'executor: dask needs the distributed extra: pip install -e ".[distributed]"'
 
 
 class DaskExecutor(Executor):
     """Dask distributed through its asynchronous Client, so the event loop never blocks."""
+
+    reports_start = True  # a task may wait in the cluster's queue (see `timed_from_start`)
 
     def __init__(self, spec: ExecutorSpec) -> None:
         self.spec = spec
@@ -42,6 +51,10 @@ class DaskExecutor(Executor):
         self.where = spec.dask_address or "a LocalCluster"
         self.unusable: str | None = None  # set by start: why no source can run there
         self.cleanups: set[asyncio.Task[None]] = set()
+        # The sources that losing the scheduler failed, not yet reported (see `scheduler_lost`).
+        self.lost_sources: list[str] = []
+        self.quiet_client_logs = LostSchedulerFilter(self)
+        self.task_starts: dict[str, TaskStarts] = {}  # of the tasks in progress, by name
 
     async def start(self) -> None:
         try:
@@ -66,6 +79,8 @@ class DaskExecutor(Executor):
                 dashboard_address=None,  # no web server nobody asked for
             )
             self.client = await Client(self.cluster, asynchronous=True)
+        logging.getLogger("distributed.client").addFilter(self.quiet_client_logs)
+        self.client.subscribe_topic(STARTED_TOPIC, self.task_started)
         self.unusable = await self.import_problem()
 
     async def import_problem(self) -> str | None:
@@ -88,10 +103,15 @@ class DaskExecutor(Executor):
         assert self.client is not None, "started by Executors.get"
         if self.unusable is not None:
             raise SourceError(self.unusable)
-        remote = run_elsewhere_async if inspect.iscoroutinefunction(function) else run_elsewhere
-        future = self.client.submit(remote, function, source, limits.max_details_bytes, pure=False)
+        if self.client.status != "running":  # reconnecting to a lost scheduler, or given up
+            raise self.scheduler_lost(source)
+        remote = run_once_async if inspect.iscoroutinefunction(function) else run_once
+        started_name = f"{PACKAGE}-started-{uuid.uuid4().hex}"
+        future = self.client.submit(
+            remote, started_name, function, source, limits.max_details_bytes, pure=False
+        )
         try:
-            return settled(await future)
+            return settled(await self.timed_from_start(future, started_name, limits))
         except asyncio.CancelledError:
             # A timeout or Ctrl-C: stop the task without making this attempt wait for it.
             cleanup = asyncio.create_task(self.stop_task(future.key))
@@ -101,11 +121,73 @@ class DaskExecutor(Executor):
         except SourceError:
             raise
         except Exception as error:  # e.g. KilledWorker: the workers running it kept dying
+            if self.client.status != "running":  # Dask cancelled every task it had: one line
+                raise self.scheduler_lost(source) from None
             raise SourceError(f"on the Dask cluster at {self.where}: {one_line(error)}") from None
+
+    async def timed_from_start(
+        self, future: Future, started_name: str, limits: CallLimits
+    ) -> tuple[bool, str]:
+        """The task's outcome. `limits.started()` is called once a worker starts the task, so
+        that the time it waited in the cluster's queue (behind other runs' tasks, say) does
+        not count against its timeout. A task that Dask starts a second time (its worker
+        stopped while running it) fails the attempt at once, and is not waited for."""
+        starts = self.task_starts[started_name] = TaskStarts()
+        outcome = asyncio.ensure_future(future)
+        try:
+            started = asyncio.ensure_future(starts.first.wait())
+            await asyncio.wait([started, outcome], return_when=asyncio.FIRST_COMPLETED)
+            started.cancel()
+            limits.started()
+            again = asyncio.ensure_future(starts.again.wait())
+            await asyncio.wait([again, outcome], return_when=asyncio.FIRST_COMPLETED)
+            again.cancel()
+            if starts.again.is_set():
+                # Not stop_task: restarting the worker would re-run other tasks in turn.
+                with contextlib.suppress(Exception):
+                    await self.client_of_run().cancel([future.key], force=True)
+                raise SourceError(RERUN_ERROR)
+            result: tuple[bool, str] = await outcome
+            return result
+        finally:
+            outcome.cancel()
+            del self.task_starts[started_name]
+
+    def task_started(self, event: tuple[float, Any]) -> None:
+        """Hears each task start (`run_once`) that the workers log to the scheduler."""
+        _, started_name = event
+        starts = self.task_starts.get(str(started_name))
+        if starts is not None:
+            (starts.again if starts.first.is_set() else starts.first).set()
+
+    def client_of_run(self) -> Client:
+        assert self.client is not None, "started by Executors.get"
+        return self.client
+
+    def scheduler_lost(self, source: Source) -> SourceError:
+        """The error of a source that the loss of the scheduler failed. The sources it fails
+        together are named in one warning, soon after (Dask cancels all its tasks at once),
+        instead of Dask's own tracebacks."""
+        if not self.lost_sources:
+            asyncio.get_running_loop().call_later(LOST_SOURCES_GATHERED_SECONDS, self.report_lost)
+        self.lost_sources.append(source.id)
+        return SourceError(f"lost the Dask scheduler at {self.where}")
+
+    def report_lost(self) -> None:
+        if self.lost_sources:
+            log.warning(
+                "lost the Dask scheduler at %s: %d source(s) failed: %s",
+                self.where,
+                len(self.lost_sources),
+                ", ".join(self.lost_sources),
+            )
+        self.lost_sources = []
 
     async def stop_task(self, key: Any) -> None:
         """Cancel a task; a worker still running it is restarted (by its nanny), because
-        Python cannot stop a running thread."""
+        Python cannot stop a running thread, but only once the other tasks running there
+        have finished: restarting it at once made Dask run them again (other runs' healthy
+        sources among them)."""
         assert self.client is not None
         with contextlib.suppress(Exception):  # the cluster may be going away already
             await self.client.cancel([key], force=True)
@@ -114,15 +196,28 @@ class DaskExecutor(Executor):
             for _ in range(int(DASK_STOP_GRACE_SECONDS / 0.25)):
                 running = await self.client.call_stack(keys=[key])
                 if running:
-                    stuck = ", ".join(running)
-                    log.warning(
-                        "restarting the Dask workers %s: a timed-out source is stuck", stuck
-                    )
-                    await self.client.restart_workers(list(running))
+                    await self.restart_when_drained(list(running))
                     return
                 await asyncio.sleep(0.25)
 
+    async def restart_when_drained(self, workers: list[str]) -> None:
+        """Restart `workers` once no task that anyone still wants runs there: each is
+        paused first (Dask gives a paused worker no new task), so that this happens as soon
+        as the tasks it runs for other sources and runs have finished, or timed out in turn.
+        After DASK_DRAIN_SECONDS it is restarted anyway, and Dask runs those again."""
+        assert self.client is not None
+        await self.client.run(pause_worker, workers=workers)
+        deadline = asyncio.get_running_loop().time() + DASK_DRAIN_SECONDS
+        while asyncio.get_running_loop().time() < deadline:
+            wanted = await self.client.run(tasks_still_wanted, workers=workers)
+            if not any(wanted.values()):
+                break
+            await asyncio.sleep(0.25)
+        log.warning("restarting the Dask workers %s: a timed-out source is stuck", workers)
+        await self.client.restart_workers(workers)
+
     async def close(self) -> None:
+        self.report_lost()  # the run ended before the warning was due
         if self.cleanups and self.cluster is None:
             # Another's cluster: leave no stuck task behind. A LocalCluster of our own is
             # closed below, which stops its workers anyway.
@@ -130,7 +225,72 @@ class DaskExecutor(Executor):
         for cleanup in self.cleanups:
             cleanup.cancel()
         if self.client is not None:
-            await self.client.close()
+            await self.client.close()  # closing a client that lost its scheduler logs an error
+        logging.getLogger("distributed.client").removeFilter(self.quiet_client_logs)
         if self.cluster is not None:
             # Stops its worker processes; awaitable as the cluster is asynchronous.
             await self.cluster.close()  # type: ignore[misc]
+
+
+class LostSchedulerFilter(logging.Filter):
+    """Keeps Dask's client from logging tracebacks about a scheduler that went away (it tries
+    to reconnect, gives up, is closed): the executor says so itself, in one line."""
+
+    def __init__(self, executor: DaskExecutor) -> None:
+        super().__init__()
+        self.executor = executor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        client = self.executor.client
+        return client is None or client.status == "running"
+
+
+class TaskStarts:
+    """When a task of ours started on a worker, and whether it started again."""
+
+    def __init__(self) -> None:
+        self.first = asyncio.Event()
+        self.again = asyncio.Event()
+
+
+# What runs on a Dask worker. Each task first logs its start to the scheduler, which passes it
+# on to the executor's client: the attempt's timeout counts from then, and a second start
+# shows that Dask ran the task again after its worker stopped (a source that ended its
+# process, a worker restarted to stop a timed-out source), unseen by the run, which reported
+# one attempt for two runs. Such an attempt now fails, and the source's `retries` decide
+# whether it is tried again, each try counted as an attempt.
+STARTED_TOPIC = f"{PACKAGE}-task-started"
+RERUN_ERROR = "its Dask worker stopped while running it (Dask would have run it again)"
+
+
+def run_once(
+    started_name: str, function: SourceFunction, source: Source, max_details_bytes: int
+) -> tuple[bool, str]:
+    log_start(started_name)
+    return run_elsewhere(function, source, max_details_bytes)
+
+
+async def run_once_async(
+    started_name: str, function: SourceFunction, source: Source, max_details_bytes: int
+) -> tuple[bool, str]:
+    log_start(started_name)
+    return await run_elsewhere_async(function, source, max_details_bytes)
+
+
+def log_start(started_name: str) -> None:
+    from distributed import get_worker
+
+    # Sent over the worker's own connection to the scheduler: no client, no waiting.
+    get_worker().log_event(STARTED_TOPIC, started_name)
+
+
+def pause_worker(dask_worker: Worker) -> None:
+    """Runs on a worker (`Client.run`): the scheduler gives it no new task."""
+    from distributed.core import Status
+
+    dask_worker.status = Status.paused
+
+
+def tasks_still_wanted(dask_worker: Worker) -> int:
+    """Runs on a worker: how many of the tasks it runs are still wanted (not cancelled)."""
+    return sum(1 for task in dask_worker.state.executing if task.state != "cancelled")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import random
@@ -191,13 +192,16 @@ class SourceRunner:
         self, source: Source, function: SourceFunction, executor: Executor, limits: CallLimits
     ) -> Attempt:
         timeout = source.limits.timeout_seconds
-        deadline = SourceDeadline(source.id, timeout)
+        # On an executor that queues the attempt (Dask), its clock starts when it starts.
+        deadline = SourceDeadline(source.id, timeout, started=not executor.reports_start)
         # What the source starts on the event loop is blamed on it (contained_loop.py).
         scope = SourceScope(source.id)
         token = CURRENT_SOURCE.set(scope)
         try:
             async with deadline.timeout:
-                summary = await executor.call(function, source, limits)
+                summary = await executor.call(
+                    function, source, dataclasses.replace(limits, started=deadline.start)
+                )
                 # A turn of the loop, for the callbacks it scheduled before it returned.
                 await asyncio.sleep(0)
             checked = checked_summary(summary, self.max_details_bytes)
@@ -228,14 +232,21 @@ class SourceDeadline:
     in_process.LoopHolds): then nothing on the loop moved, this source included, and only the
     source that held it may be timed out for it."""
 
-    def __init__(self, source_id: str, seconds: float | None) -> None:
+    def __init__(self, source_id: str, seconds: float | None, started: bool = True) -> None:
         self.source_id = source_id
         self.seconds = seconds
         self.started = time.perf_counter()
         self.timeout = asyncio.timeout(None)
         self.check: asyncio.TimerHandle | None = None
-        if seconds is not None:
-            self.check = asyncio.get_running_loop().call_later(seconds, self.expire_if_due)
+        if started:
+            self.start()
+
+    def start(self) -> None:
+        """Start the clock now (again, for an attempt that waited in a cluster's queue)."""
+        self.close()
+        self.started = time.perf_counter()
+        if self.seconds is not None:
+            self.check = asyncio.get_running_loop().call_later(self.seconds, self.expire_if_due)
 
     def remaining(self) -> float:
         assert self.seconds is not None

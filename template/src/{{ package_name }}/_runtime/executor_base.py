@@ -27,6 +27,9 @@ class CallLimits:
 
     max_details_bytes: int
     warn: Callable[[str], None]
+    # Called by an executor that queues an attempt (a Dask cluster) when the attempt starts
+    # to run: its timeout counts from then, not from when it was queued.
+    started: Callable[[], None] = lambda: None
 
 
 class ExecutorError(Exception):
@@ -35,6 +38,10 @@ class ExecutorError(Exception):
 
 class Executor:
     """Runs one attempt at a source somewhere and returns what its `run` returned."""
+
+    # Whether `call` calls `limits.started()` when the attempt starts to run after waiting in
+    # a queue of the executor's own: its timeout then counts from there.
+    reports_start = False
 
     async def start(self) -> None:
         """Get ready (start a pool, reach a cluster); ExecutorError if it cannot."""

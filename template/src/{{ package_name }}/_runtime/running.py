@@ -16,6 +16,7 @@ from agno.run.base import RunStatus
 from agno.run.workflow import WorkflowCompletedEvent, WorkflowRunOutput
 from agno.workflow.types import StepOutput
 
+from .children import no_process_left_behind
 from .config import REPORT_STEP, ExecutorName, WorkflowConfig
 from .contained_loop import new_loop
 from .executors import EXECUTORS, Executors, pooled_specs
@@ -101,8 +102,9 @@ def execute(
         interruption.interrupt()
         loop.remove_signal_handler(signal.SIGINT)  # the next Ctrl-C: KeyboardInterrupt
 
-    # A loop that contains what a source leaves running on it (contained_loop.py).
-    with asyncio.Runner(loop_factory=new_loop) as runner:
+    # A loop that contains what a source leaves running on it (contained_loop.py); what
+    # the sources started ends with the run (children.py).
+    with no_process_left_behind(), asyncio.Runner(loop_factory=new_loop) as runner:
         outcome = runner.run(watched())
     if interruption.interrupted:
         if db is not None and outcome.run_id is not None:

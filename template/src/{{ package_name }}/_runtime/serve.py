@@ -15,6 +15,7 @@ import os
 import socket
 import sys
 
+from .children import no_process_left_behind
 from .config import ExecutorName
 from .executors import preflight
 from .history import HistoryLocation, open_history
@@ -64,9 +65,10 @@ def serve(
         for warning in warnings:
             print(warning)
         sys.stdout.flush()  # before uvicorn's log lines, which go to stderr
-        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run(
-            sockets=[sock]
-        )
+        # What the runs' sources started ends with the server, at the latest (children.py).
+        with no_process_left_behind():
+            server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
+            server.run(sockets=[sock])
 
 
 def security_warnings(host: str, keyed: bool, allow_unauthenticated: bool) -> list[str]:

@@ -14,6 +14,7 @@ import inspect
 import time
 import traceback
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -224,7 +225,9 @@ def load_source_function(config: WorkflowConfig, source: Source) -> SourceFuncti
         raise ConfigError(f"source {source.id!r} has no module {relative}") from None
     except SyntaxError as error:
         return _failing(f"{relative} line {error.lineno}: SyntaxError: {error.msg}")
-    except (Exception, SystemExit) as error:
+    except KeyboardInterrupt:
+        raise  # Ctrl-C while the modules import: the user stops the program
+    except BaseException as error:  # anything else its code raises, `raise BaseException` too
         return _failing(f"{relative}{_line_in(error, relative)}: {type(error).__name__}: {error}")
     for name in SOURCE_FUNCTION_NAMES:
         function = getattr(module, name, None)
@@ -234,10 +237,21 @@ def load_source_function(config: WorkflowConfig, source: Source) -> SourceFuncti
 
 
 def _failing(message: str) -> SourceFunction:
-    def cannot_run(source: Source) -> Any:
-        raise SourceError(" ".join(message.split()))
+    return CannotRun(" ".join(message.split()))
 
-    return cannot_run
+
+@dataclass(frozen=True)
+class CannotRun:
+    """The `run` of a source whose module does not import: it fails with the module's error.
+
+    A class at module level, not a closure, so that it pickles by reference to a worker
+    process or a Dask worker, and the source fails there with its own error.
+    """
+
+    message: str
+
+    def __call__(self, source: Source) -> Any:
+        raise SourceError(self.message)
 
 
 def _line_in(error: BaseException, relative: str) -> str:
