@@ -15,7 +15,8 @@ So the server speaks HTTP through a subclass of uvicorn's h11 protocol that
   waited longest for a request (a half-sent one, or an idle keep-alive one), so that a real
   client, which sends its request at once, still gets in; when every connection is busy with
   a request, the newcomer is closed instead;
-- says what it closed in one warning line per LOG_INTERVAL_SECONDS, not one per connection.
+- says what it closed in one warning line per LOG_INTERVAL_SECONDS, not one per connection;
+  so does a failed accept(), which asyncio would log with a traceback each time.
 """
 
 from __future__ import annotations
@@ -34,14 +35,17 @@ from uvicorn.server import ServerState
 
 from .settings import ServeSettings
 
-# The kernel's queue of connections not yet accepted; asyncio also accepts up to this many in
-# one go before any of them reaches the protocol, so the file limit must leave room for them.
-LISTEN_BACKLOG = 128
-# The files the server needs besides its connections: the history, pools, pipes, logs.
-FILES_OF_ITS_OWN = 64
+# The kernel's queue of connections not yet accepted: uvicorn's. A shorter one would make
+# clients wait (a connection refused while it is full is retried a second later).
+LISTEN_BACKLOG = 2048
+# The files the server needs besides its connections (the history, pools, pipes, logs), and
+# room for the connections asyncio accepts in one go before the protocol sees them and closes
+# others. Should a burst still exhaust the limit, asyncio retries accept() a second later.
+FILES_RESERVED = 128
+ACCEPT_FAILED = "socket.accept() out of system resource"  # asyncio's message
 LOG_INTERVAL_SECONDS = 60.0
-HEADERS_LATE = "sent no complete headers in time"
-BODY_LATE = "sent no complete body in time"
+HEADERS_LATE = "closed without complete headers in time"
+BODY_LATE = "closed without a complete body in time"
 logger = logging.getLogger("uvicorn.error")  # uvicorn's own log, on stderr
 
 
@@ -69,7 +73,7 @@ class ConnectionLimits:
     def log(self) -> None:
         if self.closed:
             counts = ", ".join(f"{number} {reason}" for reason, number in self.closed.items())
-            logger.warning("closed connections: %s", counts)
+            logger.warning("connections: %s", counts)
             self.closed.clear()
             # Another line no sooner than LOG_INTERVAL_SECONDS from now.
             self.report = asyncio.get_running_loop().call_later(LOG_INTERVAL_SECONDS, self.log)
@@ -80,7 +84,7 @@ class ConnectionLimits:
 def connection_limits(options: ServeSettings) -> ConnectionLimits:
     """The limits of `options`, with max_connections lowered to what the open-file limit
     allows; the soft limit is raised first, up to the hard one, as far as they need."""
-    wanted = options.max_connections + LISTEN_BACKLOG + FILES_OF_ITS_OWN
+    wanted = options.max_connections + FILES_RESERVED
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < wanted:
         raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
@@ -91,11 +95,11 @@ def connection_limits(options: ServeSettings) -> ConnectionLimits:
             pass  # the soft limit stays as it is, and the cap below follows it
     allowed = options.max_connections
     if soft != resource.RLIM_INFINITY:
-        allowed = min(allowed, soft - LISTEN_BACKLOG - FILES_OF_ITS_OWN)
+        allowed = min(allowed, soft - FILES_RESERVED)
     if allowed < 1:
         raise LimitError(
             f"the open-file limit of {soft} leaves no room for connections: the server needs "
-            f"{LISTEN_BACKLOG + FILES_OF_ITS_OWN + 1} at least; raise it (ulimit -n)"
+            f"{FILES_RESERVED + 1} at least; raise it (ulimit -n)"
         )
     return ConnectionLimits(options.header_timeout_seconds, options.body_timeout_seconds, allowed)
 
@@ -106,6 +110,22 @@ class LimitedConfig(uvicorn.Config):
     def __init__(self, app: Any, limits: ConnectionLimits, **options: Any) -> None:
         super().__init__(app, http=LimitedH11Protocol, backlog=LISTEN_BACKLOG, **options)
         self.limits = limits
+        logging.getLogger("asyncio").addFilter(AcceptFailures(limits))
+
+
+class AcceptFailures(logging.Filter):
+    """Counts asyncio's "socket.accept() out of system resource" (too many open files: it
+    retries a second later) in ConnectionLimits' line instead of a traceback each time."""
+
+    def __init__(self, limits: ConnectionLimits) -> None:
+        super().__init__()
+        self.limits = limits
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith(ACCEPT_FAILED):
+            return True
+        self.limits.count("accept() calls that found no free file (retried a second later)")
+        return False
 
 
 class LimitedH11Protocol(H11Protocol):
@@ -172,7 +192,7 @@ class LimitedH11Protocol(H11Protocol):
         if not waiting:
             return False
         oldest = min(waiting, key=lambda connection: connection.waiting_since or 0.0)
-        self.limits.count("closed at the connection limit, waiting for a request")
+        self.limits.count("closed at the connection limit while waiting for a request")
         oldest.close()
         return True
 
