@@ -32,6 +32,7 @@ from .executors import Executors, pooled_specs
 from .history import HistoryError, stored_run
 from .http_docs import add_docs_routes
 from .http_guards import add_guards
+from .interrupted_runs import stand_in
 from .page import record_page
 from .registry import discover
 from .running import RunOutcome, on_executor, run_workflow
@@ -179,8 +180,11 @@ def add_run_route(
         run = workflow.deep_copy()
         if stream:
             events = event_stream(run, workflow_id, message, db, executors)
-            return StreamingResponse(events, media_type="text/event-stream")
-        outcome = await run_workflow(run, message, db=db, executors=executors)
+            return StreamingResponse(
+                standing_in(events, db, workflow_id, run), media_type="text/event-stream"
+            )
+        with stand_in(db, workflow_id, run):  # failed at restart if the server is killed
+            outcome = await run_workflow(run, message, db=db, executors=executors)
         return JSONResponse(run_document(workflow_id, outcome))
 
 
@@ -239,6 +243,15 @@ async def event_stream(
         # A no-op once the run is over; before, the client went away: stop it, as Ctrl-C does.
         run.cancel()
     yield server_sent_event(OUTCOME_EVENT, run_document(workflow_id, outcome))
+
+
+async def standing_in(
+    events: AsyncIterator[str], db: BaseDb, workflow_id: str, workflow: Workflow
+) -> AsyncIterator[str]:
+    """`events`, with a stand-in for the run in the history while they last."""
+    with stand_in(db, workflow_id, workflow):  # failed at restart if the server is killed
+        async for event in events:
+            yield event
 
 
 def server_sent_event(name: str, data: dict[str, Any]) -> str:

@@ -45,6 +45,7 @@ def serve(
 
         from .http_app import api_settings, build_app
         from .http_limits import LISTEN_BACKLOG, LimitedConfig, LimitError, connection_limits
+        from .interrupted_runs import mark_interrupted
     except ImportError:
         raise ServeError(SERVE_EXTRA) from None
     settings = api_settings()
@@ -59,9 +60,14 @@ def serve(
             f"note: only requests addressed to {host} or to this machine's loopback names are "
             f"answered; add the host names clients use to serve.allowed_hosts in {SETTINGS_PATH}"
         )
-    app = build_app(
-        open_history(location), host=host, options=options, settings=settings, executor=executor
-    )
+    db = open_history(location)
+    interrupted = mark_interrupted(db)
+    if interrupted:
+        warnings.append(
+            f"note: {interrupted} run(s) left running by a server that stopped are now "
+            "recorded as failed (interrupted)"
+        )
+    app = build_app(db, host=host, options=options, settings=settings, executor=executor)
     asyncio.run(preflight(app.state.executor_specs))  # ExecutorError: one line, exit code 2
     with listen(host, port, LISTEN_BACKLOG) as sock:
         # Only now that the port is ours: nothing claims to serve where it cannot.
