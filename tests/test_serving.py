@@ -1,12 +1,16 @@
 """The `serve` extra on its own: a fresh virtual environment holding only the rendered project,
 its `serve` and `postgres` extras and pytest runs the rendered project's HTTP tests. The wheels
-come from .wheelhouse (scripts/bootstrap fills it), so the test itself needs no network."""
+come from .wheelhouse (scripts/bootstrap fills it), so the test itself needs no network.
+And the served API against its own OpenAPI document, with Schemathesis."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 from helpers import TEMPLATE, copier
@@ -65,3 +69,75 @@ def test_the_serve_extra_alone_runs_the_rendered_http_tests(tmp_path: Path) -> N
     assert " passed" in result.stdout
     if os.environ.get("TEST_DATABASE_URL"):  # .ci/run starts a server: PostgreSQL must run
         assert "skipped" not in result.stdout, result.stdout[-2000:]
+
+
+# Schemathesis's checks of what the server answers: no 5xx, and every status code, content type
+# and body as the OpenAPI document says.
+CONFORMANCE = (
+    "not_a_server_error,status_code_conformance,content_type_conformance,"
+    "response_schema_conformance"
+)
+
+
+def test_the_served_api_answers_as_its_openapi_document_says(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    rendered = copier("copy", "--defaults", "--vcs-ref=HEAD", str(TEMPLATE), str(project))
+    assert rendered.returncode == 0, rendered.stderr
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    key = "schemathesis-test-key"
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(project / "src"),
+        "AGNO_TELEMETRY": "false",
+        "OS_SECURITY_KEY": key,
+        "PARALLEL_WORKFLOW_HISTORY_DB": str(tmp_path / "history.sqlite"),
+    }
+    # The rendered tests' program that makes every source synthetic, then serves.
+    program = "from tests.conftest import SYNTHETIC_PROGRAM; exec(SYNTHETIC_PROGRAM)"
+    log = tmp_path / "server.log"
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-c", program, "serve", "--port", str(port)],
+            cwd=project,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, log.read_text("utf-8")
+            assert time.monotonic() < deadline, log.read_text("utf-8")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        result = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "schemathesis"),
+                "run",
+                f"http://127.0.0.1:{port}/openapi.json",
+                "--header",
+                f"Authorization: Bearer {key}",
+                "--checks",
+                CONFORMANCE,
+                "--max-examples",
+                "15",
+                "--seed",
+                "18",
+                "--request-timeout",
+                "30",
+                "--no-color",
+            ],
+            cwd=tmp_path,  # where it writes its .schemathesis folder
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        server.kill()
+        server.wait()
+    assert result.returncode == 0, result.stdout[-6000:] + log.read_text("utf-8")[-3000:]

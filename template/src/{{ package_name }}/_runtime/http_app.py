@@ -23,7 +23,8 @@ from agno.os.routers.health import get_health_router
 from agno.os.routers.session import get_session_router
 from agno.os.routers.workflows import get_workflow_router
 from agno.os.settings import AgnoAPISettings
-from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException
+from agno.run.workflow import WorkflowRunOutput
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 
@@ -33,6 +34,7 @@ from .executors import Executors, pooled_specs
 from .history import HistoryError, stored_run
 from .http_docs import add_docs_routes
 from .http_guards import add_guards
+from .interrupted_runs import stand_in
 from .page import record_page
 from .registry import discover
 from .running import RunOutcome, on_executor, run_workflow
@@ -42,17 +44,23 @@ if TYPE_CHECKING:
     from agno.db.base import BaseDb
     from agno.workflow import Workflow
 
-# The routes served as Agno's routers define them: health, the workflows, a run read back
-# and its session (whose session_state holds the aggregation).
+# The routes served as Agno's routers define them: health, the workflows and a run's session
+# (whose session_state holds the aggregation). A run is read back by a route of this module:
+# Agno's answers 500 to an empty session_id.
 AGNO_ROUTES = frozenset(
     {
         ("GET", "/health"),
         ("GET", "/workflows"),
         ("GET", "/workflows/{workflow_id}"),
-        ("GET", "/workflows/{workflow_id}/runs/{run_id}"),
         ("GET", "/sessions/{session_id}"),
     }
 )
+# What every route of this module may answer besides its own: no or a wrong key (when
+# OS_SECURITY_KEY is set), and a Host header this server is not reached by (http_guards.py).
+GUARDED: dict[int | str, dict[str, Any]] = {
+    400: {"description": "A Host header that this server does not answer"},
+    401: {"description": "No or a wrong `Authorization: Bearer <OS_SECURITY_KEY>`"},
+}
 OUTCOME_EVENT = "RunOutcome"  # the name of a stream's last event, the run's document
 logger = logging.getLogger(__name__)
 
@@ -102,6 +110,7 @@ def build_app(
     key_check = [Depends(get_authentication_dependency(settings))]
     app.state.executor_specs = specs  # for serve's checks before it listens
     add_run_route(app, workflows, db, executors, runs, key_check)
+    add_stored_run_route(app, db, key_check)
     add_page_route(app, db, key_check)
     add_docs_routes(app, key_check)
     add_guards(app, host, options or ServeSettings())
@@ -174,6 +183,12 @@ def add_run_route(
         description="The run as JSON; with stream=true, Agno's events as server-sent events, "
         f"the last one ({OUTCOME_EVENT}) that same JSON document.",
         response_model=None,
+        responses={
+            **GUARDED,
+            200: {"content": {"application/json": {}, "text/event-stream": {}}},
+            403: {"description": "Sent from a web page of another origin"},
+            404: {"description": "No such workflow"},
+        },
     )
     async def create_run(
         workflow_id: str,
@@ -187,8 +202,11 @@ def add_run_route(
         run = workflow.deep_copy()
         if stream:
             events = event_stream(run, workflow_id, message, db, executors, runs)
-            return StreamingResponse(events, media_type="text/event-stream")
-        outcome = await runs.run(run_workflow(run, message, db=db, executors=executors))
+            return StreamingResponse(
+                standing_in(events, db, workflow_id, run), media_type="text/event-stream"
+            )
+        with stand_in(db, workflow_id, run):  # failed at restart if the server is killed
+            outcome = await runs.run(run_workflow(run, message, db=db, executors=executors))
         return JSONResponse(run_document(workflow_id, outcome))
 
 
@@ -201,6 +219,7 @@ def add_page_route(app: FastAPI, db: BaseDb, dependencies: list[Any]) -> None:
         description="The page `history show RUN_ID --html` writes: the run's timeline as SVG, "
         "its sources, report and facts, self-contained.",
         response_class=HTMLResponse,
+        responses={**GUARDED, 404: {"description": "No such run in the history"}},
     )
     def stored_run_page(run_id: str) -> HTMLResponse:
         # A plain def: FastAPI runs it in a thread, so reading the history blocks no run.
@@ -209,6 +228,32 @@ def add_page_route(app: FastAPI, db: BaseDb, dependencies: list[Any]) -> None:
         except HistoryError as error:
             raise HTTPException(status_code=404, detail=str(error)) from None
         return HTMLResponse(page)
+
+
+def add_stored_run_route(app: FastAPI, db: BaseDb, dependencies: list[Any]) -> None:
+    @app.get(
+        "/workflows/{workflow_id}/runs/{run_id}",
+        dependencies=dependencies,
+        tags=["Workflows"],
+        summary="A stored run",
+        description="The run as Agno stores it: status, content (the report), step results, "
+        "metrics. Requires the session_id that the run answered.",
+        responses={**GUARDED, 404: {"description": "No such run of this workflow in this session"}},
+    )
+    def stored_workflow_run(
+        workflow_id: str,
+        run_id: str,
+        session_id: Annotated[str, Query(min_length=1, description="the run's session_id")],
+    ) -> dict[str, Any]:
+        # A plain def: FastAPI runs it in a thread, so reading the history blocks no run.
+        run = db.get_run(run_id)
+        if not (
+            isinstance(run, WorkflowRunOutput)
+            and run.session_id == session_id
+            and run.workflow_id == workflow_id
+        ):
+            raise HTTPException(status_code=404, detail="Run not found")
+        return run.to_dict()
 
 
 def run_document(workflow_id: str, outcome: RunOutcome) -> dict[str, Any]:
@@ -257,6 +302,15 @@ async def event_stream(
         # A no-op once the run is over; before, the client went away: stop it, as Ctrl-C does.
         run.cancel()
     yield server_sent_event(OUTCOME_EVENT, run_document(workflow_id, outcome))
+
+
+async def standing_in(
+    events: AsyncIterator[str], db: BaseDb, workflow_id: str, workflow: Workflow
+) -> AsyncIterator[str]:
+    """`events`, with a stand-in for the run in the history while they last."""
+    with stand_in(db, workflow_id, workflow):  # failed at restart if the server is killed
+        async for event in events:
+            yield event
 
 
 def server_sent_event(name: str, data: dict[str, Any]) -> str:

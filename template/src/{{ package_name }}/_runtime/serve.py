@@ -45,21 +45,32 @@ def serve(
         import uvicorn
 
         from .http_app import api_settings, build_app
+        from .http_limits import LISTEN_BACKLOG, LimitedConfig, LimitError, connection_limits
+        from .interrupted_runs import mark_interrupted
     except ImportError:
         raise ServeError(SERVE_EXTRA) from None
     settings = api_settings()
     warnings = security_warnings(host, bool(settings.os_security_key), allow_unauthenticated)
     options = load_settings().serve
+    try:
+        limits = connection_limits(options)
+    except LimitError as error:
+        raise ServeError(str(error)) from None
     if not is_loopback(host) and not options.allowed_hosts:
         warnings.append(
             f"note: only requests addressed to {host} or to this machine's loopback names are "
             f"answered; add the host names clients use to serve.allowed_hosts in {SETTINGS_PATH}"
         )
-    app = build_app(
-        open_history(location), host=host, options=options, settings=settings, executor=executor
-    )
+    db = open_history(location)
+    interrupted = mark_interrupted(db)
+    if interrupted:
+        warnings.append(
+            f"note: {interrupted} run(s) left running by a server that stopped are now "
+            "recorded as failed (interrupted)"
+        )
+    app = build_app(db, host=host, options=options, settings=settings, executor=executor)
     asyncio.run(preflight(app.state.executor_specs))  # ExecutorError: one line, exit code 2
-    with listen(host, port) as sock:
+    with listen(host, port, LISTEN_BACKLOG) as sock:
         # Only now that the port is ours: nothing claims to serve where it cannot.
         print(f"Serving on {url(host, port)} (API docs at /docs); run history: {location}")
         for warning in warnings:
@@ -67,8 +78,8 @@ def serve(
         sys.stdout.flush()  # before uvicorn's log lines, which go to stderr
         # What the runs' sources started ends with the server, at the latest (children.py).
         with no_process_left_behind():
-            server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
-            server.run(sockets=[sock])
+            config = LimitedConfig(app, limits, host=host, port=port, log_level="info")
+            uvicorn.Server(config).run(sockets=[sock])
 
 
 def security_warnings(host: str, keyed: bool, allow_unauthenticated: bool) -> list[str]:
@@ -93,14 +104,14 @@ def security_warnings(host: str, keyed: bool, allow_unauthenticated: bool) -> li
     ]
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, backlog: int) -> socket.socket:
     """A socket listening on host:port; ServeError, in one line, when it cannot be had."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     try:
         # As uvicorn does: a restarted server need not wait for old connections to time out.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        sock.listen(2048)  # uvicorn's backlog
+        sock.listen(backlog)
     except OSError as error:  # also a host name that does not resolve (socket.gaierror)
         sock.close()
         reason = (error.strerror or str(error)).lower()

@@ -50,7 +50,8 @@ class HistorySettings(BaseModel):
 
 
 class ServeSettings(BaseModel):
-    """Who may call `serve` besides this machine (see serve.py)."""
+    """Who may call `serve` besides this machine (see serve.py), and how long and how many
+    connections it holds (see http_limits.py)."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
 
@@ -60,6 +61,13 @@ class ServeSettings(BaseModel):
     # Browser origins, e.g. `https://dashboard.example.com`, allowed to call the API; CORS
     # stays off while this is empty.
     cors_origins: list[Text] = []
+    # Seconds a client has to send a request's line and headers, and then its body; past
+    # them its connection is closed.
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # Connections held at once, fewer if the open-file limit allows fewer; past it, the one
+    # that has waited longest for a request is closed.
+    max_connections: int = Field(default=1000, ge=1, le=100_000)
 
 
 class Settings(BaseSettings):
