@@ -97,16 +97,16 @@ def open_history(location: HistoryLocation | None = None) -> BaseDb:
     location = location or history_location()
     if location.database_url is not None:
         try:
-            from agno.db.postgres import PostgresDb
+            from .history_db import PostgresHistory
         except ImportError:
             raise MissingExtra(
                 'DATABASE_URL needs PostgreSQL support: pip install -e ".[postgres]"'
             ) from None
-        db: BaseDb = PostgresDb(db_url=location.database_url, id="history")
+        db: BaseDb = PostgresHistory(db_url=location.database_url, id="history")
         lock: contextlib.AbstractContextManager[object] = advisory_lock(db)
     else:
         try:
-            from agno.db.sqlite import SqliteDb
+            from .history_db import SqliteHistory
         except ImportError:
             raise MissingExtra(
                 'the run history needs SQLite support: pip install -e ".[serve]"'
@@ -119,7 +119,7 @@ def open_history(location: HistoryLocation | None = None) -> BaseDb:
                 f"cannot use the history in {location}: {error.strerror or error}"
             ) from None
         refuse_another_programs_file(location.sqlite_file)
-        db = SqliteDb(db_file=str(location.sqlite_file), id="history")
+        db = SqliteHistory(db_file=str(location.sqlite_file), id="history")
         lock = file_lock(location.sqlite_file.with_name(location.sqlite_file.name + ".lock"))
     # Installed with Agno's sqlite and postgres extras, which opening the database needed.
     from sqlalchemy import inspect
@@ -230,7 +230,7 @@ def _record(row: dict[str, Any]) -> RunRecord:
         status=str(row["status"]),
         duration_seconds=(run.get("metrics") or {}).get("duration"),
         aggregation=_aggregation(step_results),
-        report=_report(step_results),
+        report=_report(run),
     )
 
 
@@ -318,9 +318,13 @@ def _aggregation(step_results: list[dict[str, Any]]) -> Aggregation | None:
     return None
 
 
-def _report(step_results: list[dict[str, Any]]) -> str | None:
+def _report(run: dict[str, Any]) -> str | None:
+    step_results = run.get("step_results") or []
     for step in step_results:
         if step.get("step_name") == REPORT_STEP and step.get("success", True):
             content = step.get("content")
+            if content is None and step is step_results[-1]:
+                # The last step's content is stored once, as the run's (see history_db.py).
+                content = run.get("content")
             return content if isinstance(content, str) else None
     return None

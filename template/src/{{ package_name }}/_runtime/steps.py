@@ -159,8 +159,6 @@ def aggregate_results(
         _branch_result(source, branches.get(source.id) or step_input.get_step_output(source.id))
         for source in config.sources
     ]
-    if parallel is not None:
-        fold_into_aggregation(parallel, results)
     aggregation = aggregate(
         workflow_id=config.workflow_id,
         workflow_name=config.name,
@@ -174,26 +172,6 @@ def aggregate_results(
     # Text, as an Agent reads it; the history reads the aggregation back from it.
     # Compact: with `indent`, the json module encodes in Python, 10 ms per 200 sources here.
     return StepOutput(content=aggregation.model_dump_json())
-
-
-def fold_into_aggregation(parallel: StepOutput, results: list[SourceResult]) -> None:
-    """Shorten the Parallel block's outputs once the aggregation holds them.
-
-    Agno stores every step's output with the run: each branch's result, then the Parallel
-    block's own text, which repeats every branch whole. A source's result (a 1 MB error, say)
-    would be stored in each and again in the aggregation. Each branch keeps one line (its
-    status and record count; live progress has already shown its whole result) and the block
-    a summary, so that the aggregation is the one stored copy of every result.
-    """
-    by_id = {result.id: result for result in results}
-    for branch in parallel.steps or []:
-        result = by_id.get(branch.step_name or "")
-        if result is not None:
-            branch.content = f"{result.status.label}, {result.records:,} records"
-    failed = sum(1 for result in results if not result.ok)
-    parallel.content = (
-        f"{len(results)} sources, {failed} not ok: each source's result is in {AGGREGATION_STEP}"
-    )
 
 
 def write_report(step_input: StepInput) -> StepOutput:
