@@ -118,7 +118,7 @@ def open_history(location: HistoryLocation | None = None) -> BaseDb:
             raise HistoryError(
                 f"cannot use the history in {location}: {error.strerror or error}"
             ) from None
-        refuse_another_programs_file(location.sqlite_file)
+        check_sqlite_file(location.sqlite_file)
         db = SqliteHistory(db_file=str(location.sqlite_file), id="history")
         lock = file_lock(location.sqlite_file.with_name(location.sqlite_file.name + ".lock"))
     # Installed with Agno's sqlite and postgres extras, which opening the database needed.
@@ -144,19 +144,29 @@ def open_history(location: HistoryLocation | None = None) -> BaseDb:
     return db
 
 
-def refuse_another_programs_file(sqlite_file: Path) -> None:
-    """HistoryError if the file is another program's database: creating Agno's tables in it
-    would change a file that is not ours. Read-only, before Agno opens it: opening it would
+def check_sqlite_file(sqlite_file: Path) -> None:
+    """HistoryError if the SQLite file is another program's database (creating Agno's tables
+    in it would change a file that is not ours) or is damaged (Agno would find out in the
+    middle of a run, with a traceback). Read-only, before Agno opens it: opening it would
     already write to it (Agno switches it to write-ahead logging)."""
     try:
-        with contextlib.closing(sqlite3.connect(f"{sqlite_file.as_uri()}?mode=ro", uri=True)) as db:
+        uri = f"{sqlite_file.resolve().as_uri()}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
             tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master")]
+            if tables and not any(table.startswith(AGNO_TABLE_PREFIX) for table in tables):
+                raise HistoryError(
+                    f"{sqlite_file} is not a run history: it holds other tables "
+                    f"({', '.join(sorted(tables)[:3])}); choose another file"
+                )
+            # Every page's structure, which reading a few rows would not check: about 0.2 s
+            # for a history of 180 MB.
+            (problem,) = db.execute("PRAGMA quick_check(1)").fetchone()
     except sqlite3.Error as error:
         raise HistoryError(f"cannot use the history in {sqlite_file}: {error}") from None
-    if tables and not any(table.startswith(AGNO_TABLE_PREFIX) for table in tables):
+    if problem != "ok":
         raise HistoryError(
-            f"{sqlite_file} is not a run history: it holds other tables "
-            f"({', '.join(sorted(tables)[:3])}); choose another file"
+            f"cannot use the history in {sqlite_file}: the file is damaged "
+            f"({' '.join(problem.split())}): move it away to start a new history"
         )
 
 
