@@ -39,6 +39,17 @@ class SourceScope:
     source_id: str
     incidents: list[str] = field(default_factory=list)
     finished: bool = False
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)  # those it created
+
+    def blame_failed_tasks(self) -> None:
+        """Blame the tasks it created that have failed by now, unseen: asyncio would only say
+        so when one is destroyed, whenever the garbage collector gets to it."""
+        for task in self.tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                error = task.exception()  # which also tells asyncio it was seen
+                assert error is not None
+                self.blame(f"a task or callback it started raised {one_line(error)}")
+        self.tasks = [task for task in self.tasks if not task.done()]
 
     def blame(self, what: str) -> None:
         if what in self.incidents:  # a task's error: when it escaped, then when forgotten
@@ -126,6 +137,7 @@ def scoped_task(
         return asyncio.Task(coroutine, loop=loop, **options)
     task = SourceTask(coroutine, loop=loop, **options)
     task.source_scope = scope
+    scope.tasks.append(task)
     return task
 
 

@@ -80,6 +80,7 @@ class DaskExecutor(Executor):
             )
             self.client = await Client(self.cluster, asynchronous=True)
         logging.getLogger("distributed.client").addFilter(self.quiet_client_logs)
+        assert self.client is not None  # for mypy with Dask's older annotations
         self.client.subscribe_topic(STARTED_TOPIC, self.task_started)
         self.unusable = await self.import_problem()
 

@@ -204,6 +204,7 @@ class SourceRunner:
                 )
                 # A turn of the loop, for the callbacks it scheduled before it returned.
                 await asyncio.sleep(0)
+                scope.blame_failed_tasks()
             checked = checked_summary(summary, self.max_details_bytes)
         except TimeoutError as error:
             if deadline.timeout.expired():

@@ -185,7 +185,12 @@ def add_run_route(
         response_model=None,
         responses={
             **GUARDED,
-            200: {"content": {"application/json": {}, "text/event-stream": {}}},
+            200: {
+                "content": {
+                    "application/json": {},
+                    "text/event-stream": {},
+                },
+            },
             403: {"description": "Sent from a web page of another origin"},
             404: {"description": "No such workflow"},
         },
@@ -219,7 +224,10 @@ def add_page_route(app: FastAPI, db: BaseDb, dependencies: list[Any]) -> None:
         description="The page `history show RUN_ID --html` writes: the run's timeline as SVG, "
         "its sources, report and facts, self-contained.",
         response_class=HTMLResponse,
-        responses={**GUARDED, 404: {"description": "No such run in the history"}},
+        responses={
+            **GUARDED,
+            404: {"description": "No such run in the history"},
+        },
     )
     def stored_run_page(run_id: str) -> HTMLResponse:
         # A plain def: FastAPI runs it in a thread, so reading the history blocks no run.
@@ -238,7 +246,10 @@ def add_stored_run_route(app: FastAPI, db: BaseDb, dependencies: list[Any]) -> N
         summary="A stored run",
         description="The run as Agno stores it: status, content (the report), step results, "
         "metrics. Requires the session_id that the run answered.",
-        responses={**GUARDED, 404: {"description": "No such run of this workflow in this session"}},
+        responses={
+            **GUARDED,
+            404: {"description": "No such run of this workflow in this session"},
+        },
     )
     def stored_workflow_run(
         workflow_id: str,
