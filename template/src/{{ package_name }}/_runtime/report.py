@@ -8,7 +8,7 @@ from agno.agent import Agent
 from agno.models.base import Model
 from agno.models.utils import get_model
 
-from .results import Aggregation
+from .results import Aggregation, valid_text
 from .timeline import mermaid_gantt, mermaid_key, straggler
 
 REPORT_INSTRUCTIONS = [
@@ -46,7 +46,9 @@ def build_report_agent(model: Model | str) -> Agent:
     )
 
 
-# How much of each error the report shows.
+# How much of each error the report shows, cut as results.valid_text cuts every message:
+# the whole message is in the run's aggregation (`run --json`, `history show`), and the report
+# does not repeat a long one.
 REPORT_ERROR_CHARS = 300
 
 
@@ -81,10 +83,9 @@ def render_report(aggregation: Aggregation) -> str:
     failures = [source for source in aggregation.sources if not source.ok]
     if failures:
         lines += ["", "## Failed sources", ""]
-        lines += [
-            f"- {escape(source.name)} (`{source.id}`): {escape(shortened(source.error or ''))}"
-            for source in failures
-        ]
+        for source in failures:
+            error = valid_text(source.error or "", REPORT_ERROR_CHARS)
+            lines.append(f"- {escape(source.name)} (`{source.id}`): {escape(error)}")
     lines += timeline_section(aggregation)
     warned = [source for source in aggregation.sources if source.warnings]
     if warned:
@@ -110,15 +111,6 @@ def timeline_section(aggregation: Aggregation) -> list[str]:
             f"{escape(last.name)} (`{last.id}`) ended last, at {last.timing.finished:.2f} s.",
         ]
     return lines
-
-
-def shortened(error: str) -> str:
-    """An error as the report shows it: its first REPORT_ERROR_CHARS characters. The whole
-    message is in the run's aggregation (`run --json`, `history show`); the report, which Agno
-    stores twice (as the step's output and the run's), does not repeat a long one."""
-    if len(error) <= REPORT_ERROR_CHARS:
-        return error
-    return f"{error[:REPORT_ERROR_CHARS]}… ({len(error):,} characters in all)"
 
 
 def escape(text: str) -> str:
