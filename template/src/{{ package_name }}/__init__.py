@@ -1,14 +1,22 @@
 """Agno workflows that process named data sources in parallel.
 
 Your code lives in `workflows/<workflow>/`: `config.yaml` lists the sources, `workflow.py`
-builds the Agno workflow, `sources/<id>.py` holds each source's `run(source)`. This module is
-what that code imports, e.g. `from <package> import Source, SourceSummary`; `_runtime/` is
-the template's engine behind it.
+builds the Agno workflow, `sources/<id>.py` holds each source's `run(source)`. The engine is
+the package parallel-workflow-runtime; this module re-exports what your code imports from it,
+e.g. `from <package> import Source, SourceSummary`.
 """
 
-from ._runtime.config import Source, SourceLimits
-from ._runtime.results import Aggregation, SourceResult, SourceSummary, aggregation_of
-from ._runtime.sample_data import summarise_sample
+from parallel_workflow_runtime import (
+    Aggregation,
+    Source,
+    SourceLimits,
+    SourceResult,
+    SourceSummary,
+    aggregation_of,
+    summarise_sample,
+)
+
+from .registry import project
 
 __all__ = [
     "Aggregation",
@@ -17,5 +25,6 @@ __all__ = [
     "SourceResult",
     "SourceSummary",
     "aggregation_of",
+    "project",
     "summarise_sample",
 ]

@@ -1,3 +1,11 @@
-from ._runtime.entry import main
+"""`python -m <package>` and the console script: the runtime's command line for this project."""
 
-raise SystemExit(main())
+from .registry import project
+
+
+def main() -> int:
+    return project.main()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -44,7 +44,8 @@ from .results import (
     aggregate,
     aggregation_of,
 )
-from .settings import PACKAGE, load_settings
+from .project import current
+from .settings import load_settings
 
 # What a source module defines: `run(source)`; modules written before 0.5.0 define
 # `process_source(source)`, which still works until 1.0.0.
@@ -193,7 +194,7 @@ def load_source_function(config: WorkflowConfig, source: Source) -> SourceFuncti
     A module that does not import (a syntax error, an exception at import time, a missing
     dependency) fails only its own source, with one line naming the file and line.
     """
-    module_name = f"{PACKAGE}.workflows.{config.path.parent.name}.sources.{source.id}"
+    module_name = f"{current().package}.workflows.{config.path.parent.name}.sources.{source.id}"
     relative = f"sources/{source.id}.py"
     try:
         module = importlib.import_module(module_name)

@@ -25,9 +25,8 @@ from typing import Any, TypeVar
 
 from .interruption import INTERRUPTION
 from .results import one_line
-from .settings import PACKAGE
 
-log = logging.getLogger(PACKAGE)
+log = logging.getLogger("parallel_workflow_runtime")
 T = TypeVar("T")
 
 

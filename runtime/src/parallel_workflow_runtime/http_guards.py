@@ -22,7 +22,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import ConfigError
-from .settings import SETTINGS_PATH, ServeSettings
+from .project import current
+from .settings import ServeSettings
 
 # As Starlette reads them from the Host header: without the port, an IPv6 address in brackets.
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
@@ -50,7 +51,7 @@ def allowed_hosts(host: str, options: ServeSettings) -> list[str]:
         # Starlette takes `*.example.com` but no other wildcard, and would fail with an assert.
         if "*" in name[1:] or (name.startswith("*") and not name.startswith("*.")):
             raise ConfigError(
-                f"{SETTINGS_PATH}: serve.allowed_hosts: {name!r} is not a host name; "
+                f"{current().settings_path}: serve.allowed_hosts: {name!r} is not a host name; "
                 "a wildcard must look like *.example.com"
             )
     return [host_name(host), *LOOPBACK_NAMES, *(name.lower() for name in options.allowed_hosts)]

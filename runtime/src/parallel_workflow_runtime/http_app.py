@@ -38,7 +38,8 @@ from .interrupted_runs import stand_in
 from .page import record_page
 from .registry import discover
 from .running import RunOutcome, on_executor, run_workflow
-from .settings import PACKAGE, ServeSettings, load_settings
+from .project import current
+from .settings import ServeSettings, load_settings
 
 if TYPE_CHECKING:
     from agno.db.base import BaseDb
@@ -121,7 +122,7 @@ def workflows_os(workflows: dict[str, Workflow], db: BaseDb, settings: AgnoAPISe
     """The AgentOS that holds the workflows for its routers; its own app, get_app(), is never
     built."""
     return AgentOS(
-        id=PACKAGE.replace("_", "-"),
+        id=current().distribution,
         description="Agno workflows that process data sources in parallel",
         workflows=list(workflows.values()),
         db=db,
@@ -136,7 +137,7 @@ def bare_app(
     """An app with no routes yet, not even FastAPI's docs: add_docs_routes serves them behind
     the key."""
     return FastAPI(
-        title=PACKAGE.replace("_", "-"),
+        title=current().distribution,
         description="Agno workflows that process data sources in parallel",
         docs_url=None,
         redoc_url=None,

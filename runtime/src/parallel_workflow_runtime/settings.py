@@ -27,18 +27,23 @@ from pydantic_settings import (
 )
 
 from .config import ConfigError, Text, describe, read_yaml
+from .project import current
 
-PACKAGE = __name__.split(".")[0]
-ENV_PREFIX = f"{PACKAGE.upper()}_"
-SETTINGS_PATH = Path(__file__).parents[1] / "workflows" / "settings.yaml"
-REPORT_MODEL_ENV = f"{ENV_PREFIX}REPORT_MODEL"
-HISTORY_DB_ENV = f"{ENV_PREFIX}HISTORY_DB"
+# The project's own variables, after its package's name: <PACKAGE>_REPORT_MODEL, ...
+REPORT_MODEL_VARIABLE = "REPORT_MODEL"
+HISTORY_DB_VARIABLE = "HISTORY_DB"
 DATABASE_URL_ENV = "DATABASE_URL"
 DASK_ADDRESS_ENV = "DASK_SCHEDULER_ADDRESS"  # the variable Dask itself reads
-# The name pip knows the project by: pyproject.toml.jinja names it after the package. (Not read
-# from the installed distribution's metadata: the tests and `python -m` with PYTHONPATH=src
-# run the package without installing it.)
-DISTRIBUTION = PACKAGE.replace("_", "-")
+
+
+def report_model_env() -> str:
+    """The variable that sets every workflow's report model, e.g. PARALLEL_WORKFLOW_REPORT_MODEL."""
+    return current().env_prefix + REPORT_MODEL_VARIABLE
+
+
+def history_db_env() -> str:
+    """The variable that sets the SQLite history's path, e.g. PARALLEL_WORKFLOW_HISTORY_DB."""
+    return current().env_prefix + HISTORY_DB_VARIABLE
 
 
 class HistorySettings(BaseModel):
@@ -74,14 +79,14 @@ class Settings(BaseSettings):
     """Every setting of the project, from the environment first, then settings.yaml."""
 
     # extra="forbid": a misspelt key in settings.yaml is an error (the environment is read
-    # for the declared settings only).
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+    # for the declared settings only). The prefix is the project's, given by load_settings.
+    model_config = SettingsConfigDict(extra="forbid")
 
     history: HistorySettings = HistorySettings()
     serve: ServeSettings = ServeSettings()
-    # HISTORY_DB_ENV: the SQLite history's path instead of settings.yaml's.
+    # history_db_env(): the SQLite history's path instead of settings.yaml's.
     history_db: str = ""
-    # REPORT_MODEL_ENV: every workflow's report model; "" forces the offline report.
+    # report_model_env(): every workflow's report model; "" forces the offline report.
     report_model: str | None = None
     # DATABASE_URL_ENV: a PostgreSQL history instead of the SQLite file.
     database_url: str = Field(default="", validation_alias=DATABASE_URL_ENV)
@@ -100,20 +105,22 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, SETTINGS_PATH))
+        settings_path = current().settings_path
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, settings_path))
 
 
 def load_settings() -> Settings:
     """The settings as they are now; ConfigError names a broken settings.yaml in one line."""
-    read_yaml(SETTINGS_PATH)  # a missing or unparsable file: ConfigError with its line
+    project = current()
+    read_yaml(project.settings_path)  # a missing or unparsable file: ConfigError with its line
     try:
-        return Settings()
+        return Settings(_env_prefix=project.env_prefix)
     except ValidationError as error:
-        raise ConfigError(f"{SETTINGS_PATH}: {describe(error, Settings)}") from None
+        raise ConfigError(f"{project.settings_path}: {describe(error, Settings)}") from None
 
 
 def sqlite_file(settings: Settings) -> Path:
-    """The SQLite history: HISTORY_DB_ENV's path as it is, else settings.yaml's `sqlite_file`:
+    """The SQLite history: history_db_env()'s path as it is, else settings.yaml's `sqlite_file`:
     an absolute path as it is, a relative one from the project's root in the project, and
     outside it the file of that name in the user's data folder (platformdirs:
     ~/.local/share/<distribution>/ on Linux, ~/Library/Application Support/<distribution>/ on
@@ -124,7 +131,12 @@ def sqlite_file(settings: Settings) -> Path:
     if configured.is_absolute():
         return configured
     root = project_root()
-    return root / configured if root is not None else user_data_path(DISTRIBUTION) / configured.name
+    return root / configured if root is not None else user_data_folder() / configured.name
+
+
+def user_data_folder() -> Path:
+    """The project's folder in the user's data folder, named after its distribution."""
+    return user_data_path(current().distribution)
 
 
 def project_root() -> Path | None:
@@ -136,7 +148,7 @@ def project_root() -> Path | None:
     except OSError:  # the current folder was deleted
         return None
     for folder in (here, *here.parents):
-        if declared_name(folder / "pyproject.toml") == normalized(DISTRIBUTION):
+        if declared_name(folder / "pyproject.toml") == normalized(current().distribution):
             return folder
     return None
 

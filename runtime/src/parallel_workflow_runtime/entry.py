@@ -9,7 +9,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-PACKAGE = __name__.split(".")[0]
+from .project import current
+
 # The command the rendered README and CI install the project with.
 INSTALL_COMMAND = 'pip install -e ".[dev]"'
 
@@ -51,4 +52,4 @@ def program_name() -> str:
     """The command as it was typed: the console script's name, or `python -m <package>`."""
     # os.path, not pathlib: a Path is a WindowsPath where os.name says "nt".
     name = os.path.basename(sys.argv[0])
-    return f"python -m {PACKAGE}" if name in ("__main__.py", "") else name
+    return f"python -m {current().package}" if name in ("__main__.py", "") else name

@@ -38,10 +38,9 @@ from .results import (
     checked_summary,
     one_line,
 )
-from .settings import PACKAGE
 from .source_clock import Clock
 
-log = logging.getLogger(PACKAGE)
+log = logging.getLogger("parallel_workflow_runtime")
 
 
 class ConcurrencyLimit:

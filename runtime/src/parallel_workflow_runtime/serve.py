@@ -19,7 +19,8 @@ from .children import no_process_left_behind
 from .config import ExecutorName
 from .executors import preflight
 from .history import HistoryLocation, open_history
-from .settings import SETTINGS_PATH, load_settings
+from .project import current
+from .settings import load_settings
 
 SECURITY_KEY_ENV = "OS_SECURITY_KEY"  # read by AgentOS's key check
 # Agno's key check lets every request through when these are set, trusting a JWT middleware
@@ -59,7 +60,7 @@ def serve(
     if not is_loopback(host) and not options.allowed_hosts:
         warnings.append(
             f"note: only requests addressed to {host} or to this machine's loopback names are "
-            f"answered; add the host names clients use to serve.allowed_hosts in {SETTINGS_PATH}"
+            f"answered; add the host names clients use to serve.allowed_hosts in {current().settings_path}"
         )
     db = open_history(location)
     interrupted = mark_interrupted(db)

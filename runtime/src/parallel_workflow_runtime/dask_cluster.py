@@ -21,13 +21,13 @@ from .executor_base import (
     run_elsewhere_async,
     settled,
 )
+from .project import current
 from .results import SourceError, SourceFunction, one_line
-from .settings import PACKAGE
 
 if TYPE_CHECKING:
     from distributed import Client, Future, LocalCluster, Worker
 
-log = logging.getLogger(PACKAGE)
+log = logging.getLogger("parallel_workflow_runtime")
 
 DASK_STOP_GRACE_SECONDS = 3.0  # how long a cancelled task is watched for a worker running it
 # How long a worker running a timed-out source may finish the other tasks it runs before it
@@ -90,12 +90,13 @@ class DaskExecutor(Executor):
         installed, and a worker without it does not fail the task, it dies and the task never
         ends."""
         assert self.client is not None
+        package = current().package
         try:
-            await self.client.run_on_scheduler(importlib.import_module, PACKAGE)
-            await self.client.run(importlib.import_module, PACKAGE)
+            await self.client.run_on_scheduler(importlib.import_module, package)
+            await self.client.run(importlib.import_module, package)
         except Exception as error:
             return (
-                f"the Dask cluster at {self.where} cannot import {PACKAGE} ({one_line(error)}): "
+                f"the Dask cluster at {self.where} cannot import {package} ({one_line(error)}): "
                 "install this project where the scheduler and every worker run (pip install -e .)"
             )
         return None
@@ -107,7 +108,7 @@ class DaskExecutor(Executor):
         if self.client.status != "running":  # reconnecting to a lost scheduler, or given up
             raise self.scheduler_lost(source)
         remote = run_once_async if inspect.iscoroutinefunction(function) else run_once
-        started_name = f"{PACKAGE}-started-{uuid.uuid4().hex}"
+        started_name = f"{current().package}-started-{uuid.uuid4().hex}"
         future = self.client.submit(
             remote, started_name, function, source, limits.max_details_bytes, pure=False
         )
@@ -260,7 +261,7 @@ class TaskStarts:
 # process, a worker restarted to stop a timed-out source), unseen by the run, which reported
 # one attempt for two runs. Such an attempt now fails, and the source's `retries` decide
 # whether it is tried again, each try counted as an attempt.
-STARTED_TOPIC = f"{PACKAGE}-task-started"
+STARTED_TOPIC = "parallel-workflow-runtime-task-started"
 RERUN_ERROR = "its Dask worker stopped while running it (Dask would have run it again)"
 
 

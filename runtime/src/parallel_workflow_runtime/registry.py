@@ -10,16 +10,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import ConfigError, WorkflowConfig, load_config
-from .settings import PACKAGE
+from .project import current
 
 if TYPE_CHECKING:
     from agno.workflow import Workflow
-
-WORKFLOWS_DIR = Path(__file__).parents[1] / "workflows"
 
 
 @dataclass(frozen=True)
@@ -32,7 +29,7 @@ class WorkflowEntry:
     @property
     def package(self) -> str:
         """The workflow's Python package, e.g. `<package>.workflows.<folder>`."""
-        return f"{PACKAGE}.workflows.{self.folder}"
+        return f"{current().package}.workflows.{self.folder}"
 
     @property
     def factory(self) -> Callable[..., Workflow]:
@@ -49,7 +46,7 @@ class WorkflowEntry:
 def discover() -> dict[str, WorkflowEntry]:
     """All workflows under `workflows/`, by workflow id, in folder order."""
     entries: dict[str, WorkflowEntry] = {}
-    for config_path in sorted(WORKFLOWS_DIR.glob("*/config.yaml")):
+    for config_path in sorted(current().workflows_dir.glob("*/config.yaml")):
         entry = WorkflowEntry(folder=config_path.parent.name, config=load_config(config_path))
         other = entries.get(entry.config.workflow_id)
         if other is not None:

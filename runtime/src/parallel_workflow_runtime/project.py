@@ -1,0 +1,73 @@
+"""The project the runtime serves: its Python package and its `workflows/` folder.
+
+A rendered project registers itself when its package is imported: its `registry.py` calls
+`Project.register("<package>", <the workflows folder>)`, and its `__init__.py` imports that
+module. Everything the runtime names after the project comes from here: where the workflows
+and settings.yaml are, the environment variables' prefix (`<PACKAGE>_REPORT_MODEL`), the
+distribution name that finds the project's root and its user data folder, the title of the
+served API and `python -m <package>` in messages. One process serves one project.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Project:
+    """A project's package (its import name) and the folder that holds its workflows."""
+
+    package: str
+    workflows_dir: Path
+
+    @classmethod
+    def register(cls, package: str, workflows_dir: Path | str) -> Project:
+        """Make this the project the runtime serves in this process, and return it."""
+        global _registered
+        project = cls(package, Path(workflows_dir))
+        if _registered is not None and _registered != project:
+            raise RuntimeError(
+                f"this process already serves the project {_registered.package!r}"
+                f" ({_registered.workflows_dir}); it cannot serve {package!r} too"
+            )
+        _registered = project
+        return project
+
+    @property
+    def env_prefix(self) -> str:
+        """The prefix of the project's environment variables, e.g. `PARALLEL_WORKFLOW_`."""
+        return f"{self.package.upper()}_"
+
+    @property
+    def distribution(self) -> str:
+        """The name pip knows the project by: the rendered pyproject.toml names it after the
+        package. (Not read from installed metadata: the tests and `python -m` with
+        PYTHONPATH=src run the package without installing it.)"""
+        return self.package.replace("_", "-")
+
+    @property
+    def settings_path(self) -> Path:
+        """settings.yaml, the settings every workflow of the project shares."""
+        return self.workflows_dir / "settings.yaml"
+
+    def main(self, argv: Sequence[str] | None = None) -> int:
+        """The command line (`python -m <package>`, the console script) for this project."""
+        from .entry import main
+
+        Project.register(self.package, self.workflows_dir)
+        return main(argv)
+
+
+_registered: Project | None = None
+
+
+def current() -> Project:
+    """The project registered in this process."""
+    if _registered is None:
+        raise RuntimeError(
+            "no project is registered: import the project's package first (its registry.py"
+            " calls Project.register)"
+        )
+    return _registered
