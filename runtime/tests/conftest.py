@@ -1,0 +1,219 @@
+"""Shared fixtures: offline by default, one test per discovered workflow."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from agno.models.base import Model
+from agno.models.response import ModelResponse
+
+from parallel_workflow_runtime.registry import WorkflowEntry, discover
+from parallel_workflow_runtime.results import SourceFunction
+from parallel_workflow_runtime.settings import DATABASE_URL_ENV
+from parallel_workflow_runtime.steps import SOURCE_FUNCTION_NAMES
+
+# The project these tests run: tests/project/, as the template renders one (two workflows:
+# the default answers, and five odd names with max_concurrency 2 and a report model).
+RUNTIME = Path(__file__).resolve().parents[1]
+PROJECT = RUNTIME / "tests" / "project"
+SRC = PROJECT / "src"
+sys.path.insert(0, str(SRC))
+from example_project import Source, SourceSummary  # noqa: E402  (registers the project)
+
+WORKFLOWS = discover()
+HISTORY_DB_ENV = "EXAMPLE_PROJECT_HISTORY_DB"
+REPORT_MODEL_ENV = "EXAMPLE_PROJECT_REPORT_MODEL"
+
+
+def user_environment(**overrides: str) -> dict[str, str]:
+    """The environment a user runs this project's commands in: its src/ on the path first,
+    and the runtime's folder, where `tests` is a package (for SYNTHETIC_PROGRAM)."""
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SRC), str(RUNTIME), os.environ.get("PYTHONPATH", "")]),
+    }
+    environment.update(overrides)
+    return environment
+
+
+def cli(*args: str, **overrides: str) -> subprocess.CompletedProcess[str]:
+    """Run the package's command line as a user would, in a fresh process."""
+    return subprocess.run(
+        [sys.executable, "-m", "example_project", *args],
+        capture_output=True,
+        text=True,
+        env=user_environment(**overrides),
+        timeout=300,
+    )
+
+
+def free_port() -> int:
+    """A loopback port that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+# The engine is tested with synthetic sources, never with what your sources return (that is
+# what each source's own test, tests/<workflow>/test_<id>.py, checks). The i-th source of a
+# workflow (from 1) becomes one that returns i records at once.
+SYNTHETIC_DETAILS = {"synthetic": True}
+
+
+def synthetic_source(records: int) -> SourceFunction:
+    async def synthetic(source: Source) -> SourceSummary:
+        return SourceSummary(records=records, details=dict(SYNTHETIC_DETAILS))
+
+    return synthetic
+
+
+@pytest.fixture
+def synthetic_sources(entry: WorkflowEntry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every source of `entry` synthetic for one test, also when the CLI runs it in-process."""
+    for index, source in enumerate(entry.config.sources):
+        replace_source(monkeypatch, entry, source.id, synthetic_source(index + 1))
+
+
+@pytest.fixture
+def all_sources_synthetic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every source of every workflow synthetic, for tests that serve them all."""
+    for entry in WORKFLOWS.values():
+        for index, source in enumerate(entry.config.sources):
+            replace_source(monkeypatch, entry, source.id, synthetic_source(index + 1))
+
+
+# The same in a fresh process: a program that makes every source of every workflow synthetic,
+# then hands over to the command line.
+SYNTHETIC_PROGRAM = """
+import importlib, sys
+from example_project import project
+from parallel_workflow_runtime.registry import discover
+from parallel_workflow_runtime.steps import SOURCE_FUNCTION_NAMES
+from tests.conftest import synthetic_source
+for entry in discover().values():
+    for index, source in enumerate(entry.config.sources):
+        module = importlib.import_module(f"{entry.package}.sources.{source.id}")
+        name = next(name for name in SOURCE_FUNCTION_NAMES if hasattr(module, name))
+        setattr(module, name, synthetic_source(index + 1))
+raise SystemExit(project.main(sys.argv[1:]))
+"""
+
+
+def synthetic_cli(*args: str, **overrides: str) -> subprocess.CompletedProcess[str]:
+    """`cli`, with every source synthetic."""
+    return subprocess.run(
+        [sys.executable, "-c", SYNTHETIC_PROGRAM, *args],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        env=user_environment(**overrides),
+        timeout=300,
+    )
+
+
+def load_source(workflow_id: str, source_id: str) -> Source:
+    """A source as its `run` receives it: its entry in its workflow's config.yaml."""
+    config = WORKFLOWS[workflow_id].config
+    return next(source for source in config.sources if source.id == source_id)
+
+
+def run_source(workflow_id: str, source: Source) -> SourceSummary:
+    """Call a source's `run` from its module `sources/<id>.py` as the workflow would, a plain
+    `def` or an `async def` alike (or the function of a module written for 0.4.0)."""
+    module = importlib.import_module(f"{WORKFLOWS[workflow_id].package}.sources.{source.id}")
+    name = next(name for name in SOURCE_FUNCTION_NAMES if hasattr(module, name))
+    result = getattr(module, name)(source)
+    if inspect.isawaitable(result):
+        return asyncio.run(cast(Coroutine[Any, Any, SourceSummary], result))
+    return cast(SourceSummary, result)
+
+
+def replace_source(
+    monkeypatch: pytest.MonkeyPatch, entry: WorkflowEntry, source_id: str, function: SourceFunction
+) -> None:
+    """Make a source's module run `function` instead of its own code, for one test."""
+    module = importlib.import_module(f"{entry.package}.sources.{source_id}")
+    name = next(name for name in SOURCE_FUNCTION_NAMES if hasattr(module, name))
+    monkeypatch.setattr(module, name, function)
+
+
+@pytest.fixture(autouse=True)
+def history_in_tmp_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test's runs go to its own SQLite history, never to the project's .data/."""
+    monkeypatch.setenv(HISTORY_DB_ENV, str(tmp_path / "history.sqlite"))
+    monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No telemetry, the offline report, no API key, and no connection off this machine."""
+    monkeypatch.setenv("AGNO_TELEMETRY", "false")
+    # Empty, not unset: it overrides a report_model that config.yaml may configure.
+    monkeypatch.setenv(REPORT_MODEL_ENV, "")
+    for variable in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        monkeypatch.delenv(variable, raising=False)
+    connect = socket.socket.connect
+
+    def loopback_only(sock: socket.socket, address: Any) -> Any:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in (
+            "127.0.0.1",
+            "::1",
+            "localhost",
+        ):
+            raise OSError(f"tests are offline: refused a connection to {address!r}")
+        return connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", loopback_only)
+
+
+@pytest.fixture(params=list(WORKFLOWS))
+def entry(request: pytest.FixtureRequest) -> WorkflowEntry:
+    """Each workflow the registry discovers, in turn."""
+    return WORKFLOWS[request.param]
+
+
+@dataclass
+class RecordingModel(Model):
+    """A local Agno model: replies with a fixed report and records every message it was sent."""
+
+    id: str = "recording-model"
+    name: str = "RecordingModel"
+    provider: str = "local"
+    reply: str = "# Report\n\nWritten by the recording model."
+    received: list[str] = field(default_factory=list)
+
+    def invoke(self, messages: list[Any], **kwargs: Any) -> ModelResponse:
+        self.received.extend(str(message.content) for message in messages)
+        return ModelResponse(role="assistant", content=self.reply)
+
+    async def ainvoke(self, messages: list[Any], **kwargs: Any) -> ModelResponse:
+        return self.invoke(messages)
+
+    def invoke_stream(self, messages: list[Any], **kwargs: Any) -> Iterator[ModelResponse]:
+        yield self.invoke(messages)
+
+    async def ainvoke_stream(self, messages: list[Any], **kwargs: Any) -> Any:
+        yield self.invoke(messages)
+
+    def _parse_provider_response(self, response: Any, **kwargs: Any) -> ModelResponse:
+        return response
+
+    def _parse_provider_response_delta(self, response: Any) -> ModelResponse:
+        return response
+
+
+@pytest.fixture
+def recording_model() -> RecordingModel:
+    return RecordingModel()

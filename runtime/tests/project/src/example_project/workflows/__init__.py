@@ -1,0 +1,1 @@
+"""One sub-package per workflow; the registry finds them by their config.yaml."""

@@ -1,0 +1,4 @@
+"""The mixed workflow.
+
+config.yaml lists its sources; workflow.py builds the Agno Workflow from it.
+"""

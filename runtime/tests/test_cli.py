@@ -1,0 +1,242 @@
+"""The command line: the --json contract, exit codes, progress, listing and the bench."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from parallel_workflow_runtime.cli import main
+from parallel_workflow_runtime.registry import WorkflowEntry
+
+from .conftest import (
+    PROJECT,
+    SYNTHETIC_PROGRAM,
+    WORKFLOWS,
+    replace_source,
+    synthetic_cli,
+    user_environment,
+)
+
+
+def test_run_json_reports_every_source(entry: WorkflowEntry) -> None:
+    result = synthetic_cli("run", "--json", "--workflow", entry.config.workflow_id)
+
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["workflow_id"] == entry.config.workflow_id
+    assert [s["id"] for s in document["sources"]] == [s.id for s in entry.config.sources]
+    assert [s["name"] for s in document["sources"]] == [s.name for s in entry.config.sources]
+    for source in document["sources"]:
+        assert set(source) >= {"id", "name", "ok", "status", "attempts", "records", "seconds"}
+        assert source["ok"] is True and source["error"] is None
+        assert (source["status"], source["attempts"]) == ("ok", 1)
+    assert document["total_sources"] == len(entry.config.sources)
+    assert document["total_records"] == sum(s["records"] for s in document["sources"])
+    assert document["failed"] == []
+    assert document["wall_seconds"] > 0
+    assert document["sequential_seconds"] == pytest.approx(
+        sum(s["seconds"] for s in document["sources"]), abs=0.002
+    )
+    assert document["time_saved_seconds"] == pytest.approx(
+        max(document["sequential_seconds"] - document["wall_seconds"], 0), abs=0.002
+    )
+    assert document["report"].startswith("# ")
+    assert document["run_id"] and document["errors"] == []
+
+
+@pytest.mark.usefixtures("synthetic_sources")
+def test_run_prints_a_summary_and_the_report(
+    entry: WorkflowEntry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "Nightly refresh", "--workflow", entry.config.workflow_id]) == 0
+    output = capsys.readouterr().out
+
+    assert "s saved" in output
+    assert "Request: Nightly refresh" in output
+
+
+@pytest.mark.usefixtures("synthetic_sources")
+def test_stream_prints_each_source_as_it_completes(
+    entry: WorkflowEntry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--stream", "--workflow", entry.config.workflow_id]) == 0
+    output = capsys.readouterr().out
+
+    for source in entry.config.sources:
+        assert f"✓ {source.name}: " in output
+    assert "▶ ParallelProcessing" in output
+
+
+@pytest.mark.usefixtures("synthetic_sources")
+def test_a_terminal_shows_a_live_table_of_the_sources(
+    entry: WorkflowEntry, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--workflow", entry.config.workflow_id]) == 0
+    plain = capsys.readouterr().out
+    # FORCE_COLOR makes rich treat the captured output as a terminal, as a user's shell is.
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    assert main(["run", "--workflow", entry.config.workflow_id]) == 0
+    live = capsys.readouterr().out
+
+    # Its first frame, before any source starts, then frames with sources running.
+    assert f"{len(entry.config.sources)} waiting" in live
+    assert "running" in live
+    assert f"{len(entry.config.sources)} waiting" not in plain  # no live frames when piped
+    assert "s saved" in plain
+
+
+def test_bench_times_the_three_ways_and_its_numbers_are_sane(
+    entry: WorkflowEntry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arguments = ["--sources=20", "--latency=0.05", "--max-concurrency=5", "--repeat=2", "--json"]
+
+    assert main(["bench", "--workflow", entry.config.workflow_id, *arguments]) == 0
+    bench = json.loads(capsys.readouterr().out)
+    assert bench["ideal_seconds"] == pytest.approx(4 * 0.05)  # 20 sources, 5 at a time
+    assert bench["sequential_seconds"] >= 20 * 0.05  # the sum of the sources' own times
+    assert bench["measured_sequential_seconds"] is None  # not asked for: it would take 1 s
+    assert len(bench["workflow_runs"]) == len(bench["raw_gather_runs"]) == 2
+    assert min(bench["workflow_runs"] + bench["raw_gather_runs"]) >= bench["ideal_seconds"]
+    assert bench["results_per_run"] == [20, 20]
+    assert bench["wall_over_ideal"] == pytest.approx(
+        bench["workflow_seconds"] / bench["ideal_seconds"], rel=0.01
+    )
+    assert bench["workflow_over_raw"] == pytest.approx(
+        bench["workflow_seconds"] / bench["raw_gather_seconds"], rel=0.01
+    )
+
+
+def test_bench_prints_a_table_and_refuses_bad_options(
+    entry: WorkflowEntry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workflow = ["--workflow", entry.config.workflow_id]
+    arguments = ["--sources=3", "--latency=0.05,0.1", "--repeat=2", "--kind=sync", "--sequential"]
+
+    assert main(["bench", *workflow, *arguments]) == 0
+    printed = capsys.readouterr()
+    table = printed.out
+    for way in (
+        "ideal",
+        "sequential (sum of times)",
+        "sequential (measured, 1 run)",
+        "workflow, thread",
+        "raw gather",
+    ):
+        assert way in table
+    assert "3 sync sources of 0.05/0.1 s, cap none" in table
+    # Progress, on stderr, while it runs: one line a run, and before the slow baseline.
+    assert printed.err.count("\nrun ") + printed.err.startswith("run ") == 2
+    assert "one source after another, about 0 s ..." in printed.err
+    for option, message in (
+        ("--sources=0", "argument --sources: must be greater than 0, got 0"),
+        ("--latency=nan", "argument --latency: must be from 0.001 to 3600 seconds, got nan"),
+    ):
+        with pytest.raises(SystemExit) as refused:
+            main(["bench", *workflow, option])
+        assert refused.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+def test_list_shows_every_workflow(
+    entry: WorkflowEntry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["list"]) == 0
+    assert entry.config.workflow_id in capsys.readouterr().out
+
+
+def test_errors_name_the_command_as_it_was_typed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    errors = {}
+    as_typed = (
+        "/usr/local/bin/example-project",  # the console script
+        "/project/src/example_project/__main__.py",  # python -m
+    )
+    for argv0 in as_typed:
+        monkeypatch.setattr(sys, "argv", [argv0])
+        assert main(["run", "--workflow", "no-such-workflow"]) == 2
+        errors[argv0.rpartition("/")[2]] = capsys.readouterr().err
+
+    as_script, as_module = errors.values()
+    assert as_script.startswith("example-project: error: unknown workflow id")
+    assert as_module == (
+        "python -m example_project: error: unknown workflow id 'no-such-workflow'; "
+        f"known: {', '.join(WORKFLOWS)}\n"
+    )
+
+
+@pytest.mark.usefixtures("synthetic_sources")
+def test_a_failed_source_makes_the_exit_code_1(
+    entry: WorkflowEntry, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = entry.config.sources[-1]
+
+    def fails(source: Any) -> Any:
+        raise TimeoutError("export took too long")
+
+    replace_source(monkeypatch, entry, broken.id, fails)
+
+    assert main(["run", "--json", "--workflow", entry.config.workflow_id]) == 1
+    document = json.loads(capsys.readouterr().out)
+    assert document["failed"] == [broken.id]
+    assert document["sources"][-1]["error"] == "TimeoutError: export took too long"
+    assert sum(s["ok"] for s in document["sources"]) == len(entry.config.sources) - 1
+
+
+# As where only the package is installed, without the serve and postgres extras.
+WITHOUT_EXTRAS = """
+import sys
+for module in ("sqlalchemy", "agno.db.sqlite", "agno.db.postgres", "fastapi", "uvicorn"):
+    sys.modules[module] = None  # importing it raises ImportError
+"""
+
+
+def test_the_package_runs_without_its_extras(entry: WorkflowEntry) -> None:
+    def without_extras(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", WITHOUT_EXTRAS + SYNTHETIC_PROGRAM, *args],
+            capture_output=True,
+            text=True,
+            cwd=PROJECT,
+            env=user_environment(),
+            timeout=300,
+        )
+
+    run = without_extras("run", "--json", "--workflow", entry.config.workflow_id)
+    serving = without_extras("serve")
+
+    assert run.returncode == 0, run.stderr
+    document = json.loads(run.stdout)
+    assert document["errors"] == [] and document["total_sources"] == len(entry.config.sources)
+    assert serving.returncode == 2
+    assert 'serving needs the serve extra: pip install -e ".[serve]"' in serving.stderr
+
+
+# As after a `copier update` that added a dependency, before the reinstall: pebble, which the
+# engine imports for its process executor, is not installed.
+WITHOUT_PEBBLE = """
+import sys
+sys.modules["pebble"] = None  # importing it raises ModuleNotFoundError
+from parallel_workflow_runtime.entry import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("arguments", [["--help"], ["run", "--json"]])
+def test_a_missing_dependency_is_one_line_naming_the_reinstall(arguments: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PEBBLE, *arguments],
+        capture_output=True,
+        text=True,
+        env=user_environment(),
+        timeout=300,
+    )
+
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    (line,) = result.stderr.splitlines()
+    assert "the module 'pebble' is not installed" in line
+    assert 'pip install -e ".[dev]"' in line
