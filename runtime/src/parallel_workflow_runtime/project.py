@@ -10,9 +10,16 @@ served API and `python -m <package>` in messages. One process serves one project
 
 from __future__ import annotations
 
+import importlib
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+# Modules that projects rendered before template 0.5.0 had at their package's top, which
+# their source modules still import (`from <package>.config import Source`): the same modules
+# of the runtime, under those names, until 1.0.0.
+OLD_IMPORT_PATHS = ("config", "results", "sample_data")
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,9 @@ class Project:
                 f" ({_registered.workflows_dir}); it cannot serve {package!r} too"
             )
         _registered = project
+        for name in OLD_IMPORT_PATHS:
+            module = importlib.import_module(f"{__package__}.{name}")
+            sys.modules.setdefault(f"{package}.{name}", module)
         return project
 
     @property
