@@ -1,5 +1,5 @@
-"""The command line: `run | list | history [show | prune] | serve | bench`: the parser, and the
-dispatch to commands.py, where each command has one small function.
+"""The command line: `run | list | history [show | prune] | serve | engine-edits | bench`:
+the parser, and the dispatch to commands.py, where each command has one small function.
 
 Exit codes: 0 when every source succeeded, 1 when a source or the report failed, 2 for bad
 usage (unknown workflow id, broken config.yaml or settings.yaml, unusable report model,
@@ -68,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(func=commands.list_command)
     add_history(subcommands, common)
     add_serve(subcommands)
+    edits = subcommands.add_parser(
+        "engine-edits",
+        help="after a template update: the old engine's files it removed that you had edited",
+        description="List, one line each, the files of the engine a template before 0.6.0"
+        " rendered into the project that `copier update` removed while they held your edits"
+        " (git HEAD still has them). Exit 1 if there are any.",
+    )
+    edits.set_defaults(func=commands.engine_edits_command)
     bench = subcommands.add_parser(
         "bench",
         parents=[common],

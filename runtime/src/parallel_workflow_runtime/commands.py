@@ -18,6 +18,7 @@ from rich.live import Live
 
 from .bench import BenchSettings, run_bench
 from .bench_results import print_bench
+from .engine_edits import EngineEditsError, removed_edits
 from .history import (
     existing_history,
     history_for_run,
@@ -27,6 +28,7 @@ from .history import (
     stored_run,
 )
 from .page import bench_page, record_page, run_page, writable, write_page
+from .project import current
 from .registry import WorkflowEntry, discover
 from .running import RunOutcome, execute
 from .serve import serve
@@ -115,6 +117,21 @@ def list_command(args: argparse.Namespace) -> int:
     models = {wid: effective_report_model(entry.config) for wid, entry in entries.items()}
     Console().print(workflows_table(entries, models))
     return 0
+
+
+def engine_edits_command(args: argparse.Namespace) -> int:
+    try:
+        removed = removed_edits(current())
+    except EngineEditsError as error:
+        raise UsageError(str(error)) from None
+    for path in removed:
+        print(
+            f"{path}: you had edited it, and the template update removed it (the engine is"
+            f" parallel-workflow-runtime now); your version: git show HEAD:{path}"
+        )
+    if not removed:
+        print("no file you had edited was removed by the template update")
+    return 1 if removed else 0
 
 
 def history_command(args: argparse.Namespace) -> int:

@@ -36,9 +36,9 @@ from .http_docs import add_docs_routes
 from .http_guards import add_guards
 from .interrupted_runs import stand_in
 from .page import record_page
+from .project import current
 from .registry import discover
 from .running import RunOutcome, on_executor, run_workflow
-from .project import current
 from .settings import ServeSettings, load_settings
 
 if TYPE_CHECKING:

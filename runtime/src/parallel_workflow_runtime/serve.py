@@ -60,7 +60,8 @@ def serve(
     if not is_loopback(host) and not options.allowed_hosts:
         warnings.append(
             f"note: only requests addressed to {host} or to this machine's loopback names are "
-            f"answered; add the host names clients use to serve.allowed_hosts in {current().settings_path}"
+            "answered; add the host names clients use to serve.allowed_hosts in"
+            f" {current().settings_path}"
         )
     db = open_history(location)
     interrupted = mark_interrupted(db)

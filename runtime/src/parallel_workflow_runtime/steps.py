@@ -36,6 +36,7 @@ from .config import (
 from .execution import SourceRunner
 from .executor_base import ExecutorSpec
 from .executors import executor_spec
+from .project import current
 from .report import build_report_agent, render_report, report_input
 from .results import (
     SourceError,
@@ -44,7 +45,6 @@ from .results import (
     aggregate,
     aggregation_of,
 )
-from .project import current
 from .settings import load_settings
 
 # What a source module defines: `run(source)`; modules written before 0.5.0 define
