@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parents[1]
@@ -16,21 +15,22 @@ TEMPLATE = Path(__file__).resolve().parents[1]
 # what mypy reads is the same installed packages every time (mypy replaces a cache file
 # atomically, so two runs writing it at once leave it whole).
 MYPY_CACHE = TEMPLATE / ".mypy_cache" / "rendered"
-PACKAGE_TEMPLATE = TEMPLATE / "template" / "src" / "{{ package_name }}"
+RUNTIME = TEMPLATE / "runtime"
 
 
-def type_check_engine(link_folder: Path) -> subprocess.CompletedProcess[str]:
-    """mypy on the engine in template/, under a package name it can import (the folder's own
-    name is not one): a link in `link_folder` gives it one."""
-    link = link_folder / "parallel_workflow"
-    if not link.exists():
-        link.symlink_to(PACKAGE_TEMPLATE, target_is_directory=True)
+def runtime_version() -> str:
+    """The runtime's version in this checkout: runtime/VERSION, the one place it is written."""
+    return (RUNTIME / "VERSION").read_text(encoding="utf-8").strip()
+
+
+def type_check_runtime() -> subprocess.CompletedProcess[str]:
+    """mypy on the runtime and its tests, as its pyproject.toml configures it."""
+    MYPY_CACHE.mkdir(parents=True, exist_ok=True)
     return subprocess.run(
-        [sys.executable, "-m", "mypy", f"--cache-dir={MYPY_CACHE}", "-p", "parallel_workflow"],
-        cwd=TEMPLATE,
+        [sys.executable, "-m", "mypy", f"--cache-dir={MYPY_CACHE}"],
+        cwd=RUNTIME,
         capture_output=True,
         text=True,
-        env={**os.environ, "MYPYPATH": str(link_folder)},
         timeout=600,
     )
 
@@ -43,8 +43,7 @@ def warm_mypy_cache() -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         warm = MYPY_CACHE / ".warm"
         if not warm.exists():
-            with tempfile.TemporaryDirectory() as folder:
-                type_check_engine(Path(folder))
+            type_check_runtime()
             warm.touch()
 
 

@@ -114,7 +114,8 @@ def load_settings() -> Settings:
     project = current()
     read_yaml(project.settings_path)  # a missing or unparsable file: ConfigError with its line
     try:
-        return Settings(_env_prefix=project.env_prefix)
+        # pydantic-settings takes the prefix per instance; its __init__ signature hides it.
+        return Settings(_env_prefix=project.env_prefix)  # type: ignore[call-arg]
     except ValidationError as error:
         raise ConfigError(f"{project.settings_path}: {describe(error, Settings)}") from None
 

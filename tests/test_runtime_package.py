@@ -1,0 +1,81 @@
+"""The runtime package, runtime/: it builds into a wheel and an sdist that hold what a project
+needs, it is ruff-clean and type-checks, its list of released engine files matches the
+template's history, and the template pins it where it is."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+import tomllib
+import zipfile
+from pathlib import Path
+
+from helpers import RUNTIME, TEMPLATE, copier, runtime_version, type_check_runtime, warm_mypy_cache
+
+
+def tool(*args: str, cwd: Path = RUNTIME) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_the_runtime_is_ruff_clean_and_type_checks() -> None:
+    for command in (["ruff", "check", "."], ["ruff", "format", "--check", "."]):
+        result = tool(*command)
+        assert result.returncode == 0, result.stdout + result.stderr
+    warm_mypy_cache()
+    result = type_check_runtime()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Success: no issues found in" in result.stdout
+
+
+def test_the_wheel_and_sdist_hold_the_package_its_types_and_its_data(tmp_path: Path) -> None:
+    result = tool("uv", "build", "--offline", "--out-dir", str(tmp_path), ".")
+    if result.returncode:  # no hatchling in uv's cache yet: the package index has it
+        result = tool("uv", "build", "--out-dir", str(tmp_path), ".")
+    assert result.returncode == 0, result.stderr[-3000:]
+    version = runtime_version()
+    (wheel,) = tmp_path.glob(f"parallel_workflow_runtime-{version}-py3-none-any.whl")
+    (sdist,) = tmp_path.glob(f"parallel_workflow_runtime-{version}.tar.gz")
+    names = zipfile.ZipFile(wheel).namelist()
+    package = "parallel_workflow_runtime/"
+    assert {package + "py.typed", package + "released_engine_files.json"} <= set(names)
+    assert {f"{package}{path.name}" for path in (RUNTIME / "src" / package).glob("*.py")} <= set(
+        names
+    )
+    assert not [name for name in names if "tests/" in name or "example_project" in name]
+    metadata = zipfile.ZipFile(wheel).read(
+        f"parallel_workflow_runtime-{version}.dist-info/METADATA"
+    ).decode()
+    assert f"Version: {version}" in metadata
+    assert "Requires-Python: >=3.11" in metadata
+    members = tarfile.open(sdist).getnames()
+    root = f"parallel_workflow_runtime-{version}/"
+    for kept in ("README.md", "CHANGELOG.md", "VERSION", "pyproject.toml", "tests/conftest.py"):
+        assert root + kept in members
+
+
+def test_the_changelog_has_an_entry_for_the_version() -> None:
+    changelog = (RUNTIME / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert f"## [{runtime_version()}] - " in changelog
+
+
+def test_the_list_of_released_engine_files_is_up_to_date() -> None:
+    script = RUNTIME / "scripts" / "released_engine_files.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_rendered_project_pins_this_runtime_with_a_compatible_range(tmp_path: Path) -> None:
+    result = copier("copy", "--defaults", "--vcs-ref=HEAD", str(TEMPLATE), str(tmp_path / "p"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    with (tmp_path / "p" / "pyproject.toml").open("rb") as file:
+        project = tomllib.load(file)["project"]
+    version = runtime_version()
+    assert project["dependencies"] == [f"parallel-workflow-runtime~={version}"]
+    # The extras take the runtime's own extras, at the version the dependency pins.
+    for extra in ("serve", "postgres", "distributed", "openai", "anthropic"):
+        assert project["optional-dependencies"][extra] == [f"parallel-workflow-runtime[{extra}]"]
