@@ -317,10 +317,10 @@ def run_json_in_this_process(project: Path) -> tuple[int, str]:
     sys.path.insert(0, str(project / "src"))
     os.environ[f"{PACKAGE.upper()}_HISTORY_DB"] = str(project / ".data" / "history.sqlite")
     try:
-        cli = importlib.import_module(f"{PACKAGE}._runtime.cli")
+        project = importlib.import_module(PACKAGE).project
         output = io.StringIO()
         with contextlib.redirect_stdout(output):
-            exit_code = cli.main(["run", "--json"])
+            exit_code = project.main(["run", "--json"])
         return exit_code, output.getvalue()
     finally:
         sys.path.remove(str(project / "src"))

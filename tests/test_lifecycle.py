@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,9 +29,16 @@ from helpers import (
     git,
     project_env,
     run_in,
+    runtime_version,
     template_snapshot,
 )
-from user_path import rewrite_every_source_as_a_user
+from user_path import (
+    clean_environment,
+    offline_installs,
+    rewrite_every_source_as_a_user,
+    shell,
+    with_venv,
+)
 
 WORKFLOW_TEMPLATE = "template/src/{{ package_name }}/workflows/{{ workflow_module }}"
 WORKFLOW = Path("src/parallel_workflow/workflows/parallel_workflow")
@@ -112,32 +120,10 @@ def answers_of(project: Path, answers_file: str = ANSWERS) -> dict:
     return yaml.safe_load(read(project, answers_file))
 
 
-# What an update can break: the workflow, its configuration, the layout, the report. (The
-# serving, history and fault tests do not depend on the update; the matrix runs them. Each
-# test below runs the updated project's command line itself: test_cli.py's ten runs of it in
-# fresh processes would repeat the matrix's at 4 s of CPU per workflow.)
-UPDATE_TESTS = ["tests/test_workflow.py", "tests/test_registry.py", "tests/test_config.py"]
-UPDATE_TESTS += ["tests/test_layout.py", "tests/test_report.py"]
-
-
-# After an update from 0.4.0 the engine is HEAD's, the same code as a fresh render's (the
-# matrix's "defaults" runs every rendered test on it): what is the old project's own is its
-# source modules, with 0.4.0's imports and function names. These tests run those modules:
-# directly, through the CLI, under faults, over HTTP and on a Dask cluster's workers.
-# test_execution, test_history, test_timeline and the rest of test_executors put synthetic
-# sources in their place and would repeat the defaults' run (about 60 s of a 2-core machine).
-OLD_MODULE_TESTS = [
-    *UPDATE_TESTS,
-    "tests/test_cli.py",
-    "tests/test_faults.py",
-    "tests/test_serve.py",
-    "tests/test_executors.py::test_dask_gives_the_results_that_threads_give",
-]
-
-
-def assert_rendered_tests_pass(project: Path, *, old_modules: bool = False) -> None:
-    tests = OLD_MODULE_TESTS if old_modules else UPDATE_TESTS
-    result = run_in(project, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests)
+def assert_rendered_tests_pass(project: Path) -> None:
+    """The project's whole suite: its workflows, command line, server, layout and the sources'
+    own tests (the engine's are the runtime's, runtime/tests/)."""
+    result = run_in(project, "-m", "pytest", "-q", "-p", "no:cacheprovider")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 
@@ -186,11 +172,7 @@ def add_a_step(project: Path) -> None:
         "from agno.workflow import Parallel, Step, Workflow\n"
         "from agno.workflow.types import StepInput, StepOutput\n",
     )
-    replace_once(
-        workflow,
-        "from ..._runtime.config import",
-        "from ... import aggregation_of\nfrom ..._runtime.config import",
-    )
+    replace_once(workflow, ")\n\nCONFIG_PATH", ")\n\nfrom ... import aggregation_of\n\nCONFIG_PATH")
     replace_once(workflow, "\n\n\ndef get_", "\n" + VALIDATION_STEP + "\n\ndef get_")
     replace_once(
         workflow,
@@ -414,7 +396,9 @@ def test_a_second_workflow_is_added_beside_the_first_and_updated_on_its_own(
     project = new_project(template, tmp_path)
     make_user_edits(project)
     replace_once(
-        project / "pyproject.toml", '"rich>=13.7",\n', '"rich>=13.7",\n    "httpx>=0.27",\n'
+        project / "pyproject.toml",
+        "]\n\n[project.optional-dependencies]",
+        '    "httpx>=0.27",\n]\n\n[project.optional-dependencies]',
     )
     commit_all(project, "a dependency of our own")
     shared_before = {p: t for p, t in files(project).items() if not p.startswith(str(WORKFLOW))}
@@ -625,6 +609,27 @@ def project_at(releases: Path, tag: str, tmp_path: Path) -> Path:
     return project
 
 
+def removed_engine(project: Path, result: subprocess.CompletedProcess[str]) -> list[str]:
+    """The files of the project's own engine that the update deleted (git still has them)."""
+    return sorted(
+        path
+        for path in git(project, "diff", "--name-only", "--diff-filter=D", "HEAD").split()
+        if "/workflows/" not in path
+    )
+
+
+def reinstalled(project: Path, tmp_path: Path) -> dict[str, str]:
+    """The reinstall Copier's last words ask for, in a fresh virtual environment: the runtime
+    from .wheelhouse (built from this checkout), the rest too, offline."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    environment = offline_installs(with_venv(clean_environment(), venv))
+    environment["AGNO_TELEMETRY"] = "false"
+    installed = shell('pip install --quiet -e ".[dev]"', project, environment)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    return environment
+
+
 def test_a_project_from_0_4_0_updates_and_its_old_source_modules_still_work(
     releases: Path, tmp_path: Path
 ) -> None:
@@ -635,21 +640,97 @@ def test_a_project_from_0_4_0_updates_and_its_old_source_modules_still_work(
     edit_module(project)  # the team's edit, as they wrote it against 0.4.0
     commit_all(project, "the team's edit")
 
-    update(project)
+    result = copier("update", "--defaults", f"--answers-file={ANSWERS}", str(project))
 
+    assert result.returncode == 0, result.stderr
+    assert "this update removes the engine" in result.stderr.split("Updating to")[0]
     assert answers_of(project)["_commit"] == HEAD_RELEASE
     edited = read(project, module.relative_to(project))
     assert 'checked_by"] = "the data team"' in edited and "def process_source(" in edited
     package = project / "src" / "parallel_workflow"
-    assert (package / "_runtime" / "cli.py").is_file() and not (package / "cli.py").exists()
+    # 0.4.0's engine sat at the package's top: gone, the wiring and the workflows stay.
+    assert sorted(path.name for path in package.iterdir() if path.is_file()) == [
+        "__init__.py",
+        "__main__.py",
+        "py.typed",
+        "registry.py",
+    ]
     assert (package / "workflows" / "settings.yaml").is_file()
-    assert not (package / "settings.yaml").exists()
+    assert "cli.py" in {Path(path).name for path in removed_engine(project, result)}
     assert_no_conflicts(project)
-    assert_rendered_tests_pass(project, old_modules=True)
-    for executor in ("thread", "process"):  # a worker process imports the old module itself
+    assert_rendered_tests_pass(project)
+    # The old module's `from parallel_workflow.config import Source` works: directly, and in
+    # a worker process and a Dask worker that import it themselves.
+    for executor in ("thread", "process", "dask"):
         run = run_in(project, "-m", "parallel_workflow", "run", "--json", "--executor", executor)
         assert run.returncode == 0, run.stderr
         assert json.loads(run.stdout)["sources"][1]["details"]["checked_by"] == "the data team"
+    edits = run_in(project, "-m", "parallel_workflow", "engine-edits")
+    assert (edits.returncode, edits.stdout) == (
+        0,
+        "no file you had edited was removed by the template update\n",
+    )
+
+
+def test_a_0_5_0_project_updates_keeping_its_files_and_history_and_names_an_edited_engine_file(
+    releases: Path, tmp_path: Path
+) -> None:
+    """0.5.0 → this version, as a team does it: an edited source and an edited engine file
+    committed, a run in the history; `copier update` from the command line; the reinstall
+    Copier asks for in the project's virtual environment, `engine-edits`, the tests."""
+    project = project_at(releases, "v0.5.0", tmp_path)
+    edit_module(project)
+    engine_file = "src/parallel_workflow/_runtime/report.py"
+    append(project / engine_file, "# Our tweak: the report's footer.\n")
+    commit_all(project, "the team's edits, one to the engine")
+    before = run_in(project, "-m", "parallel_workflow", "run", "--json", env={OFFLINE_REPORT: ""})
+    assert before.returncode == 0, before.stderr
+    run_id = json.loads(before.stdout)["run_id"]
+    user_files = {
+        path: text
+        for path, text in files(project).items()
+        if re.search(r"/sources/(?!__init__)\w+\.py$|^tests/\w+/test_\w+\.py$", path)
+    }
+    assert len(user_files) == 6
+
+    result = copier("update", "--defaults", f"--answers-file={ANSWERS}", str(project))
+
+    assert result.returncode == 0, result.stderr
+    before_update, after_update = result.stderr.split("Updating to template version")
+    assert "this update removes the engine" in before_update
+    assert "engine-edits" in after_update.split("Updated ")[-1]
+    assert answers_of(project)["_commit"] == HEAD_RELEASE
+    assert_no_conflicts(project)
+    assert {path: read(project, path) for path in user_files} == user_files  # byte for byte
+    package = project / "src" / "parallel_workflow"
+    assert not (package / "_runtime").exists()
+    shims = ("config.py", "results.py", "sample_data.py")  # 0.4.0's import paths, in 0.5.0
+    assert not [name for name in shims if (package / name).exists()]
+    removed = removed_engine(project, result)
+    assert engine_file in removed and "src/parallel_workflow/config.py" in removed
+    with (project / "pyproject.toml").open("rb") as file:
+        dependencies = tomllib.load(file)["project"]["dependencies"]
+    assert dependencies == [f"parallel-workflow-runtime~={runtime_version()}"]
+
+    environment = reinstalled(project, tmp_path)
+    edits = shell("python -m parallel_workflow engine-edits", project, environment)
+    print(f"$ python -m parallel_workflow engine-edits\n{edits.stdout}{edits.stderr}")
+    assert edits.returncode == 1, edits.stderr
+    assert edits.stdout.splitlines() == [
+        f"{engine_file}: you had edited it, and the template update removed it (the engine is"
+        f" parallel-workflow-runtime now); your version: git show HEAD:{engine_file}"
+    ]
+    history = shell("python -m parallel_workflow history --json", project, environment)
+    assert history.returncode == 0, history.stderr
+    assert run_id in [run["run_id"] for run in json.loads(history.stdout)]
+    show = f"python -m parallel_workflow history show {run_id[:8]} --json"
+    shown = shell(show, project, environment)
+    assert shown.returncode == 0, shown.stderr
+    sources = json.loads(shown.stdout)["aggregation"]["sources"]
+    assert sources[1]["details"]["checked_by"] == "the data team"
+    tests = shell("python -m pytest -q -p no:cacheprovider", project, environment)
+    print(f"$ python -m pytest -q\n{tests.stdout[-600:]}")
+    assert tests.returncode == 0, tests.stdout[-4000:] + tests.stderr[-2000:]
 
 
 # The environment variable that overrides report_model: empty forces the offline report.

@@ -45,12 +45,15 @@ def test_the_wheel_and_sdist_hold_the_package_its_types_and_its_data(tmp_path: P
         names
     )
     assert not [name for name in names if "tests/" in name or "example_project" in name]
-    metadata = zipfile.ZipFile(wheel).read(
-        f"parallel_workflow_runtime-{version}.dist-info/METADATA"
-    ).decode()
+    metadata = (
+        zipfile.ZipFile(wheel)
+        .read(f"parallel_workflow_runtime-{version}.dist-info/METADATA")
+        .decode()
+    )
     assert f"Version: {version}" in metadata
     assert "Requires-Python: >=3.11" in metadata
-    members = tarfile.open(sdist).getnames()
+    with tarfile.open(sdist) as archive:
+        members = archive.getnames()
     root = f"parallel_workflow_runtime-{version}/"
     for kept in ("README.md", "CHANGELOG.md", "VERSION", "pyproject.toml", "tests/conftest.py"):
         assert root + kept in members

@@ -151,7 +151,7 @@ def check_the_wheel_in_an_empty_directory(project: Path, python: str, tmp_path: 
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
     assert f"{package}/py.typed" in names  # the sources' public API is typed for their checkers
-    assert f"{package}/_runtime/cli.py" in names
+    assert f"{package}/registry.py" in names and f"{package}/__main__.py" in names
 
     venv = tmp_path / "wheel-venv"
     subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)

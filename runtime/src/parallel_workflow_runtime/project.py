@@ -34,7 +34,8 @@ class Project:
         """Make this the project the runtime serves in this process, and return it."""
         global _registered
         project = cls(package, Path(workflows_dir))
-        if _registered is not None and _registered != project:
+        # The same package again (imported anew, from another checkout) replaces it.
+        if _registered is not None and _registered.package != package:
             raise RuntimeError(
                 f"this process already serves the project {_registered.package!r}"
                 f" ({_registered.workflows_dir}); it cannot serve {package!r} too"
