@@ -52,9 +52,9 @@ def removed_edits(project: Project) -> list[str]:
 
 def as_template_text(content: bytes, project: Project) -> bytes:
     """A file rendered from Jinja, with the package name put back as the template wrote it
-    (0.4.0's config.py and history.py named their environment variables so)."""
-    prefix = f'"{project.package.upper()}_'.encode()
-    return content.replace(prefix, b'"{{ package_name | upper }}_')
+    (0.4.0's config.py, history.py and settings.yaml named its environment variables so)."""
+    prefix = f"{project.package.upper()}_".encode()
+    return content.replace(prefix, b"{{ package_name | upper }}_")
 
 
 def sha256(content: bytes) -> str:
