@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from helpers import TEMPLATE, copier
+from helpers import TEMPLATE, copier, lowest_version, runtime_range, runtime_wheel
 
 for variable, value in {
     "GIT_AUTHOR_NAME": "parallel-workflow tests",
@@ -68,3 +71,38 @@ def default_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str
     result = copier("copy", "--defaults", "--vcs-ref=HEAD", str(TEMPLATE), str(destination))
     assert result.returncode == 0, result.stderr
     return destination, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="session")
+def lowest_runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtual environment with the lowest runtime that the rendered projects' range admits
+    and what their tests need, offline from .wheelhouse; made once, shared by the workers."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    venv = shared / "lowest-runtime"
+    with (shared / "lowest-runtime.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (venv / ".ready").exists():
+            project = shared / "lowest-runtime-project"
+            if not project.exists():
+                arguments = ("copy", "--defaults", "--vcs-ref=HEAD", str(TEMPLATE), str(project))
+                rendered = copier(*arguments)
+                assert rendered.returncode == 0, rendered.stderr[-3000:]
+            wheel = runtime_wheel(lowest_version(runtime_range(project)), shared / "wheels")
+            uv = [sys.executable, "-m", "uv"]
+            subprocess.run([*uv, "venv", "--quiet", str(venv)], check=True, timeout=300)
+            install = subprocess.run(
+                [
+                    *uv, "pip", "install", "--quiet", "--offline", "--no-index",
+                    "--find-links", str(TEMPLATE / ".wheelhouse"),
+                    "--python", str(venv / "bin" / "python"),
+                    f"parallel-workflow-runtime[serve] @ {wheel.as_uri()}", "pytest",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )  # fmt: skip
+            assert install.returncode == 0, install.stderr[-3000:]
+            (venv / ".ready").touch()
+    return venv

@@ -8,7 +8,11 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
 TEMPLATE = Path(__file__).resolve().parents[1]
 # mypy's cache for the rendered projects and the engine, shared by the test workers: most of
@@ -21,6 +25,50 @@ RUNTIME = TEMPLATE / "runtime"
 def runtime_version() -> str:
     """The runtime's version in this checkout: runtime/VERSION, the one place it is written."""
     return (RUNTIME / "VERSION").read_text(encoding="utf-8").strip()
+
+
+def runtime_range(project: Path) -> SpecifierSet:
+    """The range of runtime versions a rendered project's pyproject.toml admits."""
+    with (project / "pyproject.toml").open("rb") as file:
+        dependencies = tomllib.load(file)["project"]["dependencies"]
+    (requirement,) = [Requirement(d) for d in dependencies if d.startswith("parallel-workflow-")]
+    return requirement.specifier
+
+
+def lowest_version(versions: SpecifierSet) -> str:
+    """The lowest version a range admits: that of its `~=` or `>=` clause."""
+    (lowest,) = [spec.version for spec in versions if spec.operator in ("~=", ">=", "==")]
+    assert lowest in versions
+    return lowest
+
+
+def runtime_wheel(version: str, folder: Path) -> Path:
+    """The runtime's wheel at `version`: this checkout's from .wheelhouse (scripts/wheelhouse
+    builds it), an earlier one built from the commit runtime/CHANGELOG.md names for it."""
+    if version == runtime_version():
+        (wheel,) = (TEMPLATE / ".wheelhouse").glob(f"parallel_workflow_runtime-{version}-*.whl")
+        return wheel
+    changelog = (RUNTIME / "CHANGELOG.md").read_text(encoding="utf-8")
+    found = re.search(rf"^## \[{re.escape(version)}\] .*?^Commit: (\w+)$", changelog, re.M | re.S)
+    assert found, f"runtime/CHANGELOG.md names no commit for {version}"
+    source = folder / f"runtime-{version}"
+    source.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", found[1], "runtime"],
+        cwd=TEMPLATE,
+        capture_output=True,
+        check=True,
+    )
+    extract = ["tar", "-x", "--strip-components=1"]
+    subprocess.run(extract, cwd=source, input=archive.stdout, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "uv", "build", "--quiet", "--wheel", "--out-dir", str(folder), "."],
+        cwd=source,
+        check=True,
+        timeout=600,
+    )
+    (wheel,) = folder.glob(f"parallel_workflow_runtime-{version}-*.whl")
+    return wheel
 
 
 def type_check_runtime() -> subprocess.CompletedProcess[str]:

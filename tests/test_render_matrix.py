@@ -6,17 +6,23 @@ import fcntl
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.version import Version
 
 from helpers import (
     CACHES,
     MYPY_CACHE,
     assert_hand_written,
+    lowest_version,
+    project_env,
     render,
     run_in,
+    runtime_range,
+    runtime_version,
     warm_mypy_cache,
 )
 
@@ -108,80 +114,47 @@ def test_config_yaml_holds_the_exact_display_names(rendered: tuple[Path, dict]) 
         assert (workflow_dir(project, answers) / "data" / f"{source_id}.csv").is_file()
 
 
-# What each scenario runs of the rendered project's own tests, in parts that the test
-# workers run side by side (the longest would hold one worker for minutes). "seed names"
-# renders the same workflow as "defaults" (only the project and package names differ) and
-# "one source" the same with one source: there the tests of the engine with synthetic sources,
-# of serving and of the history would repeat the defaults' run, so these two run the rendered
-# tests that depend on the answers (workflow, registry, CLI, config, report, layout).
-ANSWER_DEPENDENT_TESTS = [
-    "tests/test_workflow.py",
-    "tests/test_registry.py",
-    "tests/test_cli.py",
-    "tests/test_config.py",
-    "tests/test_report.py",
-    "tests/test_layout.py",
-]
-# The execution, executor and history tests run synthetic sources under the workflow's
-# settings: names and a model change nothing there (the 256 sources' runs do, but the
-# executors' real Dask cluster and process pools are the defaults' to run).
-# The hostile-input tests (text, the history's files, the event loop, serving limits, child
-# processes) are of the same kind: the defaults run them.
-HOSTILE_INPUT_TESTS = [
-    "--ignore=tests/test_untrusted_text.py",
-    "--ignore=tests/test_history_files.py",
-    "--ignore=tests/test_event_loop.py",
-    "--ignore=tests/test_serve_limits.py",
-    "--ignore=tests/test_child_processes.py",
-]
-SYNTHETIC_SOURCE_TESTS = [
-    "--ignore=tests/test_execution.py",
-    "--ignore=tests/test_history.py",
-    "--ignore=tests/test_executors.py",
-    *HOSTILE_INPUT_TESTS,
-]
-RENDERED_TESTS = {
-    # The defaults' whole rendered suite runs in tests/test_user_path.py (installed as the
-    # README says, through the rendered CI's steps) and in tests/test_lifecycle.py (after an
-    # update); test_serving.py runs test_serve.py with only the serve extra.
-    ("seed names", "answers"): ANSWER_DEPENDENT_TESTS,
-    # Also the faults: with one source, Ctrl-C leaves no source finished.
-    ("one source", "answers and faults"): [*ANSWER_DEPENDENT_TESTS, "tests/test_faults.py"],
-    ("odd names", "all but synthetic sources"): SYNTHETIC_SOURCE_TESTS,
-    ("twelve sources, a report model", "all but synthetic sources"): SYNTHETIC_SOURCE_TESTS,
-    ("256 sources", "CLI and serving"): ["tests/test_cli.py", "tests/test_serve.py"],
-    # Not the 256 sources' own tests: each demo source waits its 0.5-0.8 s of stand-in I/O.
-    ("256 sources", "the rest"): [
-        "--ignore=tests/test_cli.py",
-        "--ignore=tests/test_serve.py",
-        "--ignore=tests/test_executors.py",
-        "--ignore-glob=tests/*/test_*.py",
-        *HOSTILE_INPUT_TESTS,
-    ],
-}
-
-
-@pytest.mark.parametrize(
-    ("rendered", "tests"),
-    [(scenario, tests) for (scenario, _), tests in RENDERED_TESTS.items()],
-    ids=[f"{scenario} - {part}" for scenario, part in RENDERED_TESTS],
-    indirect=["rendered"],
-)
-def test_the_rendered_project_passes_its_own_tests(
-    rendered: tuple[Path, dict], tests: list[str], tmp_path: Path
+def test_the_rendered_project_passes_its_own_tests_with_the_runtime_it_pins(
+    rendered: tuple[Path, dict], tmp_path: Path
 ) -> None:
+    """The whole rendered suite (the project's workflows, command line, server and layout, and
+    each source's own test), with the runtime of this checkout, which its range must admit."""
     project = tmp_path / "project"  # a copy: its tests may write where the others read
     shutil.copytree(rendered[0], project, ignore=shutil.ignore_patterns(*CACHES))
-    result = run_in(project, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests)
+    assert Version(runtime_version()) in runtime_range(project)
+    result = run_in(project, "-m", "pytest", "-q", "-p", "no:cacheprovider")
 
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert re.search(r"\b\d+ passed\b", result.stdout)
     assert " failed" not in result.stdout
 
 
-def test_every_scenario_but_the_defaults_runs_a_part_of_its_rendered_tests() -> None:
-    """The defaults run whole elsewhere (see RENDERED_TESTS); every other scenario here."""
-    assert {scenario for scenario, _ in RENDERED_TESTS} == set(SCENARIOS) - {"defaults"}
+def test_the_rendered_project_passes_its_own_tests_with_the_lowest_runtime_of_its_range(
+    rendered: tuple[Path, dict], lowest_runtime: Path, tmp_path: Path
+) -> None:
+    """The same suite in a virtual environment that holds the lowest runtime the project's
+    range admits, as a user whose lock file still has it would run it."""
+    project = tmp_path / "project"
+    shutil.copytree(rendered[0], project, ignore=shutil.ignore_patterns(*CACHES))
+    python = lowest_runtime / "bin" / "python"
+    installed = subprocess.run(
+        [str(python), "-c", "import parallel_workflow_runtime as r; print(r.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert installed == lowest_version(runtime_range(project))
+    result = subprocess.run(
+        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        env=project_env(project),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert re.search(r"\b\d+ passed\b", result.stdout)
 
 
 def test_the_rendered_python_is_ruff_clean_and_type_checks(
