@@ -317,10 +317,10 @@ def run_json_in_this_process(project: Path) -> tuple[int, str]:
     sys.path.insert(0, str(project / "src"))
     os.environ[f"{PACKAGE.upper()}_HISTORY_DB"] = str(project / ".data" / "history.sqlite")
     try:
-        project = importlib.import_module(PACKAGE).project
+        registered = importlib.import_module(PACKAGE).project
         output = io.StringIO()
         with contextlib.redirect_stdout(output):
-            exit_code = project.main(["run", "--json"])
+            exit_code = registered.main(["run", "--json"])
         return exit_code, output.getvalue()
     finally:
         sys.path.remove(str(project / "src"))
