@@ -284,3 +284,32 @@ def test_no_release_section_repeats_a_heading() -> None:
         headings = re.findall(r"^### (.+?)\s*$", section, re.MULTILINE)
         repeated = sorted({heading for heading in headings if headings.count(heading) > 1})
         assert repeated == [], f"[{section.split(']')[0].lstrip('[')}] repeats ### {repeated}"
+
+
+def test_the_newest_release_builds_the_runtime_it_pins_into_dist(
+    repository: Path, commits: list[str]
+) -> None:
+    """A release whose commit holds runtime/ (0.6.0 on): its wheel and sdist land in dist/,
+    built from that commit, not from the working tree."""
+    shutil.copytree(
+        TEMPLATE / "runtime",
+        repository / "runtime",
+        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", ".mypy_cache", ".ruff_cache"),
+    )
+    (repository / ".gitignore").write_text("dist/\n.venv\n", encoding="utf-8")
+    (repository / ".venv").symlink_to(TEMPLATE / ".venv")  # scripts/bootstrap's, with uv
+    commit_all(repository, "the runtime")
+    with_runtime = git(repository, "rev-parse", "HEAD").strip()
+    write_changelog(repository, [("2.0.0", with_runtime), ("1.0.0", commits[0])])
+    assert release(repository).returncode == 0  # tags v1.0.0 and v2.0.0
+    (repository / "runtime" / "VERSION").write_text("9.9.9\n", encoding="utf-8")  # not built
+
+    result = release(repository)
+
+    assert result.returncode == 0, result.stderr
+    version = (TEMPLATE / "runtime" / "VERSION").read_text(encoding="utf-8").strip()
+    wheel = f"dist/parallel_workflow_runtime-{version}-py3-none-any.whl"
+    sdist = f"dist/parallel_workflow_runtime-{version}.tar.gz"
+    assert result.stdout.splitlines()[-2:] == [wheel, sdist]
+    assert (repository / wheel).is_file() and (repository / sdist).is_file()
+    assert tagged_commit(repository, "v2.0.0") == with_runtime
