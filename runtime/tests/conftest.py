@@ -6,6 +6,7 @@ import asyncio
 import importlib
 import inspect
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,6 +19,8 @@ import pytest
 from agno.models.base import Model
 from agno.models.response import ModelResponse
 
+from parallel_workflow_runtime import project as project_module
+from parallel_workflow_runtime.project import Project
 from parallel_workflow_runtime.registry import WorkflowEntry, discover
 from parallel_workflow_runtime.results import SourceFunction
 from parallel_workflow_runtime.settings import DATABASE_URL_ENV
@@ -32,8 +35,23 @@ sys.path.insert(0, str(SRC))
 from example_project import Source, SourceSummary  # noqa: E402  (registers the project)
 
 WORKFLOWS = discover()
-HISTORY_DB_ENV = "EXAMPLE_PROJECT_HISTORY_DB"
-REPORT_MODEL_ENV = "EXAMPLE_PROJECT_REPORT_MODEL"
+# For the commands that need --workflow now that the project has two.
+FIRST_WORKFLOW = next(iter(WORKFLOWS))
+PACKAGE = "example_project"
+ENV_PREFIX = "EXAMPLE_PROJECT_"
+HISTORY_DB_ENV = f"{ENV_PREFIX}HISTORY_DB"
+REPORT_MODEL_ENV = f"{ENV_PREFIX}REPORT_MODEL"
+# The name pip knows the project by, as its pyproject.toml declares it.
+DISTRIBUTION = "example-project"
+
+
+def workflows_in(monkeypatch: pytest.MonkeyPatch, workflows_dir: Path) -> None:
+    """The project's workflows in another folder, for one test, with a copy of its
+    settings.yaml unless the folder has one of its own."""
+    settings = workflows_dir / "settings.yaml"
+    if not settings.exists():
+        shutil.copyfile(SRC / PACKAGE / "workflows" / "settings.yaml", settings)
+    monkeypatch.setattr(project_module, "_registered", Project(PACKAGE, workflows_dir))
 
 
 def user_environment(**overrides: str) -> dict[str, str]:

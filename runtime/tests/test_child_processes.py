@@ -16,8 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from example_project import Source, SourceSummary
+
 from parallel_workflow_runtime.registry import WorkflowEntry
 
 from .conftest import PROJECT, free_port, user_environment
@@ -64,7 +64,8 @@ def starts_a_session(folder: str, source: Source) -> SourceSummary:
 # The command line with the i-th source of every workflow running the i-th of these (in turn).
 LEAVING_PROGRAM = """
 import functools, importlib, sys
-from parallel_workflow_runtime.entry import main
+from example_project import project
+main = project.main
 from parallel_workflow_runtime.registry import discover
 from parallel_workflow_runtime.steps import SOURCE_FUNCTION_NAMES
 from tests.test_child_processes import forks, starts_a_program, starts_a_session

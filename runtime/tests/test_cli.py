@@ -221,7 +221,8 @@ def test_the_package_runs_without_its_extras(entry: WorkflowEntry) -> None:
 WITHOUT_PEBBLE = """
 import sys
 sys.modules["pebble"] = None  # importing it raises ModuleNotFoundError
-from parallel_workflow_runtime.entry import main
+from example_project import project
+main = project.main
 raise SystemExit(main(sys.argv[1:]))
 """
 

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from example_project import SourceLimits
-from parallel_workflow_runtime import registry
+
 from parallel_workflow_runtime.cli import main
 from parallel_workflow_runtime.config import ConfigError, load_config
 from parallel_workflow_runtime.registry import WorkflowEntry
+
+from .conftest import workflows_in
 
 
 def broken_copy(entry: WorkflowEntry, tmp_path: Path, change: str) -> Path:
@@ -104,7 +105,7 @@ def test_a_broken_config_is_a_one_line_usage_error(
     workflows = tmp_path / "workflows"
     (workflows / "broken").mkdir(parents=True)
     (workflows / "broken" / "config.yaml").write_text("workflow: [not, a, mapping]\n")
-    monkeypatch.setattr(registry, "WORKFLOWS_DIR", workflows)
+    workflows_in(monkeypatch, workflows)
 
     assert main(["list"]) == 2
     error = capsys.readouterr().err

@@ -17,14 +17,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from example_project import Source, SourceSummary
+
 from parallel_workflow_runtime.config import SourceLimits
 from parallel_workflow_runtime.registry import WorkflowEntry
 from parallel_workflow_runtime.results import SourceFunction, SourceState
 from parallel_workflow_runtime.running import execute
 
 from .conftest import (
+    FIRST_WORKFLOW,
     PROJECT,
     WORKFLOWS,
     free_port,
@@ -118,7 +119,8 @@ def test_what_a_source_leaves_on_the_loop_fails_only_that_source(
 # SystemExit; "block", 3 s of blocking code in an async def), the others synthetic.
 HOSTILE_PROGRAM = """
 import asyncio, importlib, os, sys, time
-from parallel_workflow_runtime.entry import main
+from example_project import project
+main = project.main
 from parallel_workflow_runtime.registry import discover
 from parallel_workflow_runtime.steps import SOURCE_FUNCTION_NAMES
 from tests.conftest import synthetic_source
@@ -146,7 +148,17 @@ raise SystemExit(main(sys.argv[1:]))
 
 def test_the_cli_reports_the_run_when_a_sources_task_exits() -> None:
     result = subprocess.run(
-        [sys.executable, "-c", HOSTILE_PROGRAM, "run", "--json", "--executor", "async"],
+        [
+            sys.executable,
+            "-c",
+            HOSTILE_PROGRAM,
+            "run",
+            "--workflow",
+            FIRST_WORKFLOW,
+            "--json",
+            "--executor",
+            "async",
+        ],
         capture_output=True,
         text=True,
         cwd=PROJECT,

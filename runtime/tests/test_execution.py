@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
 from example_project import Aggregation, Source, SourceLimits, SourceSummary
+
 from parallel_workflow_runtime.execution import backoff_seconds
 from parallel_workflow_runtime.progress import LISTENER, SourceEvent
 from parallel_workflow_runtime.registry import WorkflowEntry

@@ -19,13 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import example_project.workflows
 import pytest
 import yaml
 from agno.workflow import Workflow
+from example_project import Aggregation, Source, SourceLimits, SourceSummary
 from fastapi.testclient import TestClient
 
-import example_project.workflows
-from example_project import Aggregation, Source, SourceLimits, SourceSummary
 from parallel_workflow_runtime.cli import main
 from parallel_workflow_runtime.config import ConfigError, ExecutorName, load_config
 from parallel_workflow_runtime.history import open_history
@@ -33,10 +33,19 @@ from parallel_workflow_runtime.http_app import build_app
 from parallel_workflow_runtime.registry import WorkflowEntry, discover
 from parallel_workflow_runtime.report import render_report
 from parallel_workflow_runtime.results import SourceFunction, SourceState
-from parallel_workflow_runtime.settings import DASK_ADDRESS_ENV, PACKAGE
+from parallel_workflow_runtime.settings import DASK_ADDRESS_ENV
 from parallel_workflow_runtime.steps import load_source_function
 
-from .conftest import PROJECT, SRC, cli, free_port, replace_source, user_environment
+from .conftest import (
+    FIRST_WORKFLOW,
+    PACKAGE,
+    PROJECT,
+    SRC,
+    cli,
+    free_port,
+    replace_source,
+    user_environment,
+)
 
 # Dask workers started here find the project, and these tests' own sources, by name.
 WORKER_PATH = os.pathsep.join([str(SRC), str(PROJECT)])
@@ -546,7 +555,8 @@ def test_an_unreachable_scheduler_stops_the_run_before_any_source(entry: Workflo
 # The command line with every source of every workflow `says_started_then_sleeps`.
 SLEEPING_PROGRAM = """
 import functools, importlib, sys
-from parallel_workflow_runtime.entry import main
+from example_project import project
+main = project.main
 from parallel_workflow_runtime.registry import discover
 from parallel_workflow_runtime.steps import SOURCE_FUNCTION_NAMES
 from tests.test_executors import says_started_then_sleeps
@@ -568,7 +578,16 @@ def test_a_scheduler_killed_mid_run_is_one_line_naming_the_failed_sources(
     with Client(address, timeout=30) as client:
         scheduler_pid = client.run_on_scheduler(os.getpid)
     source_ids = [source.id for source in entry.config.sources]
-    command = [sys.executable, "-c", SLEEPING_PROGRAM, str(tmp_path), "run", "--json"]
+    command = [
+        sys.executable,
+        "-c",
+        SLEEPING_PROGRAM,
+        str(tmp_path),
+        "run",
+        "--workflow",
+        FIRST_WORKFLOW,
+        "--json",
+    ]
     environment = user_environment(**{DASK_ADDRESS_ENV: address})
     with subprocess.Popen(
         [*command, "--workflow", entry.config.workflow_id, "--executor", "dask"],

@@ -15,13 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import example_project.workflows
 import pytest
 import yaml
 from agno.workflow import Parallel, Workflow
-
-import example_project.workflows
 from example_project import Aggregation, Source, SourceLimits, SourceSummary
-from parallel_workflow_runtime import registry, settings
+
 from parallel_workflow_runtime.cli import main
 from parallel_workflow_runtime.config import ConfigError, load_config
 from parallel_workflow_runtime.execution import backoff_seconds
@@ -34,7 +33,7 @@ from parallel_workflow_runtime.steps import (
     source_steps,
 )
 
-from .conftest import cli, replace_source, user_environment
+from .conftest import cli, replace_source, user_environment, workflows_in
 
 
 def run_sources(
@@ -334,7 +333,7 @@ def test_a_workflow_without_workflow_py_is_a_one_line_usage_error(
 ) -> None:
     (tmp_path / "half_made").mkdir()
     (tmp_path / "half_made" / "config.yaml").write_text(entry.config.path.read_text("utf-8"))
-    monkeypatch.setattr(registry, "WORKFLOWS_DIR", tmp_path)
+    workflows_in(monkeypatch, tmp_path)
 
     assert main(["run"]) == 2
     error = capsys.readouterr().err
@@ -361,7 +360,7 @@ def test_a_broken_settings_yaml_is_a_one_line_usage_error(
 ) -> None:
     broken = tmp_path / "settings.yaml"
     broken.write_text(text, encoding="utf-8")
-    monkeypatch.setattr(settings, "SETTINGS_PATH", broken)
+    workflows_in(monkeypatch, tmp_path)
 
     assert main(["history"]) == 2
     error = capsys.readouterr().err
@@ -372,7 +371,8 @@ def test_a_broken_settings_yaml_is_a_one_line_usage_error(
 # A run whose first source is quick and the others hang, as `python -c` gets it.
 INTERRUPTED_RUN = """
 import importlib, pathlib, sys, time
-from parallel_workflow_runtime.cli import main
+from example_project import project
+main = project.main
 from parallel_workflow_runtime.registry import discover
 from parallel_workflow_runtime.steps import SOURCE_FUNCTION_NAMES
 

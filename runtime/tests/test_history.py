@@ -14,16 +14,15 @@ import stat
 import subprocess
 import sys
 import time
-import tomllib
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from example_project import Source, SourceSummary
 from sqlalchemy import create_engine, make_url, text
 
-from example_project import Source, SourceSummary
 from parallel_workflow_runtime.cli import main
 from parallel_workflow_runtime.database import masked
 from parallel_workflow_runtime.history import (
@@ -35,19 +34,19 @@ from parallel_workflow_runtime.history import (
 )
 from parallel_workflow_runtime.registry import WorkflowEntry, discover
 from parallel_workflow_runtime.running import run_workflow
-from parallel_workflow_runtime.settings import (
-    DATABASE_URL_ENV,
-    HISTORY_DB_ENV,
-    HistorySettings,
-    Settings,
-)
+from parallel_workflow_runtime.settings import DATABASE_URL_ENV, HistorySettings, Settings
 
-from .conftest import PROJECT, replace_source, user_environment
+from .conftest import (
+    DISTRIBUTION,
+    FIRST_WORKFLOW,
+    HISTORY_DB_ENV,
+    PROJECT,
+    replace_source,
+    user_environment,
+)
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "").strip()
 FIRST_ENTRY = next(iter(discover().values()))
-# The name pip knows this project by, as its pyproject.toml declares it.
-DISTRIBUTION = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]["name"]
 
 
 @pytest.fixture
@@ -125,7 +124,11 @@ def test_an_unreachable_database_is_a_one_line_error_and_no_source_runs(
 ) -> None:
     monkeypatch.setenv(DATABASE_URL_ENV, "postgresql+psycopg://reports:s3cret@127.0.0.1:1/reports")
 
-    for command in (["history", "--json"], ["history"], ["run", "--json"]):
+    for command in (
+        ["history", "--json"],
+        ["history"],
+        ["run", "--workflow", FIRST_WORKFLOW, "--json"],
+    ):
         assert main(command) == 2, command
         captured = capsys.readouterr()
         assert captured.out == ""  # no JSON that is not one, no summary of a run that did not run
@@ -327,7 +330,7 @@ def test_a_relative_sqlite_file_starts_at_the_project_root(
     # This very project, run from its root as after `pip install -e .`: as before, .data/.
     monkeypatch.chdir(PROJECT)
     assert resolved(".data/history.sqlite") == PROJECT / ".data" / "history.sqlite"
-    monkeypatch.chdir(PROJECT / "tests")
+    monkeypatch.chdir(PROJECT / "src")
     assert resolved("state/runs.sqlite") == PROJECT / "state" / "runs.sqlite"
     assert resolved(str(tmp_path / "kept.sqlite")) == tmp_path / "kept.sqlite"
     # Outside the project, the file of that name in the user data folder.
@@ -368,7 +371,8 @@ AS_ON_WINDOWS = """
 import os, sys
 for name in ("fcntl", "termios", "tty", "pty", "resource", "grp", "pwd"):
     sys.modules[name] = None  # `import fcntl` now fails, as it does on Windows
-from parallel_workflow_runtime.entry import main
+from example_project import project
+main = project.main
 os.name, sys.platform = "nt", "win32"
 raise SystemExit(main(sys.argv[1:]))
 """

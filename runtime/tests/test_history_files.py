@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from agno.db.base import SessionType
 from agno.session.workflow import WorkflowSession
-
 from example_project import Source, SourceSummary
+
 from parallel_workflow_runtime.cli import main
 from parallel_workflow_runtime.history import (
     HistoryError,
@@ -32,9 +32,16 @@ from parallel_workflow_runtime.history import (
 )
 from parallel_workflow_runtime.registry import discover
 from parallel_workflow_runtime.running import run_workflow
-from parallel_workflow_runtime.settings import DATABASE_URL_ENV, HISTORY_DB_ENV
+from parallel_workflow_runtime.settings import DATABASE_URL_ENV
 
-from .conftest import PROJECT, SYNTHETIC_PROGRAM, synthetic_cli, user_environment
+from .conftest import (
+    FIRST_WORKFLOW,
+    HISTORY_DB_ENV,
+    PROJECT,
+    SYNTHETIC_PROGRAM,
+    synthetic_cli,
+    user_environment,
+)
 
 FIRST_ENTRY = next(iter(discover().values()))
 FIRST_SOURCE = FIRST_ENTRY.config.sources[0].id
@@ -85,14 +92,24 @@ def one_line_refusal(result: subprocess.CompletedProcess[str]) -> str:
 def test_a_database_url_that_does_not_parse_is_one_line_for_every_command(
     url: str, named: str
 ) -> None:
-    for command in (["history"], ["run", "--json"], ["history", "prune", "--keep", "1"]):
+    for command in (
+        ["history"],
+        ["run", "--workflow", FIRST_WORKFLOW, "--json"],
+        ["history", "prune", "--keep", "1"],
+    ):
         result = synthetic_cli(*command, **{DATABASE_URL_ENV: url})
         assert named in one_line_refusal(result), command
         assert result.stdout == ""
 
 
 def test_a_history_file_where_no_folder_can_be_made_is_one_line() -> None:
-    result = synthetic_cli("run", "--json", **{HISTORY_DB_ENV: "/proc/nope/history.sqlite"})
+    result = synthetic_cli(
+        "run",
+        "--workflow",
+        FIRST_WORKFLOW,
+        "--json",
+        **{HISTORY_DB_ENV: "/proc/nope/history.sqlite"},
+    )
 
     assert "/proc/nope/history.sqlite" in one_line_refusal(result)
     assert result.stdout == ""
@@ -123,7 +140,7 @@ def test_a_history_damaged_after_its_first_page_is_one_line_on_run() -> None:
         file.seek(4096)
         file.write(bytes(range(256)) * (history.stat().st_size // 256))
 
-    for command in (["run", "--json"], ["history"]):
+    for command in (["run", "--workflow", FIRST_WORKFLOW, "--json"], ["history"]):
         result = synthetic_cli(*command, **{HISTORY_DB_ENV: str(history)})
         assert "the file is damaged" in one_line_refusal(result), command
 
@@ -132,7 +149,9 @@ def test_a_damaged_sqlite_history_is_one_line_on_run(tmp_path: Path) -> None:
     history = tmp_path / "history.sqlite"
     history.write_bytes(b"SQLite format 3\x00" + os.urandom(8192))
 
-    result = synthetic_cli("run", "--json", **{HISTORY_DB_ENV: str(history)})
+    result = synthetic_cli(
+        "run", "--workflow", FIRST_WORKFLOW, "--json", **{HISTORY_DB_ENV: str(history)}
+    )
 
     assert str(history) in one_line_refusal(result)
 
@@ -145,7 +164,7 @@ def test_another_programs_sqlite_file_is_refused_and_left_as_it_was(tmp_path: Pa
     connection.close()
     before = hashlib.sha256(theirs.read_bytes()).hexdigest()
 
-    for command in (["history"], ["run", "--json"]):
+    for command in (["history"], ["run", "--workflow", FIRST_WORKFLOW, "--json"]):
         result = synthetic_cli(*command, **{HISTORY_DB_ENV: str(theirs)})
         assert "is not a run history" in one_line_refusal(result), command
 
@@ -161,7 +180,7 @@ def limit_file_size() -> None:
 def test_a_first_run_on_a_full_disk_is_one_line_and_no_traceback(tmp_path: Path) -> None:
     history = tmp_path / "history.sqlite"
     result = subprocess.run(
-        [sys.executable, "-c", SYNTHETIC_PROGRAM, "run", "--json"],
+        [sys.executable, "-c", SYNTHETIC_PROGRAM, "run", "--workflow", FIRST_WORKFLOW, "--json"],
         capture_output=True,
         text=True,
         cwd=PROJECT,
@@ -262,7 +281,7 @@ def test_the_page_of_a_run_is_private_like_the_history(tmp_path: Path) -> None:
     page = tmp_path / "run.html"
     previous = os.umask(0o022)
     try:
-        result = synthetic_cli("run", "--html", str(page))
+        result = synthetic_cli("run", "--workflow", FIRST_WORKFLOW, "--html", str(page))
     finally:
         os.umask(previous)
 

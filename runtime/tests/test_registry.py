@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 from agno.workflow import Parallel, Step
-
 from example_project import Source
+
 from parallel_workflow_runtime.config import ConfigError
 from parallel_workflow_runtime.registry import WorkflowEntry, discover
 

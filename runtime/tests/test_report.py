@@ -8,14 +8,13 @@ import sys
 from typing import Any
 
 import pytest
-
 from example_project import Aggregation
+
 from parallel_workflow_runtime.cli import main
 from parallel_workflow_runtime.registry import WorkflowEntry
-from parallel_workflow_runtime.settings import REPORT_MODEL_ENV
 from parallel_workflow_runtime.timeline import mermaid_gantt
 
-from .conftest import RecordingModel
+from .conftest import REPORT_MODEL_ENV, RecordingModel
 
 
 def test_the_agent_receives_the_aggregation_and_writes_the_report(

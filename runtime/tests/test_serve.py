@@ -26,15 +26,17 @@ from parallel_workflow_runtime.cli import main
 from parallel_workflow_runtime.history import open_history, recent_runs
 from parallel_workflow_runtime.http_app import build_app
 from parallel_workflow_runtime.registry import discover
-from parallel_workflow_runtime.settings import (
-    DATABASE_URL_ENV,
+from parallel_workflow_runtime.settings import DATABASE_URL_ENV, ServeSettings, load_settings
+
+from .conftest import (
     ENV_PREFIX,
     HISTORY_DB_ENV,
-    ServeSettings,
-    load_settings,
+    PROJECT,
+    SYNTHETIC_PROGRAM,
+    free_port,
+    replace_source,
+    user_environment,
 )
-
-from .conftest import PROJECT, SYNTHETIC_PROGRAM, free_port, replace_source, user_environment
 
 # The runs here check serving and the history, with synthetic sources (conftest.py): never
 # what your sources return.

@@ -24,9 +24,8 @@ from parallel_workflow_runtime.interrupted_runs import (
     stand_in,
 )
 from parallel_workflow_runtime.registry import discover
-from parallel_workflow_runtime.settings import ENV_PREFIX
 
-from .conftest import PROJECT, SYNTHETIC_PROGRAM, free_port, user_environment
+from .conftest import ENV_PREFIX, PROJECT, SYNTHETIC_PROGRAM, free_port, user_environment
 
 STARTUP_SECONDS = 60
 FILE_LIMIT = 256  # the server's open-file limit, soft and hard: it cannot raise it
@@ -35,7 +34,8 @@ RUNS = "/workflows/{}/runs"
 # Like SYNTHETIC_PROGRAM, with every source taking ten minutes.
 SLOW_PROGRAM = """
 import asyncio, importlib, sys
-from parallel_workflow_runtime.entry import main
+from example_project import project
+main = project.main
 from parallel_workflow_runtime.registry import discover
 from parallel_workflow_runtime.steps import SOURCE_FUNCTION_NAMES
 async def slow(source):

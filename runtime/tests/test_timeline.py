@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from example_project import Aggregation, Source, SourceLimits, SourceSummary
 from fastapi.testclient import TestClient
 from rich.console import Console
 
-from example_project import Aggregation, Source, SourceLimits, SourceSummary
 from parallel_workflow_runtime.cli import main
 from parallel_workflow_runtime.history import open_history
 from parallel_workflow_runtime.http_app import build_app

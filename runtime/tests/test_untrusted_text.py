@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from agno.run.workflow import WorkflowRunOutput
-
 from example_project import Aggregation, Source, SourceSummary
+
 from parallel_workflow_runtime.cli import main
 from parallel_workflow_runtime.history import history_for_run
 from parallel_workflow_runtime.registry import WorkflowEntry
@@ -64,7 +64,8 @@ async def prints_async(source: Source) -> SourceSummary:
 # named by the first argument, the others the one named by the second; the rest go to the CLI.
 HOSTILE_CLI = """
 import importlib, sys
-from parallel_workflow_runtime.entry import main
+from example_project import project
+main = project.main
 from parallel_workflow_runtime.registry import discover
 from parallel_workflow_runtime.steps import SOURCE_FUNCTION_NAMES
 from tests import test_untrusted_text as functions

@@ -7,8 +7,8 @@ from typing import Any
 
 from agno.workflow import Parallel, Step, Workflow
 from agno.workflow.types import StepInput, StepOutput
-
 from example_project import Source, SourceSummary, aggregation_of
+
 from parallel_workflow_runtime.config import PARALLEL_STEP
 from parallel_workflow_runtime.registry import WorkflowEntry
 from parallel_workflow_runtime.report import escape

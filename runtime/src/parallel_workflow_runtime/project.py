@@ -67,7 +67,8 @@ class Project:
         """The command line (`python -m <package>`, the console script) for this project."""
         from .entry import main
 
-        Project.register(self.package, self.workflows_dir)
+        global _registered
+        _registered = self
         return main(argv)
 
 
