@@ -40,6 +40,7 @@ from .conftest import (
     FIRST_WORKFLOW,
     PACKAGE,
     PROJECT,
+    RUNTIME,
     SRC,
     cli,
     free_port,
@@ -48,7 +49,7 @@ from .conftest import (
 )
 
 # Dask workers started here find the project, and these tests' own sources, by name.
-WORKER_PATH = os.pathsep.join([str(SRC), str(PROJECT)])
+WORKER_PATH = os.pathsep.join([str(SRC), str(RUNTIME)])
 
 
 def run_on(
