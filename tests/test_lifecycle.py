@@ -810,3 +810,31 @@ def test_a_project_whose_sources_were_all_rewritten_passes_its_whole_suite_after
     result = run_in(project, "-m", "pytest", "-q", "-p", "no:cacheprovider", timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert re.search(r"\b\d+ passed\b", result.stdout)
+
+
+def test_a_release_that_changes_only_the_runtime_changes_only_the_range(tmp_path: Path) -> None:
+    """From 0.6.0 on an engine change reaches a project as a version: the template release
+    that brings runtime X.Y.Z+1 changes one line of the rendered project, its range."""
+    template = template_snapshot(tmp_path / "releases" / "parallel-workflow")
+    git(template, "tag", "v1.0.0")
+    version = (template / "runtime" / "VERSION").read_text(encoding="utf-8").strip()
+    major, minor, patch = (int(part) for part in version.split("."))
+    following = f"{major}.{minor}.{patch + 1}"
+    (template / "runtime" / "VERSION").write_text(f"{following}\n", encoding="utf-8")
+    append(template / "runtime" / "src" / "parallel_workflow_runtime" / "report.py", "# a fix\n")
+    commit_all(template, "runtime only")
+    git(template, "tag", "v1.0.1")
+    project = tmp_path / "project"
+    copy(template, project)
+    commit_all(project, "rendered at v1.0.0", init=True)
+
+    update(project)
+
+    changed = git(project, "status", "--porcelain").splitlines()
+    assert sorted(line[3:] for line in changed) == [ANSWERS, "pyproject.toml"]
+    diff = git(project, "diff", "--unified=0", "--", "pyproject.toml").splitlines()
+    lines = [line for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert lines == [
+        f'-    "parallel-workflow-runtime~={version}",',
+        f'+    "parallel-workflow-runtime~={following}",',
+    ]
