@@ -30,6 +30,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, event, example, given, note, settings
 from hypothesis import strategies as st
+from parallel_workflow_runtime import project as runtime_project
 
 from helpers import TEMPLATE
 
@@ -316,6 +317,9 @@ def run_json_in_this_process(project: Path) -> tuple[int, str]:
     imports). Every rendering has the same package name, so its modules are forgotten after."""
     sys.path.insert(0, str(project / "src"))
     os.environ[f"{PACKAGE.upper()}_HISTORY_DB"] = str(project / ".data" / "history.sqlite")
+    # One project per process: the runtime's tests may have registered theirs in this one.
+    registered_before = runtime_project._registered
+    runtime_project._registered = None
     try:
         registered = importlib.import_module(PACKAGE).project
         output = io.StringIO()
@@ -327,6 +331,7 @@ def run_json_in_this_process(project: Path) -> tuple[int, str]:
         del os.environ[f"{PACKAGE.upper()}_HISTORY_DB"]
         for name in [name for name in sys.modules if name.split(".")[0] == PACKAGE]:
             del sys.modules[name]
+        runtime_project._registered = registered_before
 
 
 def check_refused_or_rendered(answer: Answer, destination: Path) -> ValueError | None:
