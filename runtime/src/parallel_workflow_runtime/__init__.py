@@ -11,6 +11,8 @@ serving and the bench. What a project's code imports from here, its package re-e
 from importlib.metadata import version
 
 from .config import ConfigError, Source, SourceLimits
+from .connectors import Rows
+from .profile import RowProfile
 from .project import Project
 from .results import Aggregation, SourceResult, SourceSummary, aggregation_of
 from .sample_data import summarise_sample
@@ -21,6 +23,8 @@ __all__ = [
     "Aggregation",
     "ConfigError",
     "Project",
+    "RowProfile",
+    "Rows",
     "Source",
     "SourceLimits",
     "SourceResult",

@@ -109,6 +109,13 @@ def add_run(subcommands: Subcommands, common: argparse.ArgumentParser) -> None:
     run.add_argument("--verbose", action="store_true", help="show Agno's own log lines")
     add_executor_option(run, "every source on this executor instead of config.yaml's")
     add_html_option(run, "also write the run as an HTML page: its timeline, sources and report")
+    run.add_argument(
+        "--full-refresh",
+        nargs="*",
+        metavar="SOURCE",
+        help="these connector sources (all, without a name) read everything again, from their"
+        " initial value; their cursor then moves to where this read gets",
+    )
     run.set_defaults(func=commands.run_command)
 
 
@@ -120,7 +127,7 @@ def add_history(subcommands: Subcommands, common: argparse.ArgumentParser) -> No
         "--limit", type=positive(int), default=20, help="how many runs (default: 20)"
     )
     history.set_defaults(func=commands.history_command)
-    history_commands = history.add_subparsers(title="commands", metavar="show | prune")
+    history_commands = history.add_subparsers(title="commands", metavar="show | prune | cursors")
     showing = history_commands.add_parser(
         "show", parents=[common], help="one stored run: its sources, timeline and report"
     )
@@ -138,6 +145,12 @@ def add_history(subcommands: Subcommands, common: argparse.ArgumentParser) -> No
         "--older-than", type=days, metavar="DAYS", help="delete runs older than this"
     )
     pruning.set_defaults(func=commands.prune_command)
+    cursors = history_commands.add_parser(
+        "cursors",
+        parents=[common],
+        help="how far each connector source has read: its cursor, and the run that moved it",
+    )
+    cursors.set_defaults(func=commands.cursors_command)
 
 
 def add_serve(subcommands: Subcommands) -> None:

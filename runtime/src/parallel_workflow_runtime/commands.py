@@ -18,6 +18,8 @@ from rich.live import Live
 
 from .bench import BenchSettings, run_bench
 from .bench_results import print_bench
+from .connector_config import cursor_of
+from .cursors import CursorStore
 from .engine_edits import EngineEditsError, removed_edits
 from .history import (
     existing_history,
@@ -35,6 +37,8 @@ from .serve import serve
 from .steps import effective_report_model
 from .views import (
     ProgressTable,
+    cursor_document,
+    cursors_table,
     event_line,
     history_document,
     history_table,
@@ -53,6 +57,7 @@ class UsageError(Exception):
 
 def run_command(args: argparse.Namespace) -> int:
     entry = choose(discover(), args.workflow)
+    args.full_refresh = refreshed_sources(entry, args.full_refresh)
     html = writable(args.html) if args.html is not None else None  # before the run, not after
     quiet_agno_logs(args.verbose)
     # Progress goes to stderr when stdout carries the JSON document.
@@ -79,6 +84,7 @@ def run_with_progress(
     args: argparse.Namespace, entry: WorkflowEntry, console: Console, db: BaseDb | None
 ) -> RunOutcome:
     """Run the workflow, showing its progress as `run`'s options ask."""
+    options: dict[str, Any] = {"executor": args.executor, "full_refresh": args.full_refresh}
     if args.stream:
         source_ids = {source.id for source in entry.config.sources}
 
@@ -87,13 +93,27 @@ def run_with_progress(
             if line is not None:
                 console.print(line)
 
-        return execute(entry, args.message, db=db, on_event=print_line, executor=args.executor)
+        return execute(entry, args.message, db=db, on_event=print_line, **options)
     if console.is_terminal and not args.json:
         # A live table of the sources on a terminal; it gives way to the summary at the end.
         table = ProgressTable(entry.config.sources)
         with Live(table, console=console, refresh_per_second=8, transient=True):
-            return execute(entry, args.message, db=db, listener=table, executor=args.executor)
-    return execute(entry, args.message, db=db, executor=args.executor)
+            return execute(entry, args.message, db=db, listener=table, **options)
+    return execute(entry, args.message, db=db, **options)
+
+
+def refreshed_sources(entry: WorkflowEntry, names: list[str] | None) -> frozenset[str] | None:
+    """`--full-refresh`'s sources, checked: each a connector source that keeps a cursor."""
+    if names is None:
+        return None
+    with_cursor = [s.id for s in entry.config.sources if cursor_of(s.connector) is not None]
+    for name in names:
+        if name not in with_cursor:
+            raise UsageError(
+                f"--full-refresh: {name!r} is not a source of {entry.config.workflow_id} that"
+                f" keeps a cursor; those that do: {', '.join(with_cursor) or 'none'}"
+            )
+    return frozenset(names)
 
 
 @contextlib.contextmanager
@@ -190,6 +210,26 @@ def prune_command(args: argparse.Namespace) -> int:
         print(json.dumps({"deleted_runs": deleted}))
     else:
         print(f"Deleted {deleted} runs from {location}.")
+    return 0
+
+
+def cursors_command(args: argparse.Namespace) -> int:
+    if args.workflow is not None:
+        choose(discover(), args.workflow)
+    quiet_agno_logs(verbose=False)
+    location = history_location()
+    db = existing_history(location)
+    cursors = CursorStore.of(db).all(args.workflow) if db is not None else []
+    if args.json:
+        print(json.dumps([cursor_document(cursor) for cursor in cursors], indent=2))
+        return 0
+    if not cursors:
+        print(f"No cursors yet in {location}.")
+        return 0
+    print(f"Cursors in {location}:")
+    Console(highlight=False, width=None if sys.stdout.isatty() else 140).print(
+        cursors_table(cursors)
+    )
     return 0
 
 

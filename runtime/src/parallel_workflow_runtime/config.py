@@ -13,7 +13,21 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .connector_config import (
+    CONNECTOR_KINDS,
+    SOURCE_KINDS,
+    Auth,
+    ConnectorBlock,
+    FileBlock,
+    HttpBlock,
+    Paginator,
+    Problem,
+    SourceKind,
+    SqlBlock,
+    cursor_of,
+)
 
 # The names of the workflow's own steps (steps.py builds them): a source's step may not take one.
 PREPARATION_STEP = "Preparation"
@@ -57,6 +71,15 @@ class Source:
     folder: Path  # the workflow's folder: relative paths in settings start here
     limits: SourceLimits = field(default_factory=SourceLimits)
     executor: ExecutorName | None = None  # None: "async" for an async def run, else "thread"
+    # How it gets its data: "python" (its `run(source)` alone) or a connector kind whose
+    # block (`sql:`, `http:`, `file:`) is `connector`; its `run(source, rows)` gets the rows.
+    kind: SourceKind = "python"
+    connector: ConnectorBlock | None = None
+
+    @property
+    def cursor(self) -> str | None:
+        """The column (or field path) whose highest value a connector keeps between runs."""
+        return cursor_of(self.connector)
 
     def path(self, setting: str) -> Path:
         """The file named by a setting such as `data_file`."""
@@ -154,6 +177,28 @@ class SourceEntry(_Strict):
     retry_backoff_seconds: Seconds = 0.5
     max_backoff_seconds: PositiveSeconds = 30.0
     executor: Executor = None
+    kind: Annotated[SourceKind, Field(description=f"one of {', '.join(SOURCE_KINDS)}")] = "python"
+    sql: SqlBlock | None = None
+    http: HttpBlock | None = None
+    file: FileBlock | None = None
+
+    @model_validator(mode="after")
+    def _block_of_its_kind(self) -> SourceEntry:
+        for kind in CONNECTOR_KINDS:
+            given = getattr(self, kind) is not None
+            if self.kind == kind and not given:
+                raise Problem(f".{kind} is missing: kind {kind} reads what it says")
+            if given and self.kind != kind:
+                raise Problem(
+                    f".{kind} is read only by kind {kind}, and this source's kind is "
+                    f"{self.kind}: set kind: {kind}, or remove the block"
+                )
+        return self
+
+    @property
+    def connector(self) -> ConnectorBlock | None:
+        block: ConnectorBlock | None = getattr(self, self.kind, None)
+        return block
 
     @field_validator("id")
     @classmethod
@@ -197,6 +242,8 @@ def load_config(path: Path) -> WorkflowConfig:
                 executor=entry.executor
                 if "executor" in entry.model_fields_set
                 else workflow.executor,
+                kind=entry.kind,
+                connector=entry.connector,
             )
         )
     return WorkflowConfig(
@@ -236,24 +283,55 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: is not valid YAML{line}") from None
 
 
+# The fields whose value is one of several models told apart by `type`, and those types.
+TAGGED_UNIONS = ("auth", "paginator")
+UNION_TAGS = frozenset(
+    model.model_fields["type"].annotation.__args__[0]
+    for union in (Auth, Paginator)
+    for model in get_args(get_args(union)[0])
+)
+# What dlt calls a secret's setting; config.yaml names its environment variable instead.
+SECRET_KEYS = ("token", "api_key", "password", "url")
+
+
 def describe(error: ValidationError, model: type[BaseModel]) -> str:
     """The first problem pydantic found in data for `model`, as one sentence:
     `<where> must be <rule>, got ...`, the rule being the `description` of the field."""
-    problem = error.errors()[0]
-    where = "".join(
-        f"[{part}]" if isinstance(part, int) else f".{part}" for part in problem["loc"]
-    ).lstrip(".")
-    key = next((part for part in reversed(problem["loc"]) if isinstance(part, str)), "")
+    errors = error.errors()
+    # A key that is not known says more than the key its author meant, missing beside it.
+    problem = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    # A tagged union (an http block's `auth`, `paginator`) puts its tag in the location.
+    loc = [
+        part
+        for index, part in enumerate(problem["loc"])
+        if not (index and problem["loc"][index - 1] in TAGGED_UNIONS and part in UNION_TAGS)
+    ]
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(
+        "."
+    )
+    key = next((part for part in reversed(loc) if isinstance(part, str)), "")
     if problem["type"] == "missing":
         return f"{where} is missing"
+    if problem["type"] == "extra_forbidden" and key in SECRET_KEYS:
+        return (
+            f"{where} is not a known setting: a secret is never written in config.yaml; "
+            f"put it in an environment variable and name it in {key}_env"
+        )
     if problem["type"] == "extra_forbidden":
         return f"{where} is not a known setting"
     if problem["type"] == "model_type" or problem["type"] == "dict_type":
         return f"{where or 'the file'} must be a mapping"
+    if problem["type"] == "union_tag_invalid":
+        tags = problem["ctx"]["expected_tags"]
+        return f"{where}.type must be one of {tags}, got {problem['ctx']['tag']!r}"
+    if problem["type"] == "union_tag_not_found":
+        return f"{where}.type is missing"
+    if problem["type"] == "value_error" and isinstance(problem["ctx"]["error"], Problem):
+        return f"{where}{problem['ctx']['error']}"
     if problem["type"] == "value_error":
         rule = str(problem["ctx"]["error"])
     else:
-        rule = rules(model).get(key) or problem["msg"].lower()
+        rule = rules(model).get(key) or problem["msg"].removeprefix("Input should be ")
     return f"{where} must be {rule}, got {problem['input']!r}"
 
 

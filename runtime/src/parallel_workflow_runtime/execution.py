@@ -21,10 +21,14 @@ import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 from weakref import WeakKeyDictionary
 
 from .config import Source
+from .connector_config import cursor_of
+from .connectors import ConnectorRun, shown
 from .contained_loop import CURRENT_SOURCE, SourceScope
+from .cursors import CURSORS
 from .executor_base import CallLimits, Executor, ExecutorError, ExecutorSpec
 from .executors import EXECUTORS, Executors
 from .in_process import LoopHolds
@@ -94,6 +98,8 @@ class SourceRunner:
         started = time.perf_counter()
         try:
             with interruption.watching():
+                if isinstance(function, ConnectorRun):
+                    function = await self.from_cursor(source, function, run_id)
                 async with self.executors(run_id) as executors:
                     return await self._run(source, function, spec, executors, warnings, clock)
         except asyncio.CancelledError:
@@ -115,6 +121,20 @@ class SourceRunner:
             return SourceResult.failure(
                 source, one_line(error), attempts=0, warnings=warnings, timing=clock.timing()
             )
+
+    async def from_cursor(
+        self, source: Source, function: ConnectorRun, run_id: str
+    ) -> ConnectorRun:
+        """The connector, reading from the source's cursor, which this run now holds (it
+        waits while another run holds it): without a history, from its initial value."""
+        cursors = CURSORS.get()
+        field = cursor_of(source.connector)
+        if cursors is None or field is None:
+            return function
+        state = await cursors.claim(source.id, run_id)
+        if state is not None and state.get("field") != field:
+            state = None  # the cursor is another column now: start again from its initial value
+        return function.starting_at(state)
 
     @contextlib.asynccontextmanager
     async def executors(self, run_id: str) -> AsyncIterator[Executors]:
@@ -165,8 +185,9 @@ class SourceRunner:
                     clock.end_attempt(outcome.state)
             if outcome.summary is not None:
                 emit(SourceEvent(source, SourceState.OK, attempt, seconds))
+                cursor = self.reached(source, function, outcome.summary)
                 return SourceResult.success(
-                    source, outcome.summary, attempt, seconds, warnings, clock.timing()
+                    source, outcome.summary, attempt, seconds, warnings, clock.timing(), cursor
                 )
             error = outcome.error or "failed"
             if attempt > source.limits.retries:
@@ -186,6 +207,17 @@ class SourceRunner:
             await asyncio.sleep(
                 backoff_seconds(limits.retry_backoff_seconds, attempt, limits.max_backoff_seconds)
             )
+
+    def reached(self, source: Source, function: SourceFunction, summary: SourceSummary) -> Any:
+        """A connector's cursor after its successful read: noted for the run to keep once it
+        is recorded; its value, as the result shows it."""
+        if not isinstance(function, ConnectorRun):
+            return None
+        state = summary.pop("cursor", None)
+        cursors = CURSORS.get()
+        if cursors is not None and source.id in cursors.held:
+            cursors.reach(source.id, state)
+        return None if state is None else shown(state["value"])
 
     async def _attempt(
         self, source: Source, function: SourceFunction, executor: Executor, limits: CallLimits

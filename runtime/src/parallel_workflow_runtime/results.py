@@ -32,6 +32,9 @@ class SourceSummary(TypedDict):
 
     records: int  # how many records the source processed
     details: NotRequired[dict[str, Any]]  # anything else worth reporting; must be JSON
+    warnings: NotRequired[list[str]]  # lines worth a look that did not fail the source
+    # Set by a connector (connectors.py), never by `run`: where the source's cursor got to.
+    cursor: NotRequired[dict[str, Any] | None]
 
 
 # A source module's `run`: a plain function (run in a thread of its own) or a coroutine.
@@ -93,6 +96,9 @@ class SourceResult(BaseModel):
     error: str | None = None  # one line, when it did not succeed
     details: dict[str, Any] = {}
     warnings: list[str] = []  # e.g. an async def run that blocked the event loop
+    # A connector source's cursor after this run (its highest value read), as JSON; None for
+    # a source that keeps none.
+    cursor: Any = None
     timing: SourceTiming | None = None  # None in runs stored before 0.5.0
 
     @field_validator("error")
@@ -119,6 +125,7 @@ class SourceResult(BaseModel):
         seconds: float,
         warnings: Sequence[str],
         timing: SourceTiming,
+        cursor: Any = None,
     ) -> SourceResult:
         """The result of a source whose attempt number `attempts` returned `summary`."""
         return cls(
@@ -128,8 +135,9 @@ class SourceResult(BaseModel):
             seconds=round(seconds, 3),
             attempts=attempts,
             details=summary.get("details", {}),
-            warnings=list(warnings),
+            warnings=[*warnings, *summary.get("warnings", [])],
             timing=timing,
+            cursor=cursor,
         )
 
     @classmethod
@@ -216,7 +224,15 @@ def checked_summary(summary: Any, max_details_bytes: int) -> SourceSummary:
             f"details are {size:,} bytes as JSON, more than max_details_bytes "
             f"({max_details_bytes:,})"
         )
-    return SourceSummary(records=records, details=details)
+    checked = SourceSummary(records=records, details=details)
+    warnings = summary.get("warnings", [])
+    if not isinstance(warnings, list) or not all(isinstance(line, str) for line in warnings):
+        raise SourceError("warnings must be a list of strings")
+    if warnings:
+        checked["warnings"] = warnings
+    if "cursor" in summary:
+        checked["cursor"] = summary["cursor"]
+    return checked
 
 
 def nested_deeper(value: Any, max_depth: int) -> bool:

@@ -19,6 +19,7 @@ from agno.workflow.types import StepOutput
 from .children import no_process_left_behind
 from .config import REPORT_STEP, ExecutorName, WorkflowConfig
 from .contained_loop import new_loop
+from .cursors import CURSORS, CursorSession, CursorStore
 from .executors import EXECUTORS, Executors, pooled_specs
 from .interruption import INTERRUPTION, Interruption
 from .progress import LISTENER, Listener
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from agno.workflow import Workflow
 
 DEFAULT_REQUEST = "Process all data sources"
+NOT_SAVED = "the run was not saved in the history"
 
 
 @dataclass
@@ -73,6 +75,7 @@ def execute(
     listener: Listener | None = None,
     on_event: Callable[[Any], None] | None = None,
     executor: ExecutorName | None = None,
+    full_refresh: frozenset[str] | None = None,
 ) -> RunOutcome:
     """Build the workflow and run it once, in an event loop of its own, every source on
     `executor` if given (`run --executor`), else on its own.
@@ -95,7 +98,13 @@ def execute(
         async with Executors() as executors:
             await executors.start(pooled_specs(config, load_settings().dask_address))
             return await run_workflow(
-                workflow, request, db=db, listener=listener, on_event=on_event, executors=executors
+                workflow,
+                request,
+                db=db,
+                listener=listener,
+                on_event=on_event,
+                executors=executors,
+                full_refresh=full_refresh,
             )
 
     def first_interrupt(loop: asyncio.AbstractEventLoop) -> None:
@@ -137,11 +146,35 @@ async def run_workflow(
     listener: Listener | None = None,
     on_event: Callable[[Any], None] | None = None,
     executors: Executors | None = None,
+    full_refresh: frozenset[str] | None = None,
 ) -> RunOutcome:
     """Run a built workflow once. `listener` hears each source start, retry and finish;
     `on_event` receives each of Agno's events (the run then streams); with `db` the run must
-    end up in that history; `executors` holds the pools and clusters to run the sources on
-    (by default the run starts its own and closes them after)."""
+    end up in that history, which keeps the connector sources' cursors (cursors.py);
+    `executors` holds the pools and clusters to run the sources on (by default the run starts
+    its own and closes them after). `full_refresh`: the ids of the sources that read from
+    their initial value this time (empty: all of them)."""
+    if db is None:
+        CURSORS.set(None)
+        return await _run_workflow(workflow, request, db, listener, on_event, executors)
+    cursors = CursorSession(CursorStore.of(db), str(workflow.id), full_refresh)
+    CURSORS.set(cursors)
+    async with cursors.kept():
+        outcome = await _run_workflow(workflow, request, db, listener, on_event, executors)
+        # _outcome checked that the run is in the history: only then do cursors advance.
+        recorded = not any(error.startswith(NOT_SAVED) for error in outcome.errors)
+        await asyncio.to_thread(cursors.settle, recorded and outcome.run_id is not None)
+    return outcome
+
+
+async def _run_workflow(
+    workflow: Workflow,
+    request: str,
+    db: BaseDb | None,
+    listener: Listener | None,
+    on_event: Callable[[Any], None] | None,
+    executors: Executors | None,
+) -> RunOutcome:
     # The request from the command line or HTTP: valid text, capped, before Agno stores it.
     request = valid_text(request, MAX_REQUEST_CHARS)
     LISTENER.set(listener)  # this run's tasks, and so its sources, inherit it
@@ -183,7 +216,7 @@ def _outcome(
         errors.append("the run produced no aggregation")
     # Agno logs a failed save (e.g. no rights to create its tables) and carries on.
     if db is not None and (run_id is None or db.get_run(run_id) is None):
-        errors.append("the run was not saved in the history")
+        errors.append(NOT_SAVED)
     report = next((step for step in steps if step.step_name == REPORT_STEP), None)
     return RunOutcome(
         aggregation=aggregation,

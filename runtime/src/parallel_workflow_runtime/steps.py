@@ -33,6 +33,7 @@ from .config import (
     Source,
     WorkflowConfig,
 )
+from .connectors import ConnectorRun
 from .execution import SourceRunner
 from .executor_base import ExecutorSpec
 from .executors import executor_spec
@@ -73,6 +74,9 @@ def source_steps(
     steps: list[Any] = []
     for source in config.sources:
         function = overrides.get(source.id) or load_source_function(config, source)
+        if source.kind != "python" and not isinstance(function, CannotRun | ConnectorRun):
+            # dlt reads the rows and hands them to `run(source, rows)` (connectors.py).
+            function = ConnectorRun(function)  # type: ignore[arg-type]
         spec = executor_spec(config, source, inspect.iscoroutinefunction(function), dask_address)
         steps.append(
             Step(
@@ -208,11 +212,28 @@ def load_source_function(config: WorkflowConfig, source: Source) -> SourceFuncti
         raise  # Ctrl-C while the modules import: the user stops the program
     except BaseException as error:  # anything else its code raises, `raise BaseException` too
         return _failing(f"{relative}{_line_in(error, relative)}: {type(error).__name__}: {error}")
+    expected = "run(source)" if source.kind == "python" else "run(source, rows)"
     for name in SOURCE_FUNCTION_NAMES:
         function = getattr(module, name, None)
         if callable(function):
+            if not takes_arguments(function, 1 if source.kind == "python" else 2):
+                return _failing(
+                    f"{relative}: {name} does not take the arguments of {expected}, which a "
+                    f"source of kind {source.kind} defines"
+                )
             return function
-    raise ConfigError(f"{relative} defines no run(source) function")
+    raise ConfigError(f"{relative} defines no {expected} function")
+
+
+def takes_arguments(function: Any, count: int) -> bool:
+    """Whether `function` can be called with `count` positional arguments."""
+    try:
+        inspect.signature(function).bind(*range(count))
+    except TypeError:
+        return False
+    except ValueError:  # no signature to read (a builtin): let the call say
+        return True
+    return True
 
 
 def _failing(message: str) -> SourceFunction:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from rich import box
@@ -15,6 +16,8 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from .config import Source
+from .connectors import shown
+from .cursors import StoredCursor
 from .history import HistoryLocation, RunRecord
 from .progress import SourceEvent
 from .registry import WorkflowEntry
@@ -195,6 +198,42 @@ def history_table(records: list[RunRecord], location: HistoryLocation) -> Table:
             f"{record.duration_seconds:.2f}" if record.duration_seconds is not None else "",
         )
     return table
+
+
+def cursors_table(cursors: list[StoredCursor]) -> Table:
+    table = Table("workflow", "source", "cursor", "value", "moved by run", "moved (UTC)", "held by")
+    for cursor in cursors:
+        document = cursor_document(cursor)
+        table.add_row(
+            cursor.workflow_id,
+            cursor.source_id,
+            document["field"] or "",
+            "" if document["value"] is None else str(document["value"]),
+            (cursor.run_id or "")[:8],
+            document["updated"] or "",
+            (cursor.claimed_by or "")[:8],
+        )
+    return table
+
+
+def cursor_document(cursor: StoredCursor) -> dict[str, Any]:
+    """One cursor of `history cursors --json` (the keys of the items at its value left out:
+    they are hashes, for the next read alone)."""
+    state = cursor.state or {}
+    updated = (
+        datetime.fromtimestamp(cursor.updated_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        if cursor.updated_at is not None
+        else None
+    )
+    return {
+        "workflow_id": cursor.workflow_id,
+        "source_id": cursor.source_id,
+        "field": state.get("field"),
+        "value": shown(state["value"]) if "value" in state else None,
+        "run_id": cursor.run_id,
+        "updated": updated,
+        "held_by": cursor.claimed_by,
+    }
 
 
 def run_identity(record: RunRecord) -> dict[str, Any]:

@@ -1,0 +1,477 @@
+"""The connector kinds: dlt reads a source's rows (`sql`, `http`, `file`) and hands them to the
+`run(source, rows)` of its module, which does the processing.
+
+A connector source's step calls a `ConnectorRun` where a `python` source's calls its `run`:
+a plain object (it pickles by reference to a worker process or a Dask worker), carrying the
+cursor the run starts from. It reads where the source runs, with the secrets of that place's
+environment, and returns the summary with the cursor it reached, which the runner keeps in the
+history once the run is recorded (cursors.py).
+
+dlt is imported when a connector reads, not before: it takes two seconds to import, and a
+project of `python` sources never needs it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Source
+from .connector_config import FileBlock, HttpBlock, SqlBlock, cursor_of
+from .database import masked_text
+from .results import SourceError, SourceSummary
+
+Row = dict[str, Any]
+# What `run(source, rows)` of a connector source receives: each row once, as a dict.
+Rows = Iterator[Row]
+ConnectorFunction = Callable[[Source, Rows], SourceSummary]
+
+# The dlt packages each kind needs, for the message when one is missing.
+EXTRAS = {"sql": "sql", "http": "http", "file": "file"}
+
+
+@dataclass(frozen=True)
+class ConnectorRun:
+    """Reads a connector source's rows and calls its module's `run(source, rows)` with them.
+
+    `start` is the cursor state this run starts from (None: the block's initial value).
+    """
+
+    function: ConnectorFunction
+    start: dict[str, Any] | None = None
+
+    def __call__(self, source: Source) -> SourceSummary:
+        secrets = Secrets()
+        deadline = Deadline.of(source)
+        try:
+            rows, tracker = open_rows(source, self.start, secrets, deadline)
+            reading = Reading(rows, tracker, deadline)
+            summary = self.function(source, reading)
+        except SourceError as error:
+            raise SourceError(secrets.scrubbed(str(error))) from None
+        except Exception as error:
+            raise SourceError(connector_error(source, error, secrets)) from None
+        if not isinstance(summary, dict):
+            return summary  # the runner says what is wrong with it
+        if reading.exhausted or tracker.state() is None:
+            return {**summary, "cursor": tracker.state()}
+        warnings = [*summary.get("warnings", []), UNREAD]
+        return {**summary, "cursor": self.start, "warnings": warnings}
+
+    def starting_at(self, start: dict[str, Any] | None) -> ConnectorRun:
+        return ConnectorRun(self.function, start)
+
+
+UNREAD = (
+    "run() returned before it read every row: the cursor stays where it was, and the next run "
+    "reads these rows again"
+)
+
+
+class Reading:
+    """The rows as `run(source, rows)` iterates them: it notes whether they were all read, and
+    stops a read that outlives the source's timeout (a thread cannot be stopped otherwise)."""
+
+    def __init__(self, rows: Iterator[Row], tracker: CursorTracker, deadline: Deadline) -> None:
+        self._rows = rows
+        self._tracker = tracker
+        self._deadline = deadline
+        self.exhausted = False
+
+    def __iter__(self) -> Reading:
+        return self
+
+    def __next__(self) -> Row:
+        while True:
+            self._deadline.check()
+            try:
+                row = next(self._rows)
+            except StopIteration:
+                self.exhausted = True
+                raise
+            if self._tracker.admit(row):
+                return row
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When the current attempt must have finished (None: no limit), in this process's clock."""
+
+    at: float | None
+    timeout: float | None
+
+    @classmethod
+    def of(cls, source: Source) -> Deadline:
+        timeout = source.limits.timeout_seconds
+        return cls(None if timeout is None else time.monotonic() + timeout, timeout)
+
+    def remaining(self, default: float) -> float:
+        if self.at is None:
+            return default
+        return max(min(self.at - time.monotonic(), default), 0.1)
+
+    def check(self) -> None:
+        if self.at is not None and time.monotonic() > self.at:
+            raise SourceError(f"timed out after {self.timeout:g} s")
+
+
+@dataclass
+class Secrets:
+    """The secrets a connector read from the environment: no error line repeats them."""
+
+    values: list[str] = field(default_factory=list)
+
+    def read(self, name: str, what: str) -> str:
+        value = os.environ.get(name, "")
+        if not value:
+            raise SourceError(f"{what}: the environment variable {name} is not set")
+        self.values.append(value)
+        return value
+
+    def scrubbed(self, text: str) -> str:
+        text = masked_text(text)
+        for value in self.values:
+            text = text.replace(value, "***")
+        return text
+
+
+def connector_error(source: Source, error: BaseException, secrets: Secrets) -> str:
+    """What went wrong, in one line: the innermost cause's own words (dlt wraps a database's
+    or a server's error in two or three of its own), without any secret."""
+    cause = error
+    while True:
+        inner = cause.__cause__ or cause.__context__
+        if inner is None or isinstance(inner, KeyboardInterrupt):
+            break
+        cause = inner
+    original = getattr(cause, "orig", None) or cause
+    message = " ".join(str(original).split()) or type(original).__name__
+    # SQLAlchemy appends a link to its documentation and the statement: noise on one line.
+    message = message.split(" (Background on this error at:")[0].split(" [SQL: ")[0]
+    return secrets.scrubbed(f"{source.kind}: {type(original).__name__}: {message}")
+
+
+def open_rows(
+    source: Source, start: dict[str, Any] | None, secrets: Secrets, deadline: Deadline
+) -> tuple[Iterator[Row], CursorTracker]:
+    """The rows of a connector source, newer than `start`, and what tracks its cursor."""
+    block = source.connector
+    if isinstance(block, SqlBlock):
+        tracker = CursorTracker(block.cursor, start, block.initial_value)
+        return sql_rows(source, block, tracker.since(), secrets, deadline), tracker
+    if isinstance(block, HttpBlock):
+        initial = block.incremental.initial_value if block.incremental else None
+        tracker = CursorTracker(cursor_of(block), start, initial)
+        return http_rows(source, block, tracker.since(), secrets, deadline), tracker
+    if isinstance(block, FileBlock):
+        # The cursor is the files' modification time: it filters files, not rows.
+        files = CursorTracker(cursor_of(block), start, None, key=lambda item: item["file_url"])
+        return file_rows(source, block, files), CursorTracker(None, None, None, inner=files)
+    raise SourceError(f"source {source.id!r} of kind {source.kind} has no connector block")
+
+
+def dlt_module(kind: str) -> Any:
+    """dlt, or a SourceError that says what to install."""
+    try:
+        import dlt
+    except ImportError:
+        raise SourceError(
+            f"kind {kind} needs dlt and its {kind} packages: pip install -e '.[{EXTRAS[kind]}]'"
+            f" in the project (the extra parallel-workflow-runtime[{EXTRAS[kind]}])"
+        ) from None
+    return dlt
+
+
+def sql_rows(
+    source: Source, block: SqlBlock, since: Any, secrets: Secrets, deadline: Deadline
+) -> Iterator[Row]:
+    dlt = dlt_module("sql")
+    import sqlalchemy
+
+    url = sql_url(source, block, secrets)
+    engine = sqlalchemy.create_engine(url, connect_args=connect_args(url, deadline))
+    try:
+        if block.table is not None:
+            from dlt.sources.sql_database import sql_table
+
+            incremental = (
+                dlt.sources.incremental(block.cursor, initial_value=since, row_order="asc")
+                if block.cursor
+                else None
+            )
+            resource = sql_table(
+                credentials=engine,
+                table=block.table,
+                schema=block.table_schema,
+                incremental=incremental,
+                chunk_size=block.chunk_size,
+                reflection_level="minimal",
+            )
+            yield from flattened(resource)
+        else:
+            yield from query_rows(engine, block, since)
+    finally:
+        engine.dispose()
+
+
+def sql_url(source: Source, block: SqlBlock, secrets: Secrets) -> str:
+    if os.environ.get(block.url_env) or block.sqlite_file is None:
+        return secrets.read(block.url_env, f"sql.url_env of source {source.id!r}")
+    sqlite_file = source.folder / block.sqlite_file
+    if not sqlite_file.is_file():
+        raise SourceError(f"sql: {block.url_env} is not set and {block.sqlite_file} does not exist")
+    # Read-only: the offline demo's file is never written by a read.
+    return f"sqlite:///file:{sqlite_file.resolve()}?mode=ro&uri=true"
+
+
+def connect_args(url: str, deadline: Deadline) -> dict[str, Any]:
+    """A connection and a statement that cannot outlast the source's timeout (PostgreSQL)."""
+    if not url.startswith(("postgresql", "postgres")):
+        return {}
+    seconds = deadline.remaining(86_400)
+    return {
+        "connect_timeout": max(int(seconds), 1),
+        "options": f"-c statement_timeout={int(seconds * 1000)}",
+    }
+
+
+def query_rows(engine: Any, block: SqlBlock, since: Any) -> Iterator[Row]:
+    """A query's rows, as it is written; with a cursor, those from `since` on, in its order."""
+    import sqlalchemy
+
+    assert block.query is not None
+    statement = f"SELECT * FROM ({block.query}) AS source_query"
+    parameters: dict[str, Any] = {}
+    if block.cursor:
+        column = engine.dialect.identifier_preparer.quote(block.cursor)
+        if since is not None:
+            statement += f" WHERE source_query.{column} >= :since"
+            parameters["since"] = since
+        statement += f" ORDER BY source_query.{column}"
+    with engine.connect() as connection:
+        result = connection.execution_options(yield_per=block.chunk_size).execute(
+            sqlalchemy.text(statement), parameters
+        )
+        for row in result.mappings():
+            yield dict(row)
+
+
+def http_rows(
+    source: Source, block: HttpBlock, since: Any, secrets: Secrets, deadline: Deadline
+) -> Iterator[Row]:
+    dlt_module("http")
+    from dlt.sources.helpers.requests import Client
+    from dlt.sources.rest_api import rest_api_source
+
+    timeout = deadline.remaining(block.request_timeout_seconds or 60.0)
+    if block.request_timeout_seconds is not None:
+        timeout = min(timeout, block.request_timeout_seconds)
+    client: dict[str, Any] = {
+        "base_url": block.base_url,
+        "session": Client(
+            request_timeout=timeout,
+            request_max_attempts=block.request_max_attempts,
+            raise_for_status=False,  # dlt checks each answer itself (its response_actions)
+        ).session,
+    }
+    if block.headers:
+        client["headers"] = dict(block.headers)
+    if block.auth is not None:
+        client["auth"] = http_auth(source, block, secrets)
+    if block.paginator is not None:
+        client["paginator"] = block.paginator.model_dump(exclude_unset=True) | {
+            "type": block.paginator.type
+        }
+    endpoint: dict[str, Any] = {"path": block.path, "method": block.method}
+    if block.params:
+        endpoint["params"] = dict(block.params)
+    if block.json_body is not None:
+        endpoint["json"] = block.json_body
+    if block.data_selector is not None:
+        endpoint["data_selector"] = block.data_selector
+    if block.incremental is not None:
+        incremental: dict[str, Any] = {"cursor_path": block.incremental.cursor_path}
+        if block.incremental.start_param is not None:
+            incremental["start_param"] = block.incremental.start_param
+        if since is not None:
+            incremental["initial_value"] = since
+        endpoint["incremental"] = incremental
+    config: Any = {"client": client, "resources": [{"name": source.id, "endpoint": endpoint}]}
+    yield from flattened(rest_api_source(config).resources[source.id])
+
+
+def http_auth(source: Source, block: HttpBlock, secrets: Secrets) -> dict[str, Any]:
+    auth = block.auth
+    what = f"http.auth of source {source.id!r}"
+    if auth is None:
+        return {}
+    if auth.type == "bearer":
+        return {"type": "bearer", "token": secrets.read(auth.token_env, what)}
+    if auth.type == "api_key":
+        return {
+            "type": "api_key",
+            "name": auth.name,
+            "api_key": secrets.read(auth.api_key_env, what),
+            "location": auth.location,
+        }
+    return {
+        "type": "http_basic",
+        "username": auth.username,
+        "password": secrets.read(auth.password_env, what),
+    }
+
+
+def file_rows(source: Source, block: FileBlock, files: CursorTracker) -> Iterator[Row]:
+    dlt_module("file")
+    from dlt.sources.filesystem import filesystem, read_csv, read_jsonl, read_parquet
+
+    if "://" in block.path:
+        bucket_url = block.path
+    else:
+        folder = source.folder / block.path
+        if not folder.is_dir():
+            raise SourceError(f"file: the folder {block.path} does not exist")
+        bucket_url = str(folder.resolve())
+    readers = {
+        "csv": lambda: read_csv(chunksize=block.chunk_size),
+        "jsonl": lambda: read_jsonl(chunksize=block.chunk_size),
+        "parquet": lambda: read_parquet(chunksize=block.chunk_size),
+    }
+    listed = 0
+
+    def counted(item: Any) -> Any:
+        nonlocal listed
+        listed += 1
+        return item
+
+    # Only the files changed since the last run are opened: the cursor follows the files.
+    changed = filesystem(bucket_url=bucket_url, file_glob=block.glob).add_map(counted)
+    yield from flattened(changed.add_filter(files.admit) | readers[block.format]())
+    if not listed:
+        raise SourceError(f"file: no file in {block.path} matches {block.glob!r}")
+
+
+def flattened(resource: Iterable[Any]) -> Iterator[Row]:
+    """A dlt resource's rows one by one (it yields pages and chunks as lists)."""
+    for item in resource:
+        if isinstance(item, list):
+            yield from item
+        else:
+            yield item
+
+
+class CursorTracker:
+    """A source's cursor: the highest value of its cursor field among what was read, and the
+    keys of the items at that value.
+
+    Reads start at the last value, included (rows that share it may have come since), and skip
+    the items already read at it: nothing is read twice, nothing is skipped. None as the
+    field: the source keeps no cursor, every run reads everything.
+    """
+
+    def __init__(
+        self,
+        field: str | None,
+        start: dict[str, Any] | None,
+        initial_value: Any,
+        key: Callable[[Any], str] | None = None,
+        inner: CursorTracker | None = None,
+    ) -> None:
+        self.field = field
+        self.start = start
+        self.start_value = decoded(start["value"]) if start else initial_value
+        self.start_seen = set(start.get("seen", ())) if start else set()
+        self.key = key or row_key
+        self.inner = inner  # a file source's: the cursor is over its files
+        self.high: Any = None
+        self.high_keys: list[str] = []
+
+    def since(self) -> Any:
+        return self.start_value
+
+    def admit(self, item: Any) -> bool:
+        """Whether `item` is new; it moves the cursor."""
+        if self.field is None:
+            return True
+        value = cursor_value(item, self.field)
+        if value is None:
+            return True  # the connector decides (dlt refuses a row without its cursor)
+        if self.start_value is not None:
+            if value < self.start_value:
+                return False
+            if value == self.start_value and self.key(item) in self.start_seen:
+                return False
+        if self.high is None or value > self.high:
+            self.high, self.high_keys = value, [self.key(item)]
+        elif value == self.high:
+            self.high_keys.append(self.key(item))
+        return True
+
+    def state(self) -> dict[str, Any] | None:
+        """The cursor after this read, as JSON (None: the source keeps no cursor)."""
+        if self.inner is not None:
+            return self.inner.state()
+        if self.field is None:
+            return None
+        if self.high is None:
+            return self.start
+        seen = self.high_keys
+        if self.start_value is not None and self.high == self.start_value:
+            seen = sorted(self.start_seen.union(seen))
+        return {"field": self.field, "value": encoded(self.high), "seen": seen}
+
+
+def cursor_value(item: Any, path: str) -> Any:
+    """The value at a dotted path of an item (`updated_at`, `meta.updated`)."""
+    value = item
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def row_key(row: Row) -> str:
+    """A row's identity for the cursor: a hash of its JSON."""
+    text = json.dumps(row, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def encoded(value: Any) -> Any:
+    """A cursor value as JSON that says its type, so that a timestamp comes back as one."""
+    if isinstance(value, datetime.datetime):
+        return {"datetime": value.isoformat()}
+    if isinstance(value, datetime.date):
+        return {"date": value.isoformat()}
+    if isinstance(value, decimal.Decimal):
+        return {"decimal": str(value)}
+    return value
+
+
+def decoded(value: Any) -> Any:
+    if isinstance(value, dict):
+        if "datetime" in value:
+            return datetime.datetime.fromisoformat(value["datetime"])
+        if "date" in value:
+            return datetime.date.fromisoformat(value["date"])
+        if "decimal" in value:
+            return decimal.Decimal(value["decimal"])
+    return value
+
+
+def shown(value: Any) -> Any:
+    """A cursor value as a table or `--json` shows it."""
+    value = decoded(value)
+    if isinstance(value, datetime.date | decimal.Decimal):
+        return str(value)
+    return value
