@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import inspect
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -235,3 +237,63 @@ class RecordingModel(Model):
 @pytest.fixture
 def recording_model() -> RecordingModel:
     return RecordingModel()
+
+
+# Dask clusters of separate processes, for the executor and connector tests.
+def start(*command: str, **environment: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_" + command[0], *command[1:]],
+        env={**os.environ, **environment},
+        cwd="/",  # not the project: only PYTHONPATH can make it importable
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster_processes() -> Iterator[Any]:
+    """Starts clusters of a scheduler and workers as separate processes; stops them all."""
+    schedulers: list[subprocess.Popen[bytes]] = []
+    workers_started: list[subprocess.Popen[bytes]] = []
+
+    def cluster(workers: int, python_path: str, threads: int = 4) -> str:
+        from distributed import Client
+
+        address = f"tcp://127.0.0.1:{free_port()}"
+        port = address.rsplit(":", 1)[1]
+        environment = {"PYTHONPATH": python_path}
+        schedulers.append(
+            start(
+                "scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard", **environment
+            )
+        )
+        for _ in range(workers):
+            workers_started.append(
+                start(
+                    "worker", address, "--nthreads", f"{threads}", "--no-dashboard", **environment
+                )
+            )
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(workers, timeout=60)
+        return address
+
+    yield cluster
+    # The workers first: stopped together with their scheduler, a worker may spend Dask's
+    # 30 s connect timeout saying goodbye to it. Then the schedulers.
+    stop_groups(workers_started)
+    stop_groups(schedulers)
+
+
+def stop_groups(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to each process group, then SIGKILL to any still there after 15 s: how fast
+    Dask shuts down is not what these tests check, that nothing is left running is."""
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):  # a test may have killed it already
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=15)

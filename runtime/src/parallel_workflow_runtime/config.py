@@ -28,6 +28,7 @@ from .connector_config import (
     SqlBlock,
     cursor_of,
 )
+from .database import masked_text
 
 # The names of the workflow's own steps (steps.py builds them): a source's step may not take one.
 PREPARATION_STEP = "Preparation"
@@ -319,6 +320,11 @@ def describe(error: ValidationError, model: type[BaseModel]) -> str:
         )
     if problem["type"] == "extra_forbidden":
         return f"{where} is not a known setting"
+    if key.endswith("_env"):  # never repeat what was given: it may be the secret itself
+        return (
+            f"{where} must be the name of an environment variable (letters, digits and _), "
+            "not its value: put the value in that variable"
+        )
     if problem["type"] == "model_type" or problem["type"] == "dict_type":
         return f"{where or 'the file'} must be a mapping"
     if problem["type"] == "union_tag_invalid":
@@ -332,7 +338,8 @@ def describe(error: ValidationError, model: type[BaseModel]) -> str:
         rule = str(problem["ctx"]["error"])
     else:
         rule = rules(model).get(key) or problem["msg"].removeprefix("Input should be ")
-    return f"{where} must be {rule}, got {problem['input']!r}"
+    # A URL given where it does not belong is shown without its password.
+    return f"{where} must be {rule}, got {masked_text(repr(problem['input']))}"
 
 
 def rules(model: type[BaseModel]) -> dict[str, str | None]:

@@ -27,7 +27,7 @@ from typing import Any
 from .config import Source
 from .connector_config import FileBlock, HttpBlock, SqlBlock, cursor_of
 from .database import masked_text
-from .results import SourceError, SourceSummary
+from .results import SourceError, SourceSummary, one_line
 
 Row = dict[str, Any]
 # What `run(source, rows)` of a connector source receives: each row once, as a dict.
@@ -53,12 +53,12 @@ class ConnectorRun:
         deadline = Deadline.of(source)
         try:
             rows, tracker = open_rows(source, self.start, secrets, deadline)
-            reading = Reading(rows, tracker, deadline)
+            reading = Reading(source, rows, tracker, deadline, secrets)
             summary = self.function(source, reading)
-        except SourceError as error:
+        except SourceError as error:  # the connector's, already one line
             raise SourceError(secrets.scrubbed(str(error))) from None
-        except Exception as error:
-            raise SourceError(connector_error(source, error, secrets)) from None
+        except Exception as error:  # the processing's: its own words, without a secret
+            raise SourceError(secrets.scrubbed(one_line(error))) from None
         if not isinstance(summary, dict):
             return summary  # the runner says what is wrong with it
         if reading.exhausted or tracker.state() is None:
@@ -80,10 +80,19 @@ class Reading:
     """The rows as `run(source, rows)` iterates them: it notes whether they were all read, and
     stops a read that outlives the source's timeout (a thread cannot be stopped otherwise)."""
 
-    def __init__(self, rows: Iterator[Row], tracker: CursorTracker, deadline: Deadline) -> None:
+    def __init__(
+        self,
+        source: Source,
+        rows: Iterator[Row],
+        tracker: CursorTracker,
+        deadline: Deadline,
+        secrets: Secrets,
+    ) -> None:
+        self._source = source
         self._rows = rows
         self._tracker = tracker
         self._deadline = deadline
+        self._secrets = secrets
         self.exhausted = False
 
     def __iter__(self) -> Reading:
@@ -97,6 +106,10 @@ class Reading:
             except StopIteration:
                 self.exhausted = True
                 raise
+            except SourceError:
+                raise
+            except Exception as error:  # the read failed: say so in dlt's or the driver's words
+                raise SourceError(connector_error(self._source, error, self._secrets)) from None
             if self._tracker.admit(row):
                 return row
 
@@ -147,11 +160,8 @@ def connector_error(source: Source, error: BaseException, secrets: Secrets) -> s
     """What went wrong, in one line: the innermost cause's own words (dlt wraps a database's
     or a server's error in two or three of its own), without any secret."""
     cause = error
-    while True:
-        inner = cause.__cause__ or cause.__context__
-        if inner is None or isinstance(inner, KeyboardInterrupt):
-            break
-        cause = inner
+    while cause.__cause__ is not None:  # an exception raised `from` another: the other
+        cause = cause.__cause__
     original = getattr(cause, "orig", None) or cause
     message = " ".join(str(original).split()) or type(original).__name__
     # SQLAlchemy appends a link to its documentation and the statement: noise on one line.
@@ -274,14 +284,16 @@ def http_rows(
     timeout = deadline.remaining(block.request_timeout_seconds or 60.0)
     if block.request_timeout_seconds is not None:
         timeout = min(timeout, block.request_timeout_seconds)
-    client: dict[str, Any] = {
-        "base_url": block.base_url,
-        "session": Client(
-            request_timeout=timeout,
-            request_max_attempts=block.request_max_attempts,
-            raise_for_status=False,  # dlt checks each answer itself (its response_actions)
-        ).session,
-    }
+    session = Client(
+        request_timeout=timeout,
+        request_max_attempts=block.request_max_attempts,
+        raise_for_status=False,  # dlt checks each answer itself (its response_actions)
+    ).session
+    # Each request (dlt's retries too) ends by the source's deadline, or does not start.
+    adapter = deadline_adapter(deadline)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    client: dict[str, Any] = {"base_url": block.base_url, "session": session}
     if block.headers:
         client["headers"] = dict(block.headers)
     if block.auth is not None:
@@ -306,6 +318,22 @@ def http_rows(
         endpoint["incremental"] = incremental
     config: Any = {"client": client, "resources": [{"name": source.id, "endpoint": endpoint}]}
     yield from flattened(rest_api_source(config).resources[source.id])
+
+
+def deadline_adapter(deadline: Deadline) -> Any:
+    """A requests adapter whose requests never outlast `deadline`: a thread cannot be stopped,
+    so a source's read on `thread` ends by its timeout only if each request does."""
+    from requests.adapters import HTTPAdapter
+
+    class DeadlineAdapter(HTTPAdapter):
+        def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+            deadline.check()  # not retried by dlt: a SourceError is none of its errors
+            timeout = kwargs.get("timeout")
+            if isinstance(timeout, int | float) or timeout is None:
+                kwargs["timeout"] = deadline.remaining(timeout or 60.0)
+            return super().send(request, *args, **kwargs)
+
+    return DeadlineAdapter()
 
 
 def http_auth(source: Source, block: HttpBlock, secrets: Secrets) -> dict[str, Any]:

@@ -149,13 +149,18 @@ class CursorStore:
             )
 
     def all(self, workflow_id: str | None = None) -> list[StoredCursor]:
-        from sqlalchemy import select
+        from sqlalchemy import or_, select
 
         table = self.table
-        query = select(table).order_by(table.c.workflow_id, table.c.source_id)
+        now = time.time()
+        # A source that never got a cursor (it has not succeeded yet) and that nobody reads.
+        query = (
+            select(table)
+            .where(or_(table.c.state.is_not(None), table.c.claimed_until > now))
+            .order_by(table.c.workflow_id, table.c.source_id)
+        )
         if workflow_id is not None:
             query = query.where(table.c.workflow_id == workflow_id)
-        now = time.time()
         with self.engine.connect() as connection:
             rows = connection.execute(query).mappings().all()
         return [

@@ -1,0 +1,142 @@
+"""A real HTTP API for the `http` sources of the tests, run as its own uvicorn process:
+
+    python -m uvicorn tests.api_server:app --port PORT   (from runtime/)
+
+Each dataset is named by the test (`/{dataset}/...`), so that tests sharing the server keep
+apart. Rows are `{"id", "updated_at", "message"}`; `POST /{dataset}/rows?count=N` adds N.
+The ways to page (page numbers, a cursor in the body, Link headers) and to fail (429 with
+Retry-After, a 500 once, a slow page, HTML, malformed JSON) are routes of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+from typing import Any
+
+from fastapi import FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+
+app = FastAPI()
+TOKEN = os.environ.get("API_TOKEN", "test-token")  # what bearer and api-key auth expect
+PAGE_SIZE = 10
+
+datasets: dict[str, list[dict[str, Any]]] = {}
+requests_seen: dict[str, int] = {}  # by dataset and route, for the fail-once routes
+
+
+def rows_of(dataset: str) -> list[dict[str, Any]]:
+    if dataset not in datasets:
+        datasets[dataset] = [row(number) for number in range(1, 24)]
+    return datasets[dataset]
+
+
+def row(number: int) -> dict[str, Any]:
+    """Row `number`, updated `number` hours after the first of November 2026."""
+    updated = datetime.datetime(2026, 11, 1) + datetime.timedelta(hours=number)
+    return {"id": number, "updated_at": updated.isoformat(), "message": f"event {number}"}
+
+
+def newer(dataset: str, since: str | None) -> list[dict[str, Any]]:
+    return [r for r in rows_of(dataset) if since is None or r["updated_at"] >= since]
+
+
+def bearer(authorization: str | None) -> None:
+    if authorization != f"Bearer {TOKEN}":
+        raise HTTPException(401, "a bearer token is needed")
+
+
+def seen(key: str) -> int:
+    requests_seen[key] = requests_seen.get(key, 0) + 1
+    return requests_seen[key]
+
+
+@app.get("/health")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.post("/{dataset}/rows")
+def add_rows(dataset: str, count: int = 1) -> dict[str, int]:
+    rows = rows_of(dataset)
+    first = len(rows) + 1
+    rows.extend([row(first + n) for n in range(count)])
+    return {"rows": len(rows)}
+
+
+@app.get("/{dataset}/pages")
+async def pages(
+    dataset: str,
+    page: int = 1,
+    since: str | None = None,
+    delay: float = 0.0,
+    authorization: str | None = Header(default=None),
+) -> dict[str, Any]:
+    """Page numbers from 1, `total_pages` in the body, bearer auth, `delay` s per page."""
+    bearer(authorization)
+    if delay:
+        await asyncio.sleep(delay)
+    rows = newer(dataset, since)
+    return {
+        "data": rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
+        "total_pages": max((len(rows) + PAGE_SIZE - 1) // PAGE_SIZE, 1),
+    }
+
+
+@app.get("/{dataset}/cursor")
+def cursor(
+    dataset: str, after: int = 0, x_api_key: str | None = Header(default=None)
+) -> dict[str, Any]:
+    """A cursor in the body (`next`), api-key auth in the X-API-Key header."""
+    if x_api_key != TOKEN:
+        raise HTTPException(401, "an API key is needed")
+    rows = [r for r in rows_of(dataset) if r["id"] > after][:PAGE_SIZE]
+    more = rows and rows[-1]["id"] < rows_of(dataset)[-1]["id"]
+    return {"items": rows, "next": str(rows[-1]["id"]) if more else None}
+
+
+@app.get("/{dataset}/linked")
+def linked(dataset: str, request: Request, page: int = 1) -> Response:
+    """The next page's URL in a Link header (GitHub's way); no auth."""
+    rows = rows_of(dataset)
+    body = rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    headers = {}
+    if page * PAGE_SIZE < len(rows):
+        headers["Link"] = f'<{request.url.replace_query_params(page=page + 1)}>; rel="next"'
+    return JSONResponse(body, headers=headers)
+
+
+@app.get("/{dataset}/limited")
+def limited(dataset: str, page: int = 1) -> Response:
+    """A 429 with Retry-After: 1 on the first request of each page, then the page."""
+    if seen(f"{dataset}/limited/{page}") == 1:
+        return JSONResponse({"error": "slow down"}, status_code=429, headers={"Retry-After": "1"})
+    rows = rows_of(dataset)
+    return JSONResponse({"data": rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE], "total_pages": 3})
+
+
+@app.get("/{dataset}/flaky")
+def flaky(dataset: str) -> Response:
+    """A 500 on the first request, then every row on one page."""
+    if seen(f"{dataset}/flaky") == 1:
+        return JSONResponse({"error": "internal"}, status_code=500)
+    return JSONResponse({"data": rows_of(dataset)})
+
+
+@app.get("/{dataset}/slow")
+async def slow(dataset: str, seconds: float = Query(60.0)) -> dict[str, Any]:
+    """A page that takes `seconds` to come."""
+    await asyncio.sleep(seconds)
+    return {"data": rows_of(dataset)}
+
+
+@app.get("/{dataset}/html")
+def html(dataset: str) -> HTMLResponse:
+    """A login page where JSON was expected, with status 200."""
+    return HTMLResponse("<html><body><h1>Please sign in</h1></body></html>")
+
+
+@app.get("/{dataset}/malformed")
+def malformed(dataset: str) -> Response:
+    return Response('{"data": [{"id": 1}, {"id": ', media_type="application/json")
