@@ -13,8 +13,10 @@ project of `python` sources never needs it.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import decimal
+import inspect
 import hashlib
 import json
 import math
@@ -27,6 +29,7 @@ from typing import Any
 from .config import Source
 from .connector_config import FileBlock, HttpBlock, SqlBlock, cursor_of
 from .database import masked_text
+from .executor_base import awaited
 from .results import SourceError, SourceSummary, one_line
 
 Row = dict[str, Any]
@@ -55,6 +58,8 @@ class ConnectorRun:
             rows, tracker = open_rows(source, self.start, secrets, deadline)
             reading = Reading(source, rows, tracker, deadline, secrets)
             summary = self.function(source, reading)
+            if inspect.isawaitable(summary):  # an async def run: on a loop of this thread's own
+                summary = asyncio.run(awaited(summary))
         except SourceError as error:  # the connector's, already one line
             raise SourceError(secrets.scrubbed(str(error))) from None
         except Exception as error:  # the processing's: its own words, without a secret
