@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
@@ -175,13 +176,24 @@ JINJA_MARKERS = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}")
 GITHUB_EXPRESSIONS = re.compile(r"\$\{\{ [\w.-]+ \}\}")
 
 
+def entry_name(entry: Any) -> Any:
+    """The display name of a source_names entry: a name, or a mapping of a name to its kind."""
+    return next(iter(entry)) if isinstance(entry, dict) else entry
+
+
+# What a project holds that is not text: the sample database of its sql sources.
+BINARY_SUFFIXES = {".sqlite"}
+
+
 def assert_hand_written(project: Path, jinja_free: str = "*") -> None:
     """Every rendered text file is tidy; those matching `jinja_free` hold no Jinja markers
     (pass "*.py" where the answers themselves contain Jinja syntax: it never reaches code)."""
     files = [
         path
         for path in sorted(project.rglob("*"))
-        if path.is_file() and not CACHES.intersection(path.relative_to(project).parts)
+        if path.is_file()
+        and not CACHES.intersection(path.relative_to(project).parts)
+        and path.suffix not in BINARY_SUFFIXES
     ]
     assert len(files) > 20
     for path in files:

@@ -17,6 +17,7 @@ from helpers import (
     CACHES,
     MYPY_CACHE,
     assert_hand_written,
+    entry_name,
     lowest_version,
     project_env,
     render,
@@ -57,6 +58,19 @@ SCENARIOS: dict[str, dict] = {
     "twelve sources, a report model": {"source_count": 12, "report_model": "openai:gpt-4o-mini"},
     # All at once: the cap itself is covered by the rendered tests (test_execution.py).
     "256 sources": {"source_count": 256, "max_concurrency": 256},
+    # Every kind of source, the connectors' sample data offline (the http source is never read:
+    # the project's tests run synthetic sources), and a name of each kind's sample data.
+    "every kind": {
+        "source_count": 5,
+        "source_names": [
+            {"Orders DB": "sql"},
+            {"Events API": "http"},
+            {"Exports": "file"},
+            "Legacy Feed",
+            {"Audit Log": "sql"},
+        ],
+        "max_concurrency": 2,
+    },
     "odd names": {
         "project_name": 'Acme "Data" \\ Platform {{ x }}',
         "workflow_name": 'Nightly "ETL" {% if %} — façade',
@@ -103,7 +117,8 @@ def test_config_yaml_holds_the_exact_display_names(rendered: tuple[Path, dict]) 
     project, answers = rendered
     config = yaml.safe_load((workflow_dir(project, answers) / "config.yaml").read_text("utf-8"))
 
-    assert [s["name"] for s in config["sources"]] == answers["source_names"]
+    names = [entry_name(name) for name in answers["source_names"]]
+    assert [s["name"] for s in config["sources"]] == names
     assert len(config["sources"]) == answers["source_count"]
     assert config["workflow"]["name"] == answers["workflow_name"]
     ids = [s["id"] for s in config["sources"]]
@@ -111,7 +126,20 @@ def test_config_yaml_holds_the_exact_display_names(rendered: tuple[Path, dict]) 
     for source_id in ids:
         assert re.fullmatch(r"[a-z_][a-z0-9_]*", source_id)
         assert (workflow_dir(project, answers) / "sources" / f"{source_id}.py").is_file()
-        assert (workflow_dir(project, answers) / "data" / f"{source_id}.csv").is_file()
+    # Each kind's sample data: a python source's CSV, an sql source's SQLite file, a file
+    # source's folder of JSON lines; an http source has none.
+    data = workflow_dir(project, answers) / "data"
+    samples = {
+        "python": lambda source_id: data / f"{source_id}.csv",
+        "sql": lambda source_id: data / f"{source_id}.sqlite",
+        "file": lambda source_id: data / source_id / "2026-11-30.jsonl",
+    }
+    expected = {
+        samples[source.get("kind", "python")](source["id"])
+        for source in config["sources"]
+        if source.get("kind", "python") in samples
+    }
+    assert {path for path in data.rglob("*") if path.is_file()} == expected
 
 
 def rendered_tests(project: Path) -> list[str]:

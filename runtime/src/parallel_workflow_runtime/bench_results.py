@@ -7,7 +7,7 @@ from __future__ import annotations
 import heapq
 import statistics
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from rich.console import Console
 from rich.table import Table
@@ -140,4 +140,31 @@ def print_bench(console: Console, results: BenchResults) -> None:
         f"{results['workflow_over_raw']:.3f}; every source's result aggregated in "
         f"{complete} of {len(results['results_per_run'])} workflow runs. Workflow: Agno arun; "
         "raw: asyncio.gather; speed-up: sequential / wall; vs thread: thread's wall / wall"
+    )
+
+
+def print_connector_bench(console: Console, results: dict[str, Any]) -> None:
+    """`bench --kind sql|http|file`: each source's rows per second, then the ratio."""
+    table = Table("source", "rows", "seconds", "rows/s", title="The workflow's last run")
+    for source in results["per_source"]:
+        table.add_row(
+            source["id"],
+            f"{source['records']:,}",
+            f"{source['seconds']:.2f}",
+            f"{source['rows_per_second'] or 0:,}",
+        )
+    total = sum(source["records"] for source in results["per_source"])
+    table.add_row("all", f"{total:,}", f"{results['workflow_seconds']:.2f}",
+                  f"{results['rows_per_second'] or 0:,}", style="bold")  # fmt: skip
+    console.print(table)
+    against = (
+        "the slowest source alone"
+        if results["kind"] == "http"
+        else "dlt iterating the same resource alone"
+    )
+    verdict = "within" if results["ratio"] <= results["target"] else "OVER"
+    console.print(
+        f"{results['kind']}: the workflow {results['workflow_seconds']:.2f} s, {against} "
+        f"{results['alone_seconds']:.2f} s (medians of {results['repeat']}): ratio "
+        f"{results['ratio']:.3f}, {verdict} the target {results['target']}"
     )

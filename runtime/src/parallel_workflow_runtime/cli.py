@@ -175,7 +175,9 @@ def add_serve(subcommands: Subcommands) -> None:
 
 def add_bench_options(bench: argparse.ArgumentParser) -> None:
     bench.add_argument(
-        "--sources", type=positive(int), default=200, help="how many sources (default: 200)"
+        "--sources",
+        type=positive(int),
+        help="how many sources (default: 200; --kind sql or file: 1; --kind http: 8)",
     )
     bench.add_argument(
         "--latency",
@@ -196,11 +198,25 @@ def add_bench_options(bench: argparse.ArgumentParser) -> None:
     )
     bench.add_argument(
         "--kind",
-        choices=("async", "sync", "cpu"),
+        choices=("async", "sync", "cpu", "sql", "http", "file"),
         default="async",
         help="sources as coroutines (asyncio.sleep), blocking functions (time.sleep) or "
         "CPU-bound ones (a pure-Python loop for --latency seconds of CPU); the raw baseline "
-        "runs the same kind (default: async)",
+        "runs the same kind. sql, http, file: connector sources reading a table (SQLite), an "
+        "API (a local one, --page-delay per page) or a Parquet file, against dlt reading the "
+        "same alone (default: async)",
+    )
+    bench.add_argument(
+        "--rows",
+        type=positive(int),
+        help="--kind sql, http, file: rows each source reads (default: 1,000,000; http: 2,000)",
+    )
+    bench.add_argument(
+        "--page-delay",
+        type=positive(float),
+        default=0.05,
+        metavar="SECONDS",
+        help="--kind http: how long the local API takes for each page of 100 (default: 0.05)",
     )
     add_bench_executor_options(bench)
     add_html_option(bench, "also write the wall time of each way as bars in an HTML page")

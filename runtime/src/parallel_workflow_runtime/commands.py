@@ -17,8 +17,9 @@ from rich.console import Console
 from rich.live import Live
 
 from .bench import BenchSettings, run_bench
-from .bench_results import print_bench
-from .connector_config import cursor_of
+from .bench_results import print_bench, print_connector_bench
+from .connector_bench import ConnectorBenchSettings, run_connector_bench
+from .connector_config import CONNECTOR_KINDS, cursor_of
 from .cursors import CursorStore
 from .engine_edits import EngineEditsError, removed_edits
 from .history import (
@@ -250,8 +251,10 @@ def bench_command(args: argparse.Namespace) -> int:
     if args.html is not None:
         writable(args.html)
     quiet_agno_logs(verbose=False)
+    if args.kind in CONNECTOR_KINDS:
+        return connector_bench_command(args, entry)
     settings = BenchSettings(
-        sources=args.sources,
+        sources=args.sources or 200,
         latencies=args.latency,
         max_concurrency=args.max_concurrency,
         repeat=args.repeat,
@@ -270,6 +273,27 @@ def bench_command(args: argparse.Namespace) -> int:
     else:
         # Piped output gets a wide page, as for history: seven columns need it.
         print_bench(Console(highlight=False, width=None if sys.stdout.isatty() else 120), results)
+    return 0
+
+
+def connector_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
+    if args.html is not None or args.executors or args.sequential:
+        raise UsageError(f"--kind {args.kind} takes no --html, --executor or --sequential")
+    http = args.kind == "http"
+    settings = ConnectorBenchSettings(
+        kind=args.kind,
+        sources=args.sources or (8 if http else 1),
+        rows=args.rows or (2_000 if http else 1_000_000),
+        repeat=args.repeat,
+        page_delay=args.page_delay,
+    )
+    results = run_connector_bench(
+        entry, settings, progress=lambda line: print(line, file=sys.stderr)
+    )
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print_connector_bench(Console(highlight=False), results)
     return 0
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 import decimal
-import inspect
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -35,6 +35,8 @@ from .results import SourceError, SourceSummary, one_line
 Row = dict[str, Any]
 # What `run(source, rows)` of a connector source receives: each row once, as a dict.
 Rows = Iterator[Row]
+# What dlt yields: lists of rows (a page, a batch of a table), or rows.
+Chunks = Iterator[Any]
 ConnectorFunction = Callable[[Source, Rows], SourceSummary]
 
 # The dlt packages each kind needs, for the message when one is missing.
@@ -83,40 +85,46 @@ UNREAD = (
 
 class Reading:
     """The rows as `run(source, rows)` iterates them: it notes whether they were all read, and
-    stops a read that outlives the source's timeout (a thread cannot be stopped otherwise)."""
+    stops a read that outlives the source's timeout (a thread cannot be stopped otherwise).
+
+    A generator underneath, not a `__next__` per row: a million rows cost a million calls."""
 
     def __init__(
         self,
         source: Source,
-        rows: Iterator[Row],
+        rows: Chunks,
         tracker: CursorTracker,
         deadline: Deadline,
         secrets: Secrets,
     ) -> None:
         self._source = source
-        self._rows = rows
-        self._tracker = tracker
-        self._deadline = deadline
         self._secrets = secrets
         self.exhausted = False
+        self._rows = self._admitted(rows, tracker, deadline)
 
-    def __iter__(self) -> Reading:
-        return self
+    def __iter__(self) -> Iterator[Row]:
+        return self._rows
 
     def __next__(self) -> Row:
-        while True:
-            self._deadline.check()
-            try:
-                row = next(self._rows)
-            except StopIteration:
-                self.exhausted = True
-                raise
-            except SourceError:
-                raise
-            except Exception as error:  # the read failed: say so in dlt's or the driver's words
-                raise SourceError(connector_error(self._source, error, self._secrets)) from None
-            if self._tracker.admit(row):
-                return row
+        return next(self._rows)
+
+    def _admitted(
+        self, chunks: Iterator[Any], tracker: CursorTracker, deadline: Deadline
+    ) -> Iterator[Row]:
+        """The rows of dlt's chunks (its pages, its batches of rows), a chunk at a time: the
+        clock and the cursor are looked at per chunk, and a row costs only its `yield`."""
+        admit = tracker.admit
+        keeps_cursor = tracker.field is not None
+        try:
+            for chunk in chunks:
+                deadline.check()
+                rows = chunk if isinstance(chunk, list) else [chunk]
+                yield from [row for row in rows if admit(row)] if keeps_cursor else rows
+        except SourceError:
+            raise
+        except Exception as error:  # the read failed: say so in dlt's or the driver's words
+            raise SourceError(connector_error(self._source, error, self._secrets)) from None
+        self.exhausted = True
 
 
 @dataclass(frozen=True)
@@ -176,8 +184,9 @@ def connector_error(source: Source, error: BaseException, secrets: Secrets) -> s
 
 def open_rows(
     source: Source, start: dict[str, Any] | None, secrets: Secrets, deadline: Deadline
-) -> tuple[Iterator[Row], CursorTracker]:
-    """The rows of a connector source, newer than `start`, and what tracks its cursor."""
+) -> tuple[Chunks, CursorTracker]:
+    """The rows of a connector source, newer than `start`, as dlt yields them (in chunks),
+    and what tracks its cursor."""
     block = source.connector
     if isinstance(block, SqlBlock):
         tracker = CursorTracker(block.cursor, start, block.initial_value)
@@ -207,7 +216,7 @@ def dlt_module(kind: str) -> Any:
 
 def sql_rows(
     source: Source, block: SqlBlock, since: Any, secrets: Secrets, deadline: Deadline
-) -> Iterator[Row]:
+) -> Chunks:
     dlt = dlt_module("sql")
     import sqlalchemy
 
@@ -230,7 +239,7 @@ def sql_rows(
                 chunk_size=block.chunk_size,
                 reflection_level="minimal",
             )
-            yield from flattened(resource)
+            yield from resource
         else:
             yield from query_rows(engine, block, since)
     finally:
@@ -258,7 +267,7 @@ def connect_args(url: str, deadline: Deadline) -> dict[str, Any]:
     }
 
 
-def query_rows(engine: Any, block: SqlBlock, since: Any) -> Iterator[Row]:
+def query_rows(engine: Any, block: SqlBlock, since: Any) -> Chunks:
     """A query's rows, as it is written; with a cursor, those from `since` on, in its order."""
     import sqlalchemy
 
@@ -275,13 +284,13 @@ def query_rows(engine: Any, block: SqlBlock, since: Any) -> Iterator[Row]:
         result = connection.execution_options(yield_per=block.chunk_size).execute(
             sqlalchemy.text(statement), parameters
         )
-        for row in result.mappings():
-            yield dict(row)
+        for rows in result.mappings().partitions():
+            yield [dict(row) for row in rows]
 
 
 def http_rows(
     source: Source, block: HttpBlock, since: Any, secrets: Secrets, deadline: Deadline
-) -> Iterator[Row]:
+) -> Chunks:
     dlt_module("http")
     from dlt.sources.helpers.requests import Client
     from dlt.sources.rest_api import rest_api_source
@@ -322,7 +331,7 @@ def http_rows(
             incremental["initial_value"] = since
         endpoint["incremental"] = incremental
     config: Any = {"client": client, "resources": [{"name": source.id, "endpoint": endpoint}]}
-    yield from flattened(rest_api_source(config).resources[source.id])
+    yield from rest_api_source(config).resources[source.id]
 
 
 def deadline_adapter(deadline: Deadline) -> Any:
@@ -362,7 +371,7 @@ def http_auth(source: Source, block: HttpBlock, secrets: Secrets) -> dict[str, A
     }
 
 
-def file_rows(source: Source, block: FileBlock, files: CursorTracker) -> Iterator[Row]:
+def file_rows(source: Source, block: FileBlock, files: CursorTracker) -> Chunks:
     dlt_module("file")
     from dlt.sources.filesystem import filesystem, read_csv, read_jsonl, read_parquet
 
@@ -387,18 +396,18 @@ def file_rows(source: Source, block: FileBlock, files: CursorTracker) -> Iterato
 
     # Only the files changed since the last run are opened: the cursor follows the files.
     changed = filesystem(bucket_url=bucket_url, file_glob=block.glob).add_map(counted)
-    yield from flattened(changed.add_filter(files.admit) | readers[block.format]())
+    yield from changed.add_filter(files.admit) | readers[block.format]()
     if not listed:
         raise SourceError(f"file: no file in {block.path} matches {block.glob!r}")
 
 
-def flattened(resource: Iterable[Any]) -> Iterator[Row]:
-    """A dlt resource's rows one by one (it yields pages and chunks as lists)."""
-    for item in resource:
-        if isinstance(item, list):
-            yield from item
+def flattened(chunks: Iterable[Any]) -> Iterator[Row]:
+    """Rows one by one from what a dlt resource yields: pages and batches as lists, or rows."""
+    for chunk in chunks:
+        if isinstance(chunk, list):
+            yield from chunk
         else:
-            yield item
+            yield chunk
 
 
 class CursorTracker:
@@ -419,13 +428,16 @@ class CursorTracker:
         inner: CursorTracker | None = None,
     ) -> None:
         self.field = field
+        self.plain = field is not None and "." not in field  # a column: no path to follow
         self.start = start
         self.start_value = decoded(start["value"]) if start else initial_value
         self.start_seen = set(start.get("seen", ())) if start else set()
         self.key = key or row_key
         self.inner = inner  # a file source's: the cursor is over its files
         self.high: Any = None
-        self.high_keys: list[str] = []
+        # The items at the highest value so far: their keys are only worked out at the end,
+        # for those still at the highest (a hash per row read would double a read's cost).
+        self.high_items: list[Any] = []
 
     def since(self) -> Any:
         return self.start_value
@@ -434,8 +446,8 @@ class CursorTracker:
         """Whether `item` is new; it moves the cursor."""
         if self.field is None:
             return True
-        value = cursor_value(item, self.field)
-        if value is None:
+        value = item.get(self.field) if self.plain else cursor_value(item, self.field)
+        if value is None or value != value:  # NaN, which is not equal to itself: no value
             return True  # the connector decides (dlt refuses a row without its cursor)
         if self.start_value is not None:
             if value < self.start_value:
@@ -443,9 +455,9 @@ class CursorTracker:
             if value == self.start_value and self.key(item) in self.start_seen:
                 return False
         if self.high is None or value > self.high:
-            self.high, self.high_keys = value, [self.key(item)]
+            self.high, self.high_items = value, [item]
         elif value == self.high:
-            self.high_keys.append(self.key(item))
+            self.high_items.append(item)
         return True
 
     def state(self) -> dict[str, Any] | None:
@@ -456,7 +468,7 @@ class CursorTracker:
             return None
         if self.high is None:
             return self.start
-        seen = self.high_keys
+        seen = [self.key(item) for item in self.high_items]
         if self.start_value is not None and self.high == self.start_value:
             seen = sorted(self.start_seen.union(seen))
         return {"field": self.field, "value": encoded(self.high), "seen": seen}
