@@ -22,6 +22,7 @@ import yaml
 from copier import run_copy, run_update
 
 from helpers import (
+    BINARY_SUFFIXES,
     TEMPLATE,
     commit_all,
     copier,
@@ -81,7 +82,14 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repository
 
 
+# The sources these tests follow through updates: python sources, as every release before 0.7.0
+# rendered by default (test_connector_lifecycle.py follows the connector kinds).
+PYTHON_SOURCES = ["User Database", "API Logs", "Analytics Data"]
+
+
 def copy(template: Path, project: Path, vcs_ref: str = "v1.0.0", **answers: object) -> None:
+    if "source_names" not in answers and "source_count" not in answers:
+        answers["source_names"] = PYTHON_SOURCES
     run_copy(str(template), project, data=answers, defaults=True, vcs_ref=vcs_ref, quiet=True)
 
 
@@ -112,7 +120,11 @@ def read(project: Path, relative: Path | str) -> str:
 def files(project: Path) -> dict[str, str]:
     """Every file in a project's working tree but git's and the ignored ones, by path."""
     tracked = git(project, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
-    paths = [path for path in tracked.split("\0") if path and (project / path).is_file()]
+    paths = [
+        path
+        for path in tracked.split("\0")
+        if path and (project / path).is_file() and not path.endswith(tuple(BINARY_SUFFIXES))
+    ]
     return {path: read(project, path) for path in paths}
 
 

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 TEMPLATE = Path(__file__).resolve().parents[1]
 WHEELHOUSE = TEMPLATE / ".wheelhouse"
 # The CI matrix of the rendered project runs 3.11 to 3.13; this machine's own is one of them.
@@ -128,12 +130,14 @@ def rewrite_every_source_as_a_user(project: Path) -> list[str]:
         text = re.sub(r'(?m)^(  - id: "(\w+)"\n)', r'\1    table: "warehouse.\2"\n', text)
         config_path.write_text(text, encoding="utf-8")
         ids = re.findall(r'(?m)^  - id: "(\w+)"$', text)
+        kinds = {s["id"]: s.get("kind", "python") for s in yaml.safe_load(text)["sources"]}
         package = folder.parents[1].name
         tests = project / "tests" / folder.name
         for index, source_id in enumerate(ids):
             records = 40 + index
+            connector = kinds[source_id] != "python"
             (folder / "sources" / f"{source_id}.py").write_text(
-                USER_SOURCE.format(
+                (USER_CONNECTOR_SOURCE if connector else USER_SOURCE).format(
                     package=package,
                     records=records,
                     module="asyncio" if index == 0 else "time",
@@ -152,7 +156,11 @@ def rewrite_every_source_as_a_user(project: Path) -> list[str]:
                     source_id=source_id,
                     records=records,
                     imports="import asyncio\n\n" if index == 0 else "",
-                    call="asyncio.run(module.run(source))" if index == 0 else "module.run(source)",
+                    call=("asyncio.run({})" if index == 0 else "{}").format(
+                        f'module.run(source, ({{"id": n}} for n in range({records})))'
+                        if connector
+                        else "module.run(source)"
+                    ),
                 ),
                 encoding="utf-8",
             )
@@ -173,6 +181,21 @@ from {package} import Source, SourceSummary
     {wait}  # the query
     rows = [{{"id": number}} for number in range({records})]
     return SourceSummary(records=len(rows), details={{"table": source.settings["table"]}})
+'''
+
+USER_CONNECTOR_SOURCE = '''"""Loads the rows dlt reads into the team's warehouse table."""
+
+from __future__ import annotations
+
+import {module}
+
+from {package} import Rows, Source, SourceSummary
+
+
+{define} run(source: Source, rows: Rows) -> SourceSummary:
+    {wait}  # the load
+    loaded = [row for row in rows if row is not None][:{records}]
+    return SourceSummary(records=len(loaded), details={{"table": source.settings["table"]}})
 '''
 
 USER_SOURCE_TEST = '''"""Our source reads its table."""
