@@ -83,8 +83,10 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # The sources these tests follow through updates: python sources, as every release before 0.7.0
-# rendered by default (test_connector_lifecycle.py follows the connector kinds).
+# rendered by default (test_connector_sources_through_an_update follows the connector kinds).
 PYTHON_SOURCES = ["User Database", "API Logs", "Analytics Data"]
+# The default answer of 0.7.0 on: a sql source, a file source and a python source.
+DEFAULT_SOURCES: list[object] = [{"User Database": "sql"}, {"API Logs": "file"}, "Analytics Data"]
 
 
 def copy(template: Path, project: Path, vcs_ref: str = "v1.0.0", **answers: object) -> None:
@@ -386,6 +388,58 @@ def test_removing_a_source_is_announced_and_git_still_has_its_module(
     assert not (project / WORKFLOW / "data" / "api_logs.csv").exists()
     git(project, "checkout", "HEAD", "--", str(module))
     assert 'checked_by"] = "the data team"' in read(project, module)
+
+
+def test_connector_sources_through_an_update(template: Path, tmp_path: Path) -> None:
+    """The default answers (a sql and a file source): the team rewrites the sql source's
+    processing and tunes its block, runs once, then adds an http source with an update. Their
+    code and settings stay, the new source gets its block and extra, the cursors survive."""
+    project = new_project(template, tmp_path, source_names=DEFAULT_SOURCES)
+    module = WORKFLOW / "sources" / "user_database.py"
+    replace_once(
+        project / module,
+        "    return profile.summary()",
+        '    summary = profile.summary()\n    summary["details"]["loaded_by"] = "the data team"\n'
+        "    return summary",
+    )
+    replace_once(
+        project / WORKFLOW / "config.yaml",
+        "      table: records\n",
+        "      table: records\n      chunk_size: 50\n",
+    )
+    commit_all(project, "the team's processing and chunk size")
+    first = run_in(project, "-m", "parallel_workflow", "run", "--json")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert json.loads(first.stdout)["sources"][0]["records"] == 200
+
+    names = [*DEFAULT_SOURCES, {"Billing": "http"}]
+    update(project, source_count=4, source_names=names)
+
+    assert_no_conflicts(project)
+    assert 'loaded_by"] = "the data team"' in read(project, module)
+    config = yaml.safe_load(read(project, WORKFLOW / "config.yaml"))
+    kinds = [(s["id"], s.get("kind", "python")) for s in config["sources"]]
+    assert kinds == [
+        ("user_database", "sql"),
+        ("api_logs", "file"),
+        ("analytics_data", "python"),
+        ("billing", "http"),
+    ]
+    assert config["sources"][0]["sql"]["chunk_size"] == 50
+    assert config["sources"][3]["http"]["auth"] == {"type": "bearer", "token_env": "BILLING_TOKEN"}
+    with (project / "pyproject.toml").open("rb") as file:
+        dependencies = tomllib.load(file)["project"]["dependencies"]
+    assert dependencies[0] == f"parallel-workflow-runtime[file,http,sql]~={runtime_version()}"
+    assert "(template 1.1)" in read(project, WORKFLOW / "sources" / "billing.py")
+    assert_rendered_tests_pass(project)
+    # The history kept the cursors: nothing new in the table or the folder, so nothing is read;
+    # the new http source fails alone, on its token, before it reaches the network.
+    second = run_in(project, "-m", "parallel_workflow", "run", "--json")
+    assert second.returncode == 1, second.stderr
+    by_id = {source["id"]: source for source in json.loads(second.stdout)["sources"]}
+    assert (by_id["user_database"]["records"], by_id["api_logs"]["records"]) == (0, 0)
+    assert by_id["user_database"]["details"]["loaded_by"] == "the data team"
+    assert by_id["billing"]["error"].endswith("the environment variable BILLING_TOKEN is not set")
 
 
 # 4
@@ -714,6 +768,15 @@ def test_a_0_5_0_project_updates_keeping_its_files_and_history_and_names_an_edit
     assert answers_of(project)["_commit"] == HEAD_RELEASE
     assert_no_conflicts(project)
     assert {path: read(project, path) for path in user_files} == user_files  # byte for byte
+    # The sources stay what they were: python sources reading their CSV. 0.7.0's default
+    # connector kinds never reach a project whose answers name its sources without a kind.
+    config = yaml.safe_load(read(project, WORKFLOW / "config.yaml"))
+    assert [(source["name"], source.get("kind", "python")) for source in config["sources"]] == [
+        (name, "python") for name in PYTHON_SOURCES
+    ]
+    assert not {"sql", "http", "file"} & set(config["sources"][0])
+    data = sorted(path.name for path in (project / WORKFLOW / "data").iterdir())
+    assert data == ["analytics_data.csv", "api_logs.csv", "user_database.csv"]
     package = project / "src" / "parallel_workflow"
     assert not (package / "_runtime").exists()
     shims = ("config.py", "results.py", "sample_data.py")  # 0.4.0's import paths, in 0.5.0

@@ -59,6 +59,21 @@ REFUSALS = {
         "source_names",
         "source_names must be a YAML list of names",
     ),
+    "unknown kind": (
+        {"source_names": ["Orders", {"Invoices": "ftp"}, "Refunds"]},
+        "source_names",
+        "source_names item 2: kind must be one of python, sql, http, file, got 'ftp'",
+    ),
+    "two names in one entry": (
+        {"source_names": ["Orders", {"Invoices": "sql", "Refunds": "http"}, "Returns"]},
+        "source_names",
+        "source_names item 2 must be a name or one `Name: kind`, got",
+    ),
+    "kind given to an empty name": (
+        {"source_names": ["Orders", {" ": "sql"}, "Refunds"]},
+        "source_names",
+        "source_names item 2 is empty",
+    ),
     "count 0": (
         {"source_count": 0},
         "source_count",
