@@ -789,3 +789,57 @@ def test_history_cursors_and_run_full_refresh_on_the_command_line(
     )  # fmt: skip
     assert cursor["run_id"] == json.loads(refreshed.stdout)["run_id"]
     assert "users" in table.stdout and "2026-11-02" in table.stdout
+
+
+def test_a_chunk_moves_the_cursor_exactly_as_its_rows_one_by_one() -> None:
+    """CursorTracker.admitted looks at a chunk whole when it can: it must admit the same rows
+    and end at the same cursor as admit() row by row, on ascending, shuffled, repeated, None,
+    NaN and mixed values, from no start and from a start with rows already seen there."""
+    import random
+
+    from parallel_workflow_runtime.connectors import CursorTracker, encoded, row_key
+
+    generator = random.Random(20)
+    pools: list[list[Any]] = [
+        list(range(40)),
+        [5, 5, 5, 6, 6],
+        [None, 3, float("nan"), 4, 4],
+        [float("nan"), 1, 2],
+        [1, "a"],
+        ["2026-11-01", "2026-11-02", "2026-11-02"],
+    ]
+    for case in range(300):
+        pool = pools[case % len(pools)]
+        values = [generator.choice(pool) for _ in range(generator.randint(0, 12))]
+        if case % 2:
+            values.sort(key=lambda value: (str(type(value)), value == value, str(value)))
+        rows = [{"id": index, "updated_at": value} for index, value in enumerate(values)]
+        chunks: list[list[dict[str, Any]]] = []
+        while rows:
+            size = generator.randint(0, 5)
+            chunks.append(rows[:size])
+            rows = rows[size:]
+        start = None
+        plain_values = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+        if case % 3 == 0 and plain_values and all(isinstance(v, int) for v in pool):
+            boundary = generator.choice(plain_values)
+            seen = [
+                row_key({"id": i, "updated_at": v}) for i, v in enumerate(values) if v == boundary
+            ][:1]
+            start = {"field": "updated_at", "value": encoded(boundary), "seen": seen}
+
+        def outcome(whole: bool) -> tuple[list[Any], Any] | str:
+            tracker = CursorTracker("updated_at", start, None)
+            kept: list[Any] = []
+            try:
+                for chunk in chunks:
+                    kept += (
+                        tracker.admitted(chunk)
+                        if whole
+                        else [row for row in chunk if tracker.admit(row)]
+                    )
+            except TypeError:
+                return "TypeError"
+            return [row["id"] for row in kept], tracker.state()
+
+        assert outcome(whole=True) == outcome(whole=False), (values, start)

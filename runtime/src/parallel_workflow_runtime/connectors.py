@@ -113,13 +113,13 @@ class Reading:
     ) -> Iterator[Row]:
         """The rows of dlt's chunks (its pages, its batches of rows), a chunk at a time: the
         clock and the cursor are looked at per chunk, and a row costs only its `yield`."""
-        admit = tracker.admit
+        admitted = tracker.admitted
         keeps_cursor = tracker.field is not None
         try:
             for chunk in chunks:
                 deadline.check()
                 rows = chunk if isinstance(chunk, list) else [chunk]
-                yield from [row for row in rows if admit(row)] if keeps_cursor else rows
+                yield from admitted(rows) if keeps_cursor else rows
         except SourceError:
             raise
         except Exception as error:  # the read failed: say so in dlt's or the driver's words
@@ -441,6 +441,39 @@ class CursorTracker:
 
     def since(self) -> Any:
         return self.start_value
+
+    def admitted(self, items: list[Any]) -> list[Any]:
+        """The new items of a chunk; they move the cursor. The same as `admit` on each item,
+        but a chunk of plain values all past the start is looked at whole: a table's million
+        rows then cost a lookup each, and not a call."""
+        if not self.plain or not items:
+            return [item for item in items if self.admit(item)]
+        field = self.field
+        try:
+            values = [item.get(field) for item in items]
+            lowest, highest = min(values), max(values)
+        except (TypeError, AttributeError):  # values of different types, or not a mapping
+            return [item for item in items if self.admit(item)]
+        if (
+            None in values
+            or highest != highest
+            or lowest != lowest
+            or (  # NaN: look at each
+                self.start_value is not None and not lowest > self.start_value
+            )
+        ):
+            return [item for item in items if self.admit(item)]
+        if self.high is not None and highest < self.high:
+            return items
+        if values.count(highest) == 1:  # the usual case, a column that grows: no loop of ours
+            at_highest = [items[values.index(highest)]]
+        else:
+            at_highest = [item for item, value in zip(items, values) if value == highest]
+        if self.high is None or highest > self.high:
+            self.high, self.high_items = highest, at_highest
+        else:
+            self.high_items += at_highest
+        return items
 
     def admit(self, item: Any) -> bool:
         """Whether `item` is new; it moves the cursor."""
