@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, event, example, given, note, settings
 from hypothesis import strategies as st
 from parallel_workflow_runtime import project as runtime_project
 
-from helpers import TEMPLATE
+from helpers import TEMPLATE, entry_name
 
 # Rendering from this checkout includes the other engineers' uncommitted edits on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:Dirty template changes included automatically")
@@ -70,6 +70,14 @@ def source_id(name: str, index: int) -> str:
     return slug
 
 
+SOURCE_KINDS = ("python", "sql", "http", "file")
+
+
+def entry_kind(entry: Any) -> Any:
+    """The kind of a source_names entry: a `Name: kind` mapping's value, else python."""
+    return next(iter(entry.values())) if isinstance(entry, dict) else "python"
+
+
 def expected_refusal(answer: Answer) -> Refusal | None:
     """Why `answer` must be refused, or None when it must be accepted. Like the validator, it
     reports the first problem in list order."""
@@ -78,8 +86,13 @@ def expected_refusal(answer: Answer) -> Refusal | None:
         count = answer.source_count
         return Refusal("count", f"source_names has {len(names)} names but source_count is {count}")
     first_with_id: dict[str, str] = {}
-    for index, name in enumerate(names):
+    for index, entry in enumerate(names):
         item = f"source_names item {index + 1}"
+        if isinstance(entry, dict) and len(entry) != 1:
+            return Refusal("not one name", f"{item} must be a name or one `Name: kind`")
+        if isinstance(entry, dict) and entry_kind(entry) not in SOURCE_KINDS:
+            return Refusal("unknown kind", f"{item}: kind must be one of python, sql, http, file")
+        name = entry_name(entry)
         if not isinstance(name, str):
             return Refusal("not text", f"{item} must be text")
         if not name.strip():
@@ -212,6 +225,13 @@ def padded_names(draw: st.DrawFn) -> str:
     return draw(st.sampled_from([" ", "  ", "\u3000"])) + draw(PLAIN_NAMES) + "  "
 
 
+@st.composite
+def kinded_names(draw: st.DrawFn) -> dict[Any, str]:
+    name = draw(st.one_of(PLAIN_NAMES, hostile_names(), padded_names()))
+    kind = draw(st.sampled_from(["sql", "file", "python", "sql", "file", "ftp"]))
+    return {name: kind}
+
+
 def source_names() -> st.SearchStrategy[Any]:
     """One item of the list: mostly text likely to be accepted, often text that is not."""
     weighted: list[tuple[int, st.SearchStrategy[Any]]] = [
@@ -224,6 +244,9 @@ def source_names() -> st.SearchStrategy[Any]:
         (4, padded_names()),
         (4, EMOJI_AND_SCRIPTS),  # often no ASCII letter at all: the id becomes source_<n>
         (1, st.one_of(st.integers(), st.none(), st.booleans())),  # what YAML makes of bare words
+        # `Name: kind`: a connector reading the sample data offline (an http source would
+        # need a token and the network), now and then a kind that does not exist.
+        (4, kinded_names()),
     ]
     # st.one_of has no weights: pick a strategy from a list holding each one `weight` times.
     choices = [strategy for weight, strategy in weighted for _ in range(weight)]
@@ -302,12 +325,15 @@ def check_rendered(answer: Answer, project: Path) -> None:
         compile(module.read_text(encoding="utf-8"), str(module), "exec", dont_inherit=True)
 
     config = yaml.safe_load((project / CONFIG).read_text(encoding="utf-8"))
-    assert [source["name"] for source in config["sources"]] == answer.source_names
+    names = [entry_name(entry) for entry in answer.source_names]
+    assert [source["name"] for source in config["sources"]] == names
+    kinds = [source.get("kind", "python") for source in config["sources"]]
+    assert kinds == [entry_kind(entry) for entry in answer.source_names]
 
     exit_code, output = run_json_in_this_process(project)
     assert exit_code == 0, output[-2000:]
     reported = json.loads(output)["sources"]
-    assert [source["name"] for source in reported] == answer.source_names
+    assert [source["name"] for source in reported] == names
     assert all(source["ok"] for source in reported), reported
 
 
@@ -358,6 +384,8 @@ def check_refused_or_rendered(answer: Answer, destination: Path) -> ValueError |
 @example(answer=Answer(2, ["API Logs", "api-logs!"]))
 @example(answer=Answer(2, ['{{ 7*7 }} "quoted" C:\\path\\', "{% if %}{# x"]))
 @example(answer=Answer(2, ["Orders", "x" * 61]))
+@example(answer=Answer(3, [{"User Database": "sql"}, {"API Logs": "file"}, "Analytics Data"]))
+@example(answer=Answer(2, [{"{{ 7*7 }}: x": "sql"}, {"Orders": "ftp"}]))
 # The workflow's own step names as display names: their ids are lowercase, so no source's step
 # can take a step's name (config.yaml refuses such an id when it is written by hand).
 @example(answer=Answer(4, ["Preparation", "ParallelProcessing", "Aggregation", "Report"]))
@@ -375,7 +403,8 @@ def test_names_are_refused_or_shown_verbatim(
     if expected is None:
         assert refusal is None, f"refused although every rule holds: {refusal}"
         config = yaml.safe_load((destination / CONFIG).read_text(encoding="utf-8"))
-        ids = [source_id(name, index) for index, name in enumerate(answer.source_names)]
+        names = [entry_name(entry) for entry in answer.source_names]
+        ids = [source_id(name, index) for index, name in enumerate(names)]
         assert [source["id"] for source in config["sources"]] == ids
     else:
         assert refusal is not None, f"accepted although it breaks a rule: {expected}"
@@ -398,6 +427,9 @@ def test_the_model_agrees_with_the_documented_examples() -> None:
     )
     assert expected_refusal(Answer(1, ["x" * 60])) is None
     assert expected_refusal(Answer(1, ["two\u2028lines"])) is not None
+    assert expected_refusal(Answer(1, [{"Orders": "sql", "Refunds": "file"}])) == Refusal(
+        "not one name", "source_names item 1 must be a name or one `Name: kind`"
+    )
 
 
 def test_yaml_noncharacters_are_refused(tmp_path: Path) -> None:
