@@ -35,7 +35,12 @@ def test_the_answers_file_records_every_answer(default_project: tuple[Path, str]
     answers_file = project / ".copier-answers.parallel-workflow.yml"
     answers = yaml.safe_load(answers_file.read_text(encoding="utf-8"))
 
-    assert answers["source_names"] == ["User Database", "API Logs", "Analytics Data"]
+    # Each with its kind, a plain name for a python source.
+    assert answers["source_names"] == [
+        {"User Database": "sql"},
+        {"API Logs": "file"},
+        "Analytics Data",
+    ]
     assert answers["source_count"] == 3
     assert answers["workflow_id"] == "parallel-workflow"
     assert answers["report_model"] == ""

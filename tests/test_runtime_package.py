@@ -78,7 +78,11 @@ def test_a_rendered_project_pins_this_runtime_with_a_compatible_range(tmp_path: 
     with (tmp_path / "p" / "pyproject.toml").open("rb") as file:
         project = tomllib.load(file)["project"]
     version = runtime_version()
-    assert project["dependencies"] == [f"parallel-workflow-runtime~={version}", "agno>=3.1.10"]
+    # With the extras of the default sources' kinds (a sql and a file source).
+    assert project["dependencies"] == [
+        f"parallel-workflow-runtime[file,sql]~={version}",
+        "agno>=3.1.10",
+    ]
     # The extras take the runtime's own extras, at the version the dependency pins.
-    for extra in ("serve", "postgres", "distributed", "openai", "anthropic"):
+    for extra in ("serve", "postgres", "distributed", "openai", "anthropic", "sql", "http", "file"):
         assert project["optional-dependencies"][extra] == [f"parallel-workflow-runtime[{extra}]"]

@@ -797,7 +797,7 @@ def test_a_chunk_moves_the_cursor_exactly_as_its_rows_one_by_one() -> None:
     NaN and mixed values, from no start and from a start with rows already seen there."""
     import random
 
-    from parallel_workflow_runtime.connectors import CursorTracker, encoded, row_key
+    from parallel_workflow_runtime.connectors import encoded, row_key
 
     generator = random.Random(20)
     pools: list[list[Any]] = [
@@ -828,18 +828,24 @@ def test_a_chunk_moves_the_cursor_exactly_as_its_rows_one_by_one() -> None:
             ][:1]
             start = {"field": "updated_at", "value": encoded(boundary), "seen": seen}
 
-        def outcome(whole: bool) -> tuple[list[Any], Any] | str:
-            tracker = CursorTracker("updated_at", start, None)
-            kept: list[Any] = []
-            try:
-                for chunk in chunks:
-                    kept += (
-                        tracker.admitted(chunk)
-                        if whole
-                        else [row for row in chunk if tracker.admit(row)]
-                    )
-            except TypeError:
-                return "TypeError"
-            return [row["id"] for row in kept], tracker.state()
+        assert admitted(chunks, start, whole=True) == admitted(chunks, start, whole=False), (
+            values,
+            start,
+        )
 
-        assert outcome(whole=True) == outcome(whole=False), (values, start)
+
+def admitted(
+    chunks: list[list[dict[str, Any]]], start: dict[str, Any] | None, whole: bool
+) -> tuple[list[Any], Any] | str:
+    """The ids a fresh tracker admits from `chunks` and the cursor it ends at, chunk by chunk
+    (`whole`) or row by row; "TypeError" when values cannot be compared."""
+    from parallel_workflow_runtime.connectors import CursorTracker
+
+    tracker = CursorTracker("updated_at", start, None)
+    kept: list[Any] = []
+    try:
+        for chunk in chunks:
+            kept += tracker.admitted(chunk) if whole else [r for r in chunk if tracker.admit(r)]
+    except TypeError:
+        return "TypeError"
+    return [row["id"] for row in kept], tracker.state()

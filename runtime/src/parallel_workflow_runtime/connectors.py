@@ -468,7 +468,9 @@ class CursorTracker:
         if values.count(highest) == 1:  # the usual case, a column that grows: no loop of ours
             at_highest = [items[values.index(highest)]]
         else:
-            at_highest = [item for item, value in zip(items, values) if value == highest]
+            at_highest = [
+                item for item, value in zip(items, values, strict=True) if value == highest
+            ]
         if self.high is None or highest > self.high:
             self.high, self.high_items = highest, at_highest
         else:
