@@ -70,6 +70,7 @@ def release_v2(template: Path) -> None:
     )
     sources = next((template / WORKFLOW_TEMPLATE / "sources").glob("{% yield*"))
     replace_once(sources, "sample records;", "sample records (template 1.1);")
+    replace_once(sources, "since the last run;", "since the last run (template 1.1);")
     commit_all(template, "v2")
     git(template, "tag", "v2.0.0")
 
