@@ -111,15 +111,20 @@ class Reading:
     def _admitted(
         self, chunks: Iterator[Any], tracker: CursorTracker, deadline: Deadline
     ) -> Iterator[Row]:
-        """The rows of dlt's chunks (its pages, its batches of rows), a chunk at a time: the
-        clock and the cursor are looked at per chunk, and a row costs only its `yield`."""
-        admitted = tracker.admitted
+        """The rows of what dlt yields: rows one by one (as a resource does when iterated), or
+        lists of them. Per row, only what must be: the clock when there is a deadline, the
+        cursor when there is one (a list's at once), and the `yield`."""
+        admit, admitted = tracker.admit, tracker.admitted
         keeps_cursor = tracker.field is not None
+        at, clock = deadline.at, time.monotonic
         try:
-            for chunk in chunks:
-                deadline.check()
-                rows = chunk if isinstance(chunk, list) else [chunk]
-                yield from admitted(rows) if keeps_cursor else rows
+            for item in chunks:
+                if at is not None and clock() > at:
+                    deadline.check()  # raises
+                if item.__class__ is list:
+                    yield from admitted(item) if keeps_cursor else item
+                elif not keeps_cursor or admit(item):
+                    yield item
         except SourceError:
             raise
         except Exception as error:  # the read failed: say so in dlt's or the driver's words
