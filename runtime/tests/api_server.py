@@ -4,13 +4,15 @@
 
 Each dataset is named by the test (`/{dataset}/...`), so that tests sharing the server keep
 apart. Rows are `{"id", "updated_at", "message"}`; `POST /{dataset}/rows?count=N` adds N.
-The ways to page (page numbers, a cursor in the body, Link headers) and to fail (429 with
-Retry-After, a 500 once, a slow page, HTML, malformed JSON) are routes of their own.
+The ways to page (page numbers, a cursor in the body, Link headers), to authenticate (bearer,
+API key, HTTP Basic) and to fail (429 with Retry-After, a 500 once, a slow page, HTML,
+malformed JSON) are routes of their own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import os
 from typing import Any
@@ -122,6 +124,15 @@ def flaky(dataset: str) -> Response:
     if seen(f"{dataset}/flaky") == 1:
         return JSONResponse({"error": "internal"}, status_code=500)
     return JSONResponse({"data": rows_of(dataset)})
+
+
+@app.get("/{dataset}/basic")
+def basic(dataset: str, authorization: str | None = Header(None)) -> dict[str, Any]:
+    """Every row on one page, to HTTP Basic auth as `reader` with the token as password."""
+    expected = base64.b64encode(f"reader:{TOKEN}".encode()).decode()
+    if authorization != f"Basic {expected}":
+        raise HTTPException(401, "a user name and password are needed")
+    return {"data": rows_of(dataset)}
 
 
 @app.get("/{dataset}/slow")

@@ -595,6 +595,61 @@ def test_http_failures_fail_only_their_source_in_one_line(
     assert took < 20  # the slow page did not hold the run past its source's timeout
 
 
+@pytest.mark.parametrize("executor", ["thread", "process"])
+def test_http_honours_the_proxies_no_proxy_and_netrc_of_the_environment(
+    folder: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    api_server: str,
+    executor: ExecutorName,
+) -> None:
+    """requests' environment is read once per read (connectors.read_environment_once), not
+    on every page: what it reads must still be what requests would have read."""
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine 127.0.0.1 login reader password {TOKEN}\n", encoding="utf-8")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("API_PASSWORD", TOKEN)
+    dataset = f"e{executor}{os.getpid()}"
+    once = {"data_selector": "data", "request_max_attempts": 1}  # a dead proxy: no retries
+    config = write_config(
+        folder,
+        # No auth block: the user and password come from the netrc file, as with requests.
+        http_source("netrc", api_server, f"{dataset}/basic", **once),
+        http_source(
+            "basic",
+            api_server,
+            f"{dataset}/basic",
+            auth={"type": "http_basic", "username": "reader", "password_env": "API_PASSWORD"},
+            **once,
+        ),
+        http_source(
+            "plain",
+            api_server,
+            f"{dataset}/linked",
+            paginator={"type": "header_link"},
+            request_max_attempts=1,
+        ),
+    )
+    closed_proxy = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("HTTP_PROXY", closed_proxy)
+    monkeypatch.setenv("http_proxy", closed_proxy)
+
+    through_proxy = by_id(run(config, executor=executor))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    bypassed = by_id(run(config, executor=executor))
+
+    for result in through_proxy.values():
+        assert result.status == "failed" and "proxy" in str(result.error).lower(), result.error
+    for source_id in ("netrc", "basic", "plain"):
+        assert bypassed[source_id].ok, bypassed[source_id].error
+    assert keys(bypassed["netrc"]) == keys(bypassed["basic"]) == list(range(1, 24))
+    assert keys(bypassed["plain"]) == list(range(1, 24))
+
+
 # --- file ---------------------------------------------------------------------------------------
 
 
