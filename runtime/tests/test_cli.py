@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,9 +14,11 @@ from parallel_workflow_runtime.cli import main
 from parallel_workflow_runtime.registry import WorkflowEntry
 
 from .conftest import (
+    HISTORY_DB_ENV,
     PROJECT,
     SYNTHETIC_PROGRAM,
     WORKFLOWS,
+    cli,
     replace_source,
     synthetic_cli,
     user_environment,
@@ -139,6 +142,34 @@ def test_bench_prints_a_table_and_refuses_bad_options(
             main(["bench", *workflow, option])
         assert refused.value.code == 2
         assert message in capsys.readouterr().err
+
+
+def test_bench_startup_times_whole_processes_on_a_history_of_its_own(
+    entry: WorkflowEntry, tmp_path: Path
+) -> None:
+    history = tmp_path / "history.sqlite"  # the project's history, as the user has it
+    bench = cli(
+        "bench", "--startup", "--repeat=1", "--json", "--workflow", entry.config.workflow_id,
+        **{HISTORY_DB_ENV: str(history)},
+    )  # fmt: skip
+
+    assert bench.returncode == 0, bench.stderr
+    timings = json.loads(bench.stdout)
+    assert 0 < timings["block_seconds"] < timings["run_seconds"]
+    assert timings["outside_block_seconds"] == pytest.approx(
+        timings["run_seconds"] - timings["block_seconds"], abs=0.002
+    )
+    assert timings["outside_over_floor"] == pytest.approx(
+        timings["outside_block_seconds"] / timings["import_floor_seconds"], rel=0.01
+    )
+    assert timings["import_floor_seconds"] > 0 and timings["help_seconds"] > 0
+    assert "1/1: import agno.workflow" in bench.stderr
+    assert not history.exists()  # the timed run wrote to a history of its own
+    refused = cli(
+        "bench", "--startup", "--executor=process", "--workflow", entry.config.workflow_id
+    )
+    assert refused.returncode == 2
+    assert "--startup takes no --html, --executor or --sequential" in refused.stderr
 
 
 def test_list_shows_every_workflow(

@@ -18,6 +18,7 @@ import pytest
 from example_project import Aggregation, Source, SourceLimits, SourceSummary
 
 from parallel_workflow_runtime.execution import backoff_seconds
+from parallel_workflow_runtime.in_process import SourceThreads
 from parallel_workflow_runtime.progress import LISTENER, SourceEvent
 from parallel_workflow_runtime.registry import WorkflowEntry
 from parallel_workflow_runtime.results import SourceFunction, SourceState
@@ -109,6 +110,56 @@ def test_blocking_sources_run_side_by_side_in_their_own_threads(entry: WorkflowE
 
     assert gauge.peak == 12
     assert aggregation.failed == [] and aggregation.total_records == 24
+
+
+def test_threads_are_reused_across_runs_and_a_stuck_one_is_not_handed_work(
+    entry: WorkflowEntry,
+) -> None:
+    release = threading.Event()
+    # Thread objects, not idents: the system reuses an ended thread's ident.
+    threads_of: dict[str, list[threading.Thread]] = {}
+
+    def blocking(source: Source) -> SourceSummary:
+        threads_of.setdefault(source.id, []).append(threading.current_thread())
+        if source.id == "synthetic_0" and not release.is_set():
+            release.wait(10)  # stuck past its timeout, in its thread
+        time.sleep(0.02)
+        return SourceSummary(records=1)
+
+    sources = synthetic(entry, 12, timeout_seconds=0.5)
+    first = run_with(entry, sources, blocking, max_concurrency=12)
+    stuck_thread = threads_of["synthetic_0"][0]
+    second = run_with(entry, sources, blocking, max_concurrency=12)
+    release.set()
+
+    assert first.failed == ["synthetic_0"] and second.failed == ["synthetic_0"]
+    first_threads = {threads[0] for threads in threads_of.values()}
+    second_threads = {threads[1] for threads in threads_of.values()}
+    # The second run ran on the first run's threads (a thread that had just settled its
+    # source may not be free again yet), never on the stuck one.
+    assert stuck_thread not in second_threads
+    assert len(second_threads & first_threads) >= 9
+    assert len(second_threads) == 12  # still one thread per source running at once
+
+
+def test_a_source_thread_left_idle_ends() -> None:
+    threads = SourceThreads()
+    threads.IDLE_SECONDS = 0.2
+    ran_in: list[threading.Thread] = []
+    ran = threading.Event()
+
+    def call() -> None:
+        ran_in.append(threading.current_thread())
+        ran.set()
+
+    threads.submit(call)
+    assert ran.wait(5)
+    ran_in[0].join(5)
+
+    assert not ran_in[0].is_alive()
+    ran.clear()
+    threads.submit(call)  # a call after that starts a thread again
+    assert ran.wait(5) and ran_in[1] is not ran_in[0]
 
 
 def test_a_hanging_source_times_out_and_the_others_complete(entry: WorkflowEntry) -> None:

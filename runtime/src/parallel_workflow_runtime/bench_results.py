@@ -168,3 +168,23 @@ def print_connector_bench(console: Console, results: dict[str, Any]) -> None:
         f"{results['alone_seconds']:.2f} s (medians of {results['repeat']}): ratio "
         f"{results['ratio']:.3f}, {verdict} the target {results['target']}"
     )
+
+
+def print_startup_bench(console: Console, results: dict[str, Any]) -> None:
+    """`bench --startup`: the run besides its parallel block against the import floor."""
+    table = Table("process", "seconds", title=f"Medians of {results['repeat']} runs of each")
+    table.add_row('python -c "import agno.workflow" (the floor)',
+                  f"{results['import_floor_seconds']:.3f}")  # fmt: skip
+    table.add_row(f"run --workflow {results['workflow_id']}", f"{results['run_seconds']:.3f}")
+    table.add_row("  its parallel block", f"{results['block_seconds']:.3f}")
+    table.add_row("  the rest", f"{results['outside_block_seconds']:.3f}", style="bold")
+    table.add_row("--help", f"{results['help_seconds']:.3f}", style="bold")
+    console.print(table)
+    ratio, target = results["outside_over_floor"], results["outside_target"]
+    help_seconds, help_target = results["help_seconds"], results["help_target_seconds"]
+    console.print(
+        f"run besides its parallel block / import floor: {ratio:.3f}, "
+        f"{'within' if ratio <= target else 'OVER'} the target {target}; --help "
+        f"{help_seconds:.3f} s, {'within' if help_seconds <= help_target else 'OVER'} the "
+        f"target {help_target} s"
+    )

@@ -218,6 +218,12 @@ def add_bench_options(bench: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="--kind http: how long the local API takes for each page of 100 (default: 0.05)",
     )
+    bench.add_argument(
+        "--startup",
+        action="store_true",
+        help="instead: time `run` of the workflow as a process of its own, besides its "
+        'parallel block, against `python -c "import agno.workflow"`, and `--help`',
+    )
     add_bench_executor_options(bench)
     add_html_option(bench, "also write the wall time of each way as bars in an HTML page")
     bench.add_argument(

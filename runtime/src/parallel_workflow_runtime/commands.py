@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.live import Live
 
 from .bench import BenchSettings, run_bench
-from .bench_results import print_bench, print_connector_bench
+from .bench_results import print_bench, print_connector_bench, print_startup_bench
 from .connector_bench import ConnectorBenchSettings, run_connector_bench
 from .connector_config import CONNECTOR_KINDS, cursor_of
 from .cursors import CursorStore
@@ -35,6 +35,7 @@ from .project import current
 from .registry import WorkflowEntry, discover
 from .running import RunOutcome, execute
 from .serve import serve
+from .startup_bench import run_startup_bench
 from .steps import effective_report_model
 from .views import (
     ProgressTable,
@@ -251,6 +252,8 @@ def bench_command(args: argparse.Namespace) -> int:
     if args.html is not None:
         writable(args.html)
     quiet_agno_logs(verbose=False)
+    if args.startup:
+        return startup_bench_command(args, entry)
     if args.kind in CONNECTOR_KINDS:
         return connector_bench_command(args, entry)
     settings = BenchSettings(
@@ -273,6 +276,17 @@ def bench_command(args: argparse.Namespace) -> int:
     else:
         # Piped output gets a wide page, as for history: seven columns need it.
         print_bench(Console(highlight=False, width=None if sys.stdout.isatty() else 120), results)
+    return 0
+
+
+def startup_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
+    if args.html is not None or args.executors or args.sequential:
+        raise UsageError("--startup takes no --html, --executor or --sequential")
+    results = run_startup_bench(entry, args.repeat, lambda line: print(line, file=sys.stderr))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print_startup_bench(Console(highlight=False), results)
     return 0
 
 

@@ -98,7 +98,7 @@ def open_history(location: HistoryLocation | None = None) -> BaseDb:
     location = location or history_location()
     if location.database_url is not None:
         try:
-            from .history_db import PostgresHistory
+            from .history_postgres import PostgresHistory
         except ImportError:
             raise MissingExtra(
                 'DATABASE_URL needs PostgreSQL support: pip install -e ".[postgres]"'

@@ -16,6 +16,9 @@ here, each is stored once:
   content. A session read back has it again, taken from there: Agno's session route answers
   the same session state as before.
 
+The PostgreSQL adapter is in history_postgres.py: importing Agno's takes a third of a second,
+which a run on the SQLite history does not pay.
+
 Only what is written changes: the run and the session state in memory, which `run`, `serve`
 and a caller of `workflow.arun` read, keep every copy.
 """
@@ -28,7 +31,6 @@ import json
 from typing import Any
 
 from agno.db.base import BaseDb
-from agno.db.postgres import PostgresDb
 from agno.db.sqlite import SqliteDb
 from agno.run.workflow import WorkflowRunOutput
 from agno.session.workflow import WorkflowSession
@@ -65,10 +67,6 @@ class StoresEachFactOnce(BaseDb):
 
 class SqliteHistory(StoresEachFactOnce, SqliteDb):
     """The history in an SQLite file."""
-
-
-class PostgresHistory(StoresEachFactOnce, PostgresDb):
-    """The history in PostgreSQL."""
 
 
 def compacted_run(run: dict[str, Any]) -> dict[str, Any]:

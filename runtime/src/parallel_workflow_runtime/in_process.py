@@ -1,6 +1,6 @@
-"""The executors that need nothing started: `thread` (a thread of its own per attempt, for
-blocking code) and `async` (awaited on the workflow's event loop, each step timed so that
-a source that blocks the loop is named)."""
+"""The executors that need nothing started: `thread` (a thread to itself per attempt, for
+blocking code, from threads reused across sources and runs) and `async` (awaited on the
+workflow's event loop, each step timed so that a source that blocks the loop is named)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import asyncio
 import collections
 import contextlib
 import inspect
+import queue
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator
@@ -125,14 +126,15 @@ class LoopHolds:
 
 
 def in_own_thread(function: Callable[[Source], Any], source: Source) -> asyncio.Future[Any]:
-    """Call `function(source)` in a new daemon thread; the future gets its result, or a
-    SourceError whatever it raised (a `SystemExit` or `StopIteration` cannot travel to the
-    event loop as itself: the first would end the program, the second cannot be set on a
-    future at all).
+    """Call `function(source)` in a thread that runs nothing else meanwhile; the future gets
+    its result, or a SourceError whatever it raised (a `SystemExit` or `StopIteration`
+    cannot travel to the event loop as itself: the first would end the program, the second
+    cannot be set on a future at all).
 
     Not `asyncio.to_thread`: its pool has a fixed number of threads, which hung sources would
-    use up, and the interpreter waits for them at exit. Python cannot stop a thread: one still
-    stuck after its timeout runs on until it returns or the program ends (use `process`).
+    use up, and the interpreter waits for them at exit. SOURCE_THREADS starts a daemon thread
+    whenever none is free. Python cannot stop a thread: one still stuck after its timeout
+    runs on until it returns or the program ends (use `process`), and is not reused till then.
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
@@ -154,5 +156,50 @@ def in_own_thread(function: Callable[[Source], Any], source: Source) -> asyncio.
         else:
             settle(future.set_result, result)
 
-    threading.Thread(target=work, name=f"source-{source.id}", daemon=True).start()
+    SOURCE_THREADS.submit(work)
     return future
+
+
+class SourceThreads:
+    """Daemon threads for the sources on `thread`, reused from one source and one run to the
+    next: starting a thread per source cost more than the rest of the engine's work for it.
+
+    A call goes to a free thread, or to a new one when every thread is busy (a stuck source's
+    thread stays busy until it returns), so there are as many threads as sources running at
+    once at most. A thread left with nothing to do for IDLE_SECONDS ends.
+    """
+
+    IDLE_SECONDS = 30.0
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        # Threads waiting for a call that no call has claimed yet. A call claims one before
+        # it is queued, so a thread that stops waiting with none unclaimed must take a call.
+        self._free = 0
+
+    def submit(self, call: Callable[[], None]) -> None:
+        with self._lock:
+            if self._free:
+                self._free -= 1
+                self._calls.put(call)
+                return
+        threading.Thread(target=self._serve, args=(call,), name="source", daemon=True).start()
+
+    def _serve(self, call: Callable[[], None]) -> None:
+        while True:
+            call()
+            del call  # its source's data goes now, not when the next call comes
+            with self._lock:
+                self._free += 1
+            try:
+                call = self._calls.get(timeout=self.IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    if self._free:
+                        self._free -= 1
+                        return
+                call = self._calls.get()  # claimed as this thread gave up: it is on its way
+
+
+SOURCE_THREADS = SourceThreads()

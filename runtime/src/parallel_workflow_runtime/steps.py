@@ -9,6 +9,7 @@ Aggregation step has run, `aggregation_of(step_input)` gives it the aggregation.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import time
@@ -78,17 +79,34 @@ def source_steps(
             # dlt reads the rows and hands them to `run(source, rows)` (connectors.py).
             function = ConnectorRun(function)  # type: ignore[arg-type]
         spec = executor_spec(config, source, inspect.iscoroutinefunction(function), dask_address)
+        executor = partial(
+            run_source_step, source=source, function=function, spec=spec, runner=runner
+        )
+        # Agno asks each step's executor whether it takes run_context, with inspect.signature,
+        # every time the step runs: of a partial, that cost more than the rest of the step.
+        # The answer is the same for every source, so it is worked out once and kept on each.
+        executor.__signature__ = source_step_signature()  # type: ignore[attr-defined]
         steps.append(
             Step(
                 name=source.id,
-                executor=partial(
-                    run_source_step, source=source, function=function, spec=spec, runner=runner
-                ),
+                executor=executor,
                 # The runner times out, retries and reports failures itself: Agno never retries.
                 max_retries=0,
             )
         )
     return steps
+
+
+@functools.cache
+def source_step_signature() -> inspect.Signature:
+    """What a source step's executor takes: run_source_step's arguments less those bound."""
+    return inspect.signature(run_source_step).replace(
+        parameters=[
+            parameter
+            for name, parameter in inspect.signature(run_source_step).parameters.items()
+            if name in ("step_input", "run_context")
+        ]
+    )
 
 
 def aggregation_step(config: WorkflowConfig) -> Step:
