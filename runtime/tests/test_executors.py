@@ -618,3 +618,31 @@ def test_a_stuck_source_of_one_run_does_not_make_dask_rerun_another_runs_sources
     assert [(result.status, result.attempts) for result in b.sources] == [(SourceState.OK, 1)] * 2
     runs = {source_id: (tmp_path / source_id).read_text().count("ran") for source_id in healthy}
     assert runs == dict.fromkeys(healthy, 1)
+
+
+def test_bench_on_dask_times_a_bare_client_map_on_the_same_cluster(
+    entry: WorkflowEntry,
+    dask_cluster: tuple[str, set[int]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    address, _ = dask_cluster
+    monkeypatch.setenv(DASK_ADDRESS_ENV, address)
+    workflow = ["--workflow", entry.config.workflow_id]
+    arguments = ["--sources=8", "--latency=0.05", "--repeat=2", "--kind=sync", "--executor=dask"]
+
+    assert main(["bench", *workflow, *arguments, "--json"]) == 0
+    printed = capsys.readouterr()
+    dask = {executor["executor"]: executor for executor in json.loads(printed.out)["executors"]}
+    assert main(["bench", *workflow, *arguments]) == 0
+    table = capsys.readouterr().out
+
+    assert "bare_map_seconds" not in dask["thread"]
+    assert len(dask["dask"]["bare_map_runs"]) == 2
+    assert dask["dask"]["bare_map_seconds"] >= 0.05  # 8 waits of 0.05 s on 2 workers × 4 threads
+    assert dask["dask"]["workflow_over_bare_map"] == pytest.approx(
+        dask["dask"]["workflow_seconds"] / dask["dask"]["bare_map_seconds"], rel=0.01
+    )
+    assert printed.err.count("bare client.map ") == 2
+    assert "bare client.map, same cluster" in table
+    assert "dask: the workflow / a bare client.map of the same waits on the same cluster" in table

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from .bench_results import BenchResults, ideal_seconds, summarise
 from .config import ExecutorName, Source, SourceLimits, WorkflowConfig
+from .dask_cluster import DaskExecutor
 from .executors import EXECUTORS, Executors, pooled_specs
 from .in_process import in_own_thread
 from .registry import WorkflowEntry
@@ -112,6 +113,9 @@ class Timed:
     startup_seconds: float
     runs: list[float]
     aggregations: list[Aggregation]
+    # dask: the same waits as a bare `client.map(time.sleep, ...)` on the same cluster, the
+    # least any runner of Dask tasks needs.
+    bare_map_runs: list[float] = dataclasses.field(default_factory=list)
 
 
 async def on_executor_runs(
@@ -133,14 +137,31 @@ async def on_executor_runs(
     async with Executors() as executors:
         EXECUTORS.set(executors)
         started = time.perf_counter()
-        await executors.start(pooled_specs(config, load_settings().dask_address))
+        specs = pooled_specs(config, load_settings().dask_address)
+        await executors.start(specs)
         timed = Timed(startup_seconds=time.perf_counter() - started, runs=[], aggregations=[])
         for run in range(1, repeat + 1):
             elapsed, aggregation = await through_workflow(workflow)
             timed.runs.append(elapsed)
             timed.aggregations.append(aggregation)
             say(f"run {run}/{repeat} on {executor}: {elapsed:.3f} s")
+        if executor == "dask":
+            (spec,) = specs
+            cluster = await executors.get(spec)
+            assert isinstance(cluster, DaskExecutor)
+            for run in range(1, repeat + 1):
+                timed.bare_map_runs.append(await through_bare_map(cluster, config.sources))
+                say(f"bare client.map {run}/{repeat}: {timed.bare_map_runs[-1]:.3f} s")
     return timed
+
+
+async def through_bare_map(cluster: DaskExecutor, sources: Sequence[Source]) -> float:
+    """The sources' waits as Dask tasks and nothing else: `client.map(time.sleep, ...)`."""
+    assert cluster.client is not None, "started by Executors.get"
+    latencies = [float(source.settings["latency_seconds"]) for source in sources]
+    started = time.perf_counter()
+    await cluster.client.gather(cluster.client.map(time.sleep, latencies, pure=False))
+    return time.perf_counter() - started
 
 
 async def through_workflow(workflow: Any) -> tuple[float, Aggregation]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import heapq
 import statistics
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from rich.console import Console
 from rich.table import Table
@@ -28,6 +28,10 @@ class ExecutorBench(TypedDict):
     speedup_over_sequential: float  # sequential seconds / this executor's wall
     speedup_over_thread: float  # the thread executor's wall / this executor's wall
     results_per_run: list[int]  # how many sources each run aggregated
+    # dask: the same waits as a bare client.map on the same cluster, and the workflow over it.
+    bare_map_seconds: NotRequired[float]
+    bare_map_runs: NotRequired[list[float]]
+    workflow_over_bare_map: NotRequired[float]
 
 
 class BenchResults(TypedDict):
@@ -62,18 +66,22 @@ def summarise(
     executors: list[ExecutorBench] = []
     for name, runs in timed.items():
         median = statistics.median(runs.runs)
-        executors.append(
-            ExecutorBench(
-                executor=name,
-                startup_seconds=round(runs.startup_seconds, 4),
-                workflow_seconds=round(median, 4),
-                workflow_runs=[round(seconds, 4) for seconds in runs.runs],
-                wall_over_ideal=round(median / ideal, 3),
-                speedup_over_sequential=round(sequential / median, 3),
-                speedup_over_thread=round(thread_median / median, 3),
-                results_per_run=[a.total_sources - len(a.failed) for a in runs.aggregations],
-            )
+        bench = ExecutorBench(
+            executor=name,
+            startup_seconds=round(runs.startup_seconds, 4),
+            workflow_seconds=round(median, 4),
+            workflow_runs=[round(seconds, 4) for seconds in runs.runs],
+            wall_over_ideal=round(median / ideal, 3),
+            speedup_over_sequential=round(sequential / median, 3),
+            speedup_over_thread=round(thread_median / median, 3),
+            results_per_run=[a.total_sources - len(a.failed) for a in runs.aggregations],
         )
+        if runs.bare_map_runs:
+            bare = statistics.median(runs.bare_map_runs)
+            bench["bare_map_seconds"] = round(bare, 4)
+            bench["bare_map_runs"] = [round(seconds, 4) for seconds in runs.bare_map_runs]
+            bench["workflow_over_bare_map"] = round(median / bare, 3)
+        executors.append(bench)
     own = executors[0]
     return BenchResults(
         sources=settings.sources,
@@ -132,6 +140,12 @@ def print_bench(console: Console, results: BenchResults) -> None:
             f"{executor['speedup_over_thread']:.2f}",
             f"{startup:.2f} s" if executor["executor"] in POOLED else "",
         )
+        if "bare_map_seconds" in executor:
+            bare = executor["bare_map_seconds"]
+            table.add_row(
+                "bare client.map, same cluster", f"{bare:.3f}", f"{bare / ideal:.2f}",
+                f"{bare / raw:.2f}",
+            )  # fmt: skip
     table.add_row("raw gather", f"{raw:.3f}", f"{raw / ideal:.2f}", "1.00")
     console.print(table)
     complete = sum(count == results["sources"] for count in results["results_per_run"])
@@ -141,6 +155,12 @@ def print_bench(console: Console, results: BenchResults) -> None:
         f"{complete} of {len(results['results_per_run'])} workflow runs. Workflow: Agno arun; "
         "raw: asyncio.gather; speed-up: sequential / wall; vs thread: thread's wall / wall"
     )
+    for executor in results["executors"]:
+        if "workflow_over_bare_map" in executor:
+            console.print(
+                f"dask: the workflow / a bare client.map of the same waits on the same cluster "
+                f"{executor['workflow_over_bare_map']:.3f}"
+            )
 
 
 def print_connector_bench(console: Console, results: dict[str, Any]) -> None:

@@ -165,7 +165,20 @@ async def run_source_step(
     # The timing's origin: when Preparation started the parallel block's clock.
     origin = session_state(run_context).get("parallel_started_at")
     result = await runner.run(source, function, spec, run_context.run_id, origin)
-    return StepOutput(content=result.model_dump(mode="json"))
+    return StepOutput(content=SourceContent(result.model_dump(mode="json")))
+
+
+class SourceContent(dict[str, Any]):
+    """A source step's content: its SourceResult as JSON, which Agno stores and serves as it
+    is. As text it is one line: Agno joins each branch's text into the Parallel block's
+    content, where a line per source reads better than a dict, and costs far less to make
+    for hundreds of sources than the dict's repr, twice each."""
+
+    def __str__(self) -> str:
+        tries = f" in {self['attempts']} attempts" if self.get("attempts", 1) > 1 else ""
+        if self.get("status") == "ok":
+            return f"{self.get('records', 0):,} records in {self.get('seconds', 0):.2f} s{tries}"
+        return f"{self.get('status')}{tries}: {self.get('error')}"
 
 
 def aggregate_results(
