@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -386,6 +387,28 @@ def test_dask_runs_the_sources_on_the_cluster_workers(
     pids = {result.details["pid"] for result in aggregation.sources}
     assert pids <= worker_pids and os.getpid() not in pids
     assert aggregation.total_records == 6 * 7
+
+
+def test_dask_submits_the_sources_together_and_one_that_does_not_travel_fails_alone(
+    entry: WorkflowEntry, dask_cluster: tuple[str, set[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    address, worker_pids = dask_cluster
+    monkeypatch.setenv(DASK_ADDRESS_ENV, address)
+    held = threading.Lock()
+
+    def holds_a_lock(source: Source) -> SourceSummary:  # cloudpickle cannot take the lock
+        with held:
+            return SourceSummary(records=1)
+
+    functions: dict[str, SourceFunction] = {f"count_{n}": counts for n in range(5)}
+    aggregation = run_on(entry, "dask", {**functions, "lock": holds_a_lock})
+
+    results = {result.id: result for result in aggregation.sources}
+    assert aggregation.failed == ["lock"]
+    assert results["lock"].error == (
+        "cannot be sent to the Dask cluster: TypeError: cannot pickle '_thread.lock' object"
+    )
+    assert {results[f"count_{n}"].details["pid"] for n in range(5)} <= worker_pids
 
 
 def test_dask_gives_the_results_that_threads_give(

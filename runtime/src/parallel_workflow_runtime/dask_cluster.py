@@ -55,6 +55,8 @@ class DaskExecutor(Executor):
         self.lost_sources: list[str] = []
         self.quiet_client_logs = LostSchedulerFilter(self)
         self.task_starts: dict[str, TaskStarts] = {}  # of the tasks in progress, by name
+        # The calls waiting for this turn of the event loop to end, to be submitted together.
+        self.pending: list[tuple[Any, tuple[Any, ...], asyncio.Future[Future]]] = []
 
     async def start(self) -> None:
         try:
@@ -109,8 +111,8 @@ class DaskExecutor(Executor):
             raise self.scheduler_lost(source)
         remote = run_once_async if inspect.iscoroutinefunction(function) else run_once
         started_name = f"{current().package}-started-{uuid.uuid4().hex}"
-        future = self.client.submit(
-            remote, started_name, function, source, limits.max_details_bytes, pure=False
+        future = await self.submitted(
+            remote, (started_name, function, source, limits.max_details_bytes)
         )
         try:
             return settled(await self.timed_from_start(future, started_name, limits))
@@ -126,6 +128,45 @@ class DaskExecutor(Executor):
             if self.client.status != "running":  # Dask cancelled every task it had: one line
                 raise self.scheduler_lost(source) from None
             raise SourceError(f"on the Dask cluster at {self.where}: {one_line(error)}") from None
+
+    def submitted(self, remote: Any, arguments: tuple[Any, ...]) -> asyncio.Future[Future]:
+        """The Dask future of `remote(*arguments)`. The calls of one turn of the event loop
+        (a Parallel block starts all its sources in one) go to the scheduler together, as one
+        `client.map`: one graph update for all of them, where a `submit` each cost the
+        scheduler more than running the tasks did."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Future] = loop.create_future()
+        if not self.pending:
+            loop.call_soon(self.submit_pending)
+        self.pending.append((remote, arguments, waiter))
+        return waiter
+
+    def submit_pending(self) -> None:
+        client = self.client_of_run()
+        pending, self.pending = self.pending, []
+        for remote in dict.fromkeys(remote for remote, _, _ in pending):  # in order, once each
+            calls = [(arguments, waiter) for each, arguments, waiter in pending if each is remote]
+            try:
+                futures = client.map(remote, *zip(*(a for a, _ in calls), strict=True), pure=False)
+            except Exception:  # one of them does not pickle: each alone, so only it fails
+                for arguments, waiter in calls:
+                    try:
+                        future = client.submit(remote, *arguments, pure=False)
+                    except Exception as error:
+                        if not waiter.done():
+                            waiter.set_exception(SourceError(untravelled(error)))
+                    else:
+                        self.hand_over(future, waiter)
+                continue
+            for future, (_, waiter) in zip(futures, calls, strict=True):
+                self.hand_over(future, waiter)
+
+    @staticmethod
+    def hand_over(future: Future, waiter: asyncio.Future[Future]) -> None:
+        if waiter.done():  # its attempt was cancelled while it waited to be submitted
+            future.cancel()
+        else:
+            waiter.set_result(future)
 
     async def timed_from_start(
         self, future: Future, started_name: str, limits: CallLimits
@@ -263,6 +304,14 @@ class TaskStarts:
 # whether it is tried again, each try counted as an attempt.
 STARTED_TOPIC = "parallel-workflow-runtime-task-started"
 RERUN_ERROR = "its Dask worker stopped while running it (Dask would have run it again)"
+
+
+def untravelled(error: BaseException) -> str:
+    """The one line of a source that Dask could not send: Dask's own error names its task
+    graph, the error it was raised from names what did not pickle."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return f"cannot be sent to the Dask cluster: {one_line(error)}"
 
 
 def run_once(
