@@ -91,7 +91,7 @@ def run_bench(
     for run in range(1, settings.repeat + 1):
         raw_runs.append(asyncio.run(through_raw_gather(function, sources, cap)))
         say(f"raw asyncio.gather {run}/{settings.repeat}: {raw_runs[-1]:.3f} s")
-    latencies = [float(source.settings["latency_seconds"]) for source in sources]
+    latencies = latencies_of(sources)
     measured = None
     if settings.sequential:
         say(f"one source after another, about {sum(latencies):.0f} s ...")
@@ -155,12 +155,16 @@ async def on_executor_runs(
     return timed
 
 
+def latencies_of(sources: Sequence[Source]) -> list[float]:
+    """The seconds each of the bench's sources waits or computes (bench_sources sets them)."""
+    return [float(source.settings["latency_seconds"]) for source in sources]
+
+
 async def through_bare_map(cluster: DaskExecutor, sources: Sequence[Source]) -> float:
     """The sources' waits as Dask tasks and nothing else: `client.map(time.sleep, ...)`."""
     assert cluster.client is not None, "started by Executors.get"
-    latencies = [float(source.settings["latency_seconds"]) for source in sources]
     started = time.perf_counter()
-    await cluster.client.gather(cluster.client.map(time.sleep, latencies, pure=False))
+    await cluster.client.gather(cluster.client.map(time.sleep, latencies_of(sources), pure=False))
     return time.perf_counter() - started
 
 

@@ -279,9 +279,14 @@ def bench_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def startup_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
+def refuse_workflow_bench_options(args: argparse.Namespace, what: str) -> None:
+    """The bench's options that only its timing of the workflow's executors reads."""
     if args.html is not None or args.executors or args.sequential:
-        raise UsageError("--startup takes no --html, --executor or --sequential")
+        raise UsageError(f"{what} takes no --html, --executor or --sequential")
+
+
+def startup_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
+    refuse_workflow_bench_options(args, "--startup")
     results = run_startup_bench(entry, args.repeat, lambda line: print(line, file=sys.stderr))
     if args.json:
         print(json.dumps(results, indent=2))
@@ -291,8 +296,7 @@ def startup_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int
 
 
 def connector_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
-    if args.html is not None or args.executors or args.sequential:
-        raise UsageError(f"--kind {args.kind} takes no --html, --executor or --sequential")
+    refuse_workflow_bench_options(args, f"--kind {args.kind}")
     http = args.kind == "http"
     settings = ConnectorBenchSettings(
         kind=args.kind,
