@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 from agno.os import AgentOS
@@ -28,10 +28,9 @@ from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 
-from .config import ExecutorName
 from .contained_loop import LoopThread
 from .executors import Executors, pooled_specs
-from .history import HistoryError, stored_run
+from .history import stored_run
 from .http_docs import add_docs_routes
 from .http_guards import add_guards
 from .interrupted_runs import stand_in
@@ -40,10 +39,13 @@ from .project import current
 from .registry import discover
 from .running import RunOutcome, on_executor, run_workflow
 from .settings import ServeSettings, load_settings
+from .usage import ExecutorName, HistoryError
 
 if TYPE_CHECKING:
     from agno.db.base import BaseDb
     from agno.workflow import Workflow
+
+    from .config import WorkflowConfig
 
 # The routes served as Agno's routers define them: health, the workflows and a run's session
 # (whose session_state holds the aggregation). A run is read back by a route of this module:
@@ -83,10 +85,24 @@ def build_app(
 ) -> FastAPI:
     """The app serving every discovered workflow on `host`, with `db` as the run history,
     every source on `executor` if given (`serve --executor`)."""
-    settings = settings or api_settings()
     entries = discover()
     configs = {wid: on_executor(entry.config, executor) for wid, entry in entries.items()}
     workflows = {wid: entries[wid].factory(db=db, config=configs[wid]) for wid in entries}
+    return app_serving(workflows, configs, db, host=host, options=options, settings=settings)
+
+
+def app_serving(
+    workflows: dict[str, Workflow],
+    configs: Mapping[str, WorkflowConfig],
+    db: BaseDb,
+    *,
+    host: str = "127.0.0.1",
+    options: ServeSettings | None = None,
+    settings: AgnoAPISettings | None = None,
+) -> FastAPI:
+    """The app serving `workflows` (built from `configs`, by workflow id) on `host`: what
+    build_app serves, and `bench --serve` too, with synthetic sources (bench_server.py)."""
+    settings = settings or api_settings()
     # The process pools and Dask clusters of every workflow's sources: started with the
     # server, shared by its runs, closed when it stops.
     executors = Executors()
