@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
+from parallel_workflow_runtime.children import descendants
 from parallel_workflow_runtime.cli import main
 from parallel_workflow_runtime.registry import WorkflowEntry
 
 from .conftest import (
+    FIRST_WORKFLOW,
     HISTORY_DB_ENV,
     PROJECT,
     SYNTHETIC_PROGRAM,
@@ -172,6 +174,73 @@ def test_bench_startup_times_whole_processes_on_a_history_of_its_own(
     assert "--startup takes no --html, --executor or --sequential" in refused.stderr
 
 
+def test_bench_serve_sends_runs_at_once_to_a_real_server_and_finds_them_in_its_history(
+    tmp_path: Path,
+) -> None:
+    entry = WORKFLOWS[FIRST_WORKFLOW]
+    history = tmp_path / "history.sqlite"  # the project's history, as the user has it
+    bench = cli(
+        "bench", "--serve", "--runs=8", "--repeat=2", "--json", "--workflow", FIRST_WORKFLOW,
+        **{HISTORY_DB_ENV: str(history)},
+    )  # fmt: skip
+
+    assert bench.returncode == 0, bench.stderr
+    timings = json.loads(bench.stdout)
+    assert (timings["runs"], timings["repeat"], timings["sent"]) == (8, 2, 16)
+    assert timings["sources"] == len(entry.config.sources)  # the workflow's own number
+    assert (timings["latencies"], timings["source_kind"]) == ([0.05], "async")
+    assert timings["answered_completed"] == timings["in_history"] == 16
+    assert (timings["lost"], timings["errors"], timings["unanswered"]) == (0, 0, 0)
+    assert [len(timings["bursts"]), timings["p95_over_p50_target"]] == [2, 3.0]
+    for burst in timings["bursts"]:
+        assert 0 < burst["p50_seconds"] <= burst["p95_seconds"] <= burst["max_seconds"]
+        assert burst["p95_over_p50"] == pytest.approx(
+            burst["p95_seconds"] / burst["p50_seconds"], rel=0.01
+        )
+        assert burst["block_seconds_median"] >= 0.05  # each run waited for its sources
+    assert "1/2: " in bench.stderr and "2/2: " in bench.stderr
+    assert not history.exists()  # the server wrote to a history of its own
+
+
+def test_bench_serve_prints_its_lines_and_leaves_no_process_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The server is a process of its own, which imports the project as a user's would.
+    monkeypatch.setenv("PYTHONPATH", user_environment()["PYTHONPATH"])
+    monkeypatch.setenv(HISTORY_DB_ENV, str(tmp_path / "history.sqlite"))
+    before = descendants()
+    arguments = ["--runs=4", "--repeat=1", "--kind=sync", "--latency=0.02,0.03", "--sources=2"]
+
+    assert main(["bench", "--serve", "--workflow", FIRST_WORKFLOW, *arguments]) == 0
+    assert descendants() <= before
+    printed = capsys.readouterr().out
+    assert f"4 runs at once over HTTP, 1 times: {FIRST_WORKFLOW} with 2 sync sources" in printed
+    assert "run's answer: p50 " in printed and "the runs' parallel blocks: median " in printed
+    assert "runs: 4 sent, 4 answered COMPLETED, 4 of them in the history; lost 0" in printed
+    assert "p95 / p50: " in printed and "the target 3.0 with none lost" in printed
+
+
+SERVE_KINDS_ONLY = "--serve takes no --startup or --rows, and --kind async or sync only"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--serve", "--executor=dask"], "--serve takes no --html, --executor or --sequential"),
+        (["--serve", "--startup"], SERVE_KINDS_ONLY),
+        (["--serve", "--kind=sql"], SERVE_KINDS_ONLY),
+        (["--serve", "--kind=cpu"], SERVE_KINDS_ONLY),
+        (["--runs=5"], "--runs is for --serve"),  # nothing else would read it
+    ],
+)
+def test_bench_serve_refuses_what_it_cannot_honour(
+    arguments: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bench", "--workflow", FIRST_WORKFLOW, *arguments]) == 2
+    error = capsys.readouterr().err
+    assert error.endswith(f"error: {message}\n") and error.count("\n") == 1, error
+
+
 def test_list_shows_every_workflow(
     entry: WorkflowEntry, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -258,8 +327,8 @@ raise SystemExit(main(sys.argv[1:]))
 """
 
 
-@pytest.mark.parametrize("arguments", [["--help"], ["run", "--json"]])
-def test_a_missing_dependency_is_one_line_naming_the_reinstall(arguments: list[str]) -> None:
+def test_a_missing_dependency_is_one_line_naming_the_reinstall() -> None:
+    arguments = ["run", "--json", "--workflow", "example-project", "--executor", "process"]
     result = subprocess.run(
         [sys.executable, "-c", WITHOUT_PEBBLE, *arguments],
         capture_output=True,
@@ -272,3 +341,27 @@ def test_a_missing_dependency_is_one_line_naming_the_reinstall(arguments: list[s
     (line,) = result.stderr.splitlines()
     assert "the module 'pebble' is not installed" in line
     assert 'pip install -e ".[dev]"' in line
+
+
+# `--help` imports none of what the commands use: here none of it can be imported.
+WITHOUT_THE_ENGINES_DEPENDENCIES = """
+import sys
+for name in ("agno", "pydantic", "yaml", "rich", "sqlalchemy", "dlt", "pebble", "markdown_it"):
+    sys.modules[name] = None  # importing it raises ModuleNotFoundError
+from example_project import project
+raise SystemExit(project.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("arguments", [["--help"], ["run", "--help"], ["bench", "--help"]])
+def test_help_imports_nothing_that_the_commands_use(arguments: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_THE_ENGINES_DEPENDENCIES, *arguments],
+        capture_output=True,
+        text=True,
+        env=user_environment(),
+        timeout=300,
+    )
+
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert result.stdout.startswith("usage: ")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .bench_results import BenchResults, ideal_seconds, summarise
-from .config import ExecutorName, Source, SourceLimits, WorkflowConfig
+from .config import Source, SourceLimits, WorkflowConfig
 from .dask_cluster import DaskExecutor
 from .executors import EXECUTORS, Executors, pooled_specs
 from .in_process import in_own_thread
@@ -32,12 +32,9 @@ from .registry import WorkflowEntry
 from .results import Aggregation, SourceFunction, SourceSummary
 from .running import on_executor
 from .settings import load_settings
+from .usage import ExecutorName
 
 Progress = Callable[[str], None]
-# The waits the bench can time: its results are rounded to 0.1 ms, so a shorter wait would
-# divide by zero; a longer one would look like a hang.
-MIN_LATENCY_SECONDS = 0.001
-MAX_LATENCY_SECONDS = 3600.0
 SourceKind = Literal["async", "sync", "cpu"]
 
 

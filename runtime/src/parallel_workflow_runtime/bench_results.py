@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 from rich.console import Console
 from rich.table import Table
 
-from .config import ExecutorName
 from .executor_base import POOLED
+from .usage import ExecutorName
 
 if TYPE_CHECKING:
     from .bench import BenchSettings, Timed

@@ -9,6 +9,7 @@ history or executor), 130 when Ctrl-C stopped the run.
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -16,27 +17,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from . import commands
-from .bench import MAX_LATENCY_SECONDS, MIN_LATENCY_SECONDS
-from .commands import UsageError
-from .config import EXECUTOR_NAMES, ConfigError
 from .entry import program_name
-from .executor_base import ExecutorError
-from .history import HistoryError
-from .page import PageError
-from .report import ReportModelError
-from .running import DEFAULT_REQUEST, RunInterrupted
-from .serve import ServeError, port_number
+from .usage import DEFAULT_REQUEST, EXECUTOR_NAMES, USAGE_ERRORS, RunInterrupted
 
-USAGE_ERRORS = (
-    UsageError,
-    ConfigError,
-    ReportModelError,
-    HistoryError,
-    ServeError,
-    ExecutorError,
-    PageError,
-)
+# The waits the bench can time: its results are rounded to 0.1 ms, so a shorter wait would
+# divide by zero; a longer one would look like a hang.
+MIN_LATENCY_SECONDS = 0.001
+MAX_LATENCY_SECONDS = 3600.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     subcommands = parser.add_subparsers(dest="command", required=True)
     add_run(subcommands, common)
     listing = subcommands.add_parser("list", help="list the workflows the registry discovers")
-    listing.set_defaults(func=commands.list_command)
+    listing.set_defaults(func=command("list_command"))
     add_history(subcommands, common)
     add_serve(subcommands)
     edits = subcommands.add_parser(
@@ -75,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         " rendered into the project that `copier update` removed while they held your edits"
         " (git HEAD still has them). Exit 1 if there are any.",
     )
-    edits.set_defaults(func=commands.engine_edits_command)
+    edits.set_defaults(func=command("engine_edits_command"))
     bench = subcommands.add_parser(
         "bench",
         parents=[common],
@@ -86,11 +73,26 @@ def build_parser() -> argparse.ArgumentParser:
         "runs: the sources run one after another only with --sequential.",
     )
     add_bench_options(bench)
-    bench.set_defaults(func=commands.bench_command)
+    bench.set_defaults(func=command("bench_command"))
     return parser
 
 
 Subcommands = argparse._SubParsersAction  # what add_subparsers() returns
+Command = Callable[[argparse.Namespace], int]
+
+
+def command(name: str) -> Command:
+    """The function `name` of commands.py, imported when its command runs: commands.py
+    imports what the commands use (Agno, the history, rich), which `--help` does not need."""
+
+    def run(args: argparse.Namespace) -> int:
+        from . import commands
+
+        collect_garbage_from_now_on()
+        function: Command = getattr(commands, name)
+        return function(args)
+
+    return run
 
 
 def add_run(subcommands: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -116,7 +118,7 @@ def add_run(subcommands: Subcommands, common: argparse.ArgumentParser) -> None:
         help="these connector sources (all, without a name) read everything again, from their"
         " initial value; their cursor then moves to where this read gets",
     )
-    run.set_defaults(func=commands.run_command)
+    run.set_defaults(func=command("run_command"))
 
 
 def add_history(subcommands: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -126,14 +128,14 @@ def add_history(subcommands: Subcommands, common: argparse.ArgumentParser) -> No
     history.add_argument(
         "--limit", type=positive(int), default=20, help="how many runs (default: 20)"
     )
-    history.set_defaults(func=commands.history_command)
+    history.set_defaults(func=command("history_command"))
     history_commands = history.add_subparsers(title="commands", metavar="show | prune | cursors")
     showing = history_commands.add_parser(
         "show", parents=[common], help="one stored run: its sources, timeline and report"
     )
     showing.add_argument("run_id", metavar="RUN_ID", help="the run's id, or its first characters")
     add_html_option(showing, "write the run as an HTML page instead of printing it")
-    showing.set_defaults(func=commands.show_command)
+    showing.set_defaults(func=command("show_command"))
     pruning = history_commands.add_parser(
         "prune",
         parents=[common],
@@ -144,13 +146,13 @@ def add_history(subcommands: Subcommands, common: argparse.ArgumentParser) -> No
     limit.add_argument(
         "--older-than", type=days, metavar="DAYS", help="delete runs older than this"
     )
-    pruning.set_defaults(func=commands.prune_command)
+    pruning.set_defaults(func=command("prune_command"))
     cursors = history_commands.add_parser(
         "cursors",
         parents=[common],
         help="how far each connector source has read: its cursor, and the run that moved it",
     )
-    cursors.set_defaults(func=commands.cursors_command)
+    cursors.set_defaults(func=command("cursors_command"))
 
 
 def add_serve(subcommands: Subcommands) -> None:
@@ -170,22 +172,22 @@ def add_serve(subcommands: Subcommands) -> None:
         help="serve on a --host other than this machine's without OS_SECURITY_KEY",
     )
     add_executor_option(serving, "every source of every workflow on this executor")
-    serving.set_defaults(func=commands.serve_command)
+    serving.set_defaults(func=command("serve_command"))
 
 
 def add_bench_options(bench: argparse.ArgumentParser) -> None:
     bench.add_argument(
         "--sources",
         type=positive(int),
-        help="how many sources (default: 200; --kind sql or file: 1; --kind http: 8)",
+        help="how many sources (default: 200; --kind sql or file: 1; --kind http: 8; --serve: "
+        "as many as the workflow has, in each run)",
     )
     bench.add_argument(
         "--latency",
         type=latencies,
-        default=(0.2,),
         metavar="SECONDS[,SECONDS...]",
         help="seconds each source takes, from 0.001 to 3600; a list repeats over the sources, "
-        "e.g. 0.5,0.8,0.6 (default: 0.2)",
+        "e.g. 0.5,0.8,0.6 (default: 0.2; --serve: 0.05)",
     )
     bench.add_argument(
         "--max-concurrency",
@@ -223,6 +225,17 @@ def add_bench_options(bench: argparse.ArgumentParser) -> None:
         action="store_true",
         help="instead: time `run` of the workflow as a process of its own, besides its "
         'parallel block, against `python -c "import agno.workflow"`, and `--help`',
+    )
+    bench.add_argument(
+        "--serve",
+        action="store_true",
+        help="instead: start a server as `serve` does, send it --runs runs at once over HTTP "
+        "(--repeat times) and time each one's answer: p50, p95, max, and runs lost",
+    )
+    bench.add_argument(
+        "--runs",
+        type=positive(int),
+        help="--serve: runs sent at once (default: 200)",
     )
     add_bench_executor_options(bench)
     add_html_option(bench, "also write the wall time of each way as bars in an HTML page")
@@ -307,3 +320,21 @@ def latencies(text: str) -> tuple[float, ...]:
             )
         seconds.append(value)
     return tuple(seconds)
+
+
+def collect_garbage_from_now_on() -> None:
+    """The collector back on (entry.py turned it off for the imports), no longer walking
+    what exists so far, which lives until the process ends (gc.freeze)."""
+    gc.freeze()
+    gc.enable()
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, from 1 to 65535."""
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 65535, got {text}")
+    return port
+
+
+port_number.__name__ = "port"  # argparse names it in "invalid port value: 'x'"

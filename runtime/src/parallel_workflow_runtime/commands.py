@@ -1,5 +1,9 @@
 """What each command of the command line does, one small function per command: cli.py
-parses the arguments and calls the one that `set_defaults(func=...)` names."""
+parses the arguments and calls the one that `set_defaults(func=...)` names.
+
+What only some commands use (the web server, the bench, the HTML pages, the engine's old
+files) is imported in the functions that use it: `run` does not wait for it.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +15,14 @@ import os
 import sys
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
 
-from .bench import BenchSettings, run_bench
-from .bench_results import print_bench, print_connector_bench, print_startup_bench
-from .connector_bench import ConnectorBenchSettings, run_connector_bench
 from .connector_config import CONNECTOR_KINDS, cursor_of
 from .cursors import CursorStore
-from .engine_edits import EngineEditsError, removed_edits
 from .history import (
     existing_history,
     history_for_run,
@@ -30,13 +31,11 @@ from .history import (
     recent_runs,
     stored_run,
 )
-from .page import bench_page, record_page, run_page, writable, write_page
 from .project import current
 from .registry import WorkflowEntry, discover
 from .running import RunOutcome, execute
-from .serve import serve
-from .startup_bench import run_startup_bench
 from .steps import effective_report_model
+from .usage import UsageError
 from .views import (
     ProgressTable,
     cursor_document,
@@ -53,14 +52,10 @@ if TYPE_CHECKING:
     from agno.db.base import BaseDb
 
 
-class UsageError(Exception):
-    """Bad usage: printed as one line, exit code 2."""
-
-
 def run_command(args: argparse.Namespace) -> int:
     entry = choose(discover(), args.workflow)
     args.full_refresh = refreshed_sources(entry, args.full_refresh)
-    html = writable(args.html) if args.html is not None else None  # before the run, not after
+    html = writable_page(args.html)  # before the run, not after
     quiet_agno_logs(args.verbose)
     # Progress goes to stderr when stdout carries the JSON document.
     console = Console(stderr=args.json, highlight=False, soft_wrap=True)
@@ -77,6 +72,8 @@ def run_command(args: argparse.Namespace) -> int:
     if html is not None and outcome.aggregation is not None:
         status = "COMPLETED" if outcome.exit_code == 0 else "ERROR"
         facts = [("run", outcome.run_id or ""), ("status", status)]
+        from .page import run_page, write_page
+
         write_page(html, run_page(outcome.aggregation, outcome.report, facts))
         print(f"The run's page: {html}", file=sys.stderr)
     return outcome.exit_code
@@ -142,6 +139,8 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def engine_edits_command(args: argparse.Namespace) -> int:
+    from .engine_edits import EngineEditsError, removed_edits
+
     try:
         removed = removed_edits(current())
     except EngineEditsError as error:
@@ -181,7 +180,7 @@ def history_command(args: argparse.Namespace) -> int:
 
 
 def show_command(args: argparse.Namespace) -> int:
-    html = writable(args.html) if args.html is not None else None
+    html = writable_page(args.html)
     quiet_agno_logs(verbose=False)
     location = history_location()
     db = existing_history(location)
@@ -189,6 +188,8 @@ def show_command(args: argparse.Namespace) -> int:
         raise UsageError(f"no run {args.run_id!r}: no runs yet in {location}")
     record = stored_run(db, args.run_id)
     if html is not None:
+        from .page import record_page, write_page
+
         write_page(html, record_page(record))
         print(f"The run's page: {html}", file=sys.stderr)
     elif args.json:
@@ -236,6 +237,8 @@ def cursors_command(args: argparse.Namespace) -> int:
 
 
 def serve_command(args: argparse.Namespace) -> int:
+    from .serve import serve
+
     location = history_location()
     serve(
         args.host,
@@ -248,17 +251,24 @@ def serve_command(args: argparse.Namespace) -> int:
 
 
 def bench_command(args: argparse.Namespace) -> int:
+    from .bench import BenchSettings, run_bench
+    from .bench_results import print_bench
+    from .page import bench_page, write_page
+
     entry = choose(discover(), args.workflow)
-    if args.html is not None:
-        writable(args.html)
+    writable_page(args.html)
     quiet_agno_logs(verbose=False)
+    if args.serve:
+        return serve_bench_command(args, entry)
+    if args.runs is not None:
+        raise UsageError("--runs is for --serve")
     if args.startup:
         return startup_bench_command(args, entry)
     if args.kind in CONNECTOR_KINDS:
         return connector_bench_command(args, entry)
     settings = BenchSettings(
         sources=args.sources or 200,
-        latencies=args.latency,
+        latencies=args.latency or (0.2,),
         max_concurrency=args.max_concurrency,
         repeat=args.repeat,
         source_kind=args.kind,
@@ -286,6 +296,9 @@ def refuse_workflow_bench_options(args: argparse.Namespace, what: str) -> None:
 
 
 def startup_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
+    from .bench_results import print_startup_bench
+    from .startup_bench import run_startup_bench
+
     refuse_workflow_bench_options(args, "--startup")
     results = run_startup_bench(entry, args.repeat, lambda line: print(line, file=sys.stderr))
     if args.json:
@@ -295,7 +308,37 @@ def startup_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int
     return 0
 
 
+def serve_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
+    from .serve_bench import (
+        SERVE_KINDS,
+        ServeBenchSettings,
+        print_serve_bench,
+        run_serve_bench,
+    )
+
+    refuse_workflow_bench_options(args, "--serve")
+    if args.startup or args.kind not in SERVE_KINDS or args.rows is not None:
+        raise UsageError("--serve takes no --startup or --rows, and --kind async or sync only")
+    settings = ServeBenchSettings(
+        runs=args.runs or 200,
+        sources=args.sources,
+        latencies=args.latency or (0.05,),
+        source_kind=args.kind,
+        max_concurrency=args.max_concurrency,
+        repeat=args.repeat,
+    )
+    results = run_serve_bench(entry, settings, lambda line: print(line, file=sys.stderr))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print_serve_bench(Console(highlight=False, soft_wrap=True), results)
+    return 0
+
+
 def connector_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
+    from .bench_results import print_connector_bench
+    from .connector_bench import ConnectorBenchSettings, run_connector_bench
+
     refuse_workflow_bench_options(args, f"--kind {args.kind}")
     http = args.kind == "http"
     settings = ConnectorBenchSettings(
@@ -313,6 +356,16 @@ def connector_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> i
     else:
         print_connector_bench(Console(highlight=False), results)
     return 0
+
+
+def writable_page(path: Path | None) -> Path | None:
+    """`--html`'s file, checked before the command's work (PageError if it cannot be written
+    there), or None without --html."""
+    if path is None:
+        return None
+    from .page import writable
+
+    return writable(path)
 
 
 def choose(entries: dict[str, WorkflowEntry], workflow_id: str | None) -> WorkflowEntry:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import keyword
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -29,6 +29,7 @@ from .connector_config import (
     cursor_of,
 )
 from .database import masked_text
+from .usage import EXECUTOR_NAMES, ConfigError, ExecutorName
 
 # The names of the workflow's own steps (steps.py builds them): a source's step may not take one.
 PREPARATION_STEP = "Preparation"
@@ -41,15 +42,6 @@ MAX_RETRIES = 100
 # The longest a timeout or a pause between retries may be: a day. A longer one is a typo,
 # and a run that waits for it looks hung. For no timeout at all, timeout_seconds is null.
 MAX_SECONDS = 86_400
-
-# Where a source's `run` runs (executors.py); unset, `async def run` is awaited ("async") and a
-# plain `def run` gets a thread of its own ("thread").
-ExecutorName = Literal["thread", "async", "process", "dask"]
-EXECUTOR_NAMES: tuple[ExecutorName, ...] = get_args(ExecutorName)
-
-
-class ConfigError(ValueError):
-    """config.yaml (or settings.yaml) is missing something or holds a value of the wrong kind."""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from .config import Source
 from .executor_base import (
     CallLimits,
     Executor,
-    ExecutorError,
     ExecutorSpec,
     run_elsewhere,
     run_elsewhere_async,
@@ -23,6 +22,7 @@ from .executor_base import (
 )
 from .project import current
 from .results import SourceError, SourceFunction, one_line
+from .usage import ExecutorError
 
 if TYPE_CHECKING:
     from distributed import Client, Future, LocalCluster, Worker

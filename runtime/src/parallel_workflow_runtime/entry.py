@@ -5,6 +5,7 @@ one line that says what to do, not a traceback from deep inside an import."""
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -19,13 +20,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.name != "posix":
         print(f"{program_name()}: error: {not_posix()}", file=sys.stderr)
         return 2
+    # The command's imports (Agno, pydantic, SQLAlchemy, rich: a million objects) make no
+    # garbage, yet the collector would walk them again and again while they load: a tenth of
+    # the command's CPU time. It is off until they are loaded (cli.py's `command` turns it
+    # back on before the command's work), and on again here whatever happened.
+    gc.disable()
     try:
-        from .cli import main as command_line  # imports Agno, pydantic, rich, ...
+        from .cli import main as command_line
 
         return command_line(argv)
     except ModuleNotFoundError as error:
         print(f"{program_name()}: error: {missing_dependency(error)}", file=sys.stderr)
         return 2
+    finally:
+        gc.enable()
 
 
 def missing_dependency(error: ModuleNotFoundError) -> str:

@@ -14,8 +14,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .config import ExecutorName, Source
+from .config import Source
 from .results import SourceError, SourceFunction, checked_summary, one_line
+from .usage import ExecutorName
 
 POOLED = ("process", "dask")  # the executors with a pool or cluster to start and close
 
@@ -30,10 +31,6 @@ class CallLimits:
     # Called by an executor that queues an attempt (a Dask cluster) when the attempt starts
     # to run: its timeout counts from then, not from when it was queued.
     started: Callable[[], None] = lambda: None
-
-
-class ExecutorError(Exception):
-    """An executor cannot start (no extra installed, no scheduler there): one line, exit 2."""
 
 
 class Executor:

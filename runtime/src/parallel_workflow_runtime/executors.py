@@ -24,11 +24,10 @@ import importlib.util
 import math
 from contextvars import ContextVar
 
-from .config import ConfigError, Source, WorkflowConfig
-from .dask_cluster import DISTRIBUTED_EXTRA, DaskExecutor
-from .executor_base import POOLED, Executor, ExecutorError, ExecutorSpec
+from .config import Source, WorkflowConfig
+from .executor_base import POOLED, Executor, ExecutorSpec
 from .in_process import AsyncExecutor, ThreadExecutor
-from .process_pool import ProcessExecutor
+from .usage import ConfigError, ExecutorError
 
 
 def executor_spec(
@@ -59,9 +58,14 @@ def pooled_specs(config: WorkflowConfig, dask_address: str = "") -> set[Executor
 
 
 def executor_for(spec: ExecutorSpec) -> Executor:
+    # The process pool and the Dask client are imported only by a run that uses them.
     if spec.name == "process":
+        from .process_pool import ProcessExecutor
+
         return ProcessExecutor(spec)
     if spec.name == "dask":
+        from .dask_cluster import DaskExecutor
+
         return DaskExecutor(spec)
     if spec.name == "async":
         return AsyncExecutor()
@@ -108,6 +112,8 @@ class Executors:
 async def preflight(specs: set[ExecutorSpec]) -> None:
     """What can be found wrong before a server listens: ExecutorError for a missing extra or
     a Dask scheduler that cannot be reached (a LocalCluster is not started twice for this)."""
+    from .dask_cluster import DISTRIBUTED_EXTRA, DaskExecutor
+
     for spec in specs:
         if spec.name == "dask" and spec.dask_address:
             executor = DaskExecutor(spec)

@@ -25,6 +25,7 @@ from .cursors import CursorStore
 from .database import advisory_lock, create_private, file_lock, masked, reason
 from .results import Aggregation
 from .settings import Settings, load_settings, sqlite_file
+from .usage import HistoryError
 
 if TYPE_CHECKING:
     from agno.db.base import BaseDb
@@ -34,10 +35,6 @@ POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg", "postgres")
 WHOLE_ID_LENGTH = 36
 # The names of the tables Agno creates (agno_sessions, agno_runs, ...).
 AGNO_TABLE_PREFIX = "agno_"
-
-
-class HistoryError(RuntimeError):
-    """The history cannot be used: printed as one line, exit code 2."""
 
 
 class MissingExtra(HistoryError):

@@ -21,9 +21,9 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .config import ConfigError
 from .project import current
 from .settings import ServeSettings
+from .usage import ConfigError
 
 # As Starlette reads them from the Host header: without the port, an IPv6 address in brackets.
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")

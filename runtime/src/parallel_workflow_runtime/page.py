@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from markdown_it import MarkdownIt
 
-from .history import HistoryError, RunRecord
+from .history import RunRecord
 from .page_parts import (
     COLOURS,
     LABEL,
@@ -30,6 +30,7 @@ from .page_parts import (
 )
 from .results import Aggregation
 from .timeline import describe_straggler
+from .usage import HistoryError, PageError
 
 if TYPE_CHECKING:
     from .bench_results import BenchResults
@@ -145,10 +146,6 @@ def writable(path: Path) -> Path:
     if not os.access(folder, os.W_OK):
         raise PageError(f"cannot write {path}: {folder} is not writable")
     return path
-
-
-class PageError(OSError):
-    """A page cannot be written where asked: one line, exit code 2."""
 
 
 def bench_page(results: BenchResults) -> str:

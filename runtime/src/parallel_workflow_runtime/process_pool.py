@@ -13,8 +13,9 @@ from typing import Any
 import pebble
 
 from .config import Source
-from .executor_base import CallLimits, Executor, ExecutorError, ExecutorSpec, run_elsewhere, settled
+from .executor_base import CallLimits, Executor, ExecutorSpec, run_elsewhere, settled
 from .results import SourceError, SourceFunction, one_line
+from .usage import ExecutorError
 
 PROCESS_START_SECONDS = 60  # how long a new pool's workers may take to start
 

@@ -11,11 +11,12 @@ served API and `python -m <package>` in messages. One process serves one project
 from __future__ import annotations
 
 import gc
-import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 # Modules that projects rendered before template 0.5.0 had at their package's top, which
 # their source modules still import (`from <package>.config import Source`): the same modules
@@ -43,8 +44,7 @@ class Project:
             )
         _registered = project
         for name in OLD_IMPORT_PATHS:
-            module = importlib.import_module(f"{__package__}.{name}")
-            sys.modules.setdefault(f"{package}.{name}", module)
+            sys.modules.setdefault(f"{package}.{name}", lazily_imported(f"{__package__}.{name}"))
         return project
 
     @property
@@ -81,6 +81,20 @@ class Project:
 
 
 _registered: Project | None = None
+
+
+def lazily_imported(name: str) -> ModuleType:
+    """The module `name`, imported when one of its attributes is first read: importing the
+    project's package (for `--help`, say) then imports neither pydantic nor Agno."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.loader is not None, name  # a module of this package
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def current() -> Project:

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .config import ConfigError, WorkflowConfig, load_config
+from .config import WorkflowConfig, load_config
 from .project import current
+from .usage import ConfigError
 
 if TYPE_CHECKING:
     from agno.workflow import Workflow

@@ -10,6 +10,7 @@ from agno.models.utils import get_model
 
 from .results import Aggregation, valid_text
 from .timeline import mermaid_gantt, mermaid_key, straggler
+from .usage import ReportModelError
 
 REPORT_INSTRUCTIONS = [
     "You write the final report of a data-processing workflow run.",
@@ -21,10 +22,6 @@ REPORT_INSTRUCTIONS = [
     "that block exactly as given, under a heading 'Timeline', and name the source that ended "
     "last.",
 ]
-
-
-class ReportModelError(RuntimeError):
-    """The configured report model cannot be used (unknown provider, SDK not installed, ...)."""
 
 
 def build_report_agent(model: Model | str) -> Agent:

@@ -17,7 +17,7 @@ from agno.run.workflow import WorkflowCompletedEvent, WorkflowRunOutput
 from agno.workflow.types import StepOutput
 
 from .children import no_process_left_behind
-from .config import REPORT_STEP, ExecutorName, WorkflowConfig
+from .config import REPORT_STEP, WorkflowConfig
 from .contained_loop import new_loop
 from .cursors import CURSORS, CursorSession, CursorStore
 from .executors import EXECUTORS, Executors, pooled_specs
@@ -26,12 +26,12 @@ from .progress import LISTENER, Listener
 from .registry import WorkflowEntry
 from .results import MAX_REQUEST_CHARS, Aggregation, valid_text
 from .settings import load_settings
+from .usage import DEFAULT_REQUEST, ExecutorName, RunInterrupted
 
 if TYPE_CHECKING:
     from agno.db.base import BaseDb
     from agno.workflow import Workflow
 
-DEFAULT_REQUEST = "Process all data sources"
 NOT_SAVED = "the run was not saved in the history"
 
 
@@ -57,14 +57,6 @@ class RunOutcome:
         document = self.aggregation.to_json_dict() if self.aggregation is not None else {}
         document.update(run_id=self.run_id, report=self.report, errors=self.errors)
         return document
-
-
-class RunInterrupted(Exception):
-    """Ctrl-C stopped the run; it was recorded as cancelled with the sources that finished."""
-
-    def __init__(self, outcome: RunOutcome) -> None:
-        super().__init__("interrupted")
-        self.outcome = outcome
 
 
 def execute(

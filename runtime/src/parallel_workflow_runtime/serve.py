@@ -8,7 +8,6 @@ This module imports no web framework, so that the command line starts without th
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ipaddress
 import os
@@ -16,21 +15,17 @@ import socket
 import sys
 
 from .children import no_process_left_behind
-from .config import ExecutorName
 from .executors import preflight
 from .history import HistoryLocation, open_history
 from .project import current
 from .settings import load_settings
+from .usage import ExecutorName, ServeError
 
 SECURITY_KEY_ENV = "OS_SECURITY_KEY"  # read by AgentOS's key check
 # Agno's key check lets every request through when these are set, trusting a JWT middleware
 # that this server does not have.
 JWT_ENVS = ("JWT_VERIFICATION_KEY", "JWT_JWKS_FILE")
 SERVE_EXTRA = 'serving needs the serve extra: pip install -e ".[serve]"'
-
-
-class ServeError(RuntimeError):
-    """The server cannot start: printed as one line, exit code 2."""
 
 
 def serve(
@@ -133,14 +128,3 @@ def is_loopback(host: str) -> bool:
 
 def url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def port_number(text: str) -> int:
-    """An argparse type: a TCP port, from 1 to 65535."""
-    port = int(text)
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"must be from 1 to 65535, got {text}")
-    return port
-
-
-port_number.__name__ = "port"  # argparse names it in "invalid port value: 'x'"

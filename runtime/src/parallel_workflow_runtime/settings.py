@@ -26,8 +26,9 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from .config import ConfigError, Text, describe, read_yaml
+from .config import Text, describe, read_yaml
 from .project import current
+from .usage import ConfigError
 
 # The project's own variables, after its package's name: <PACKAGE>_REPORT_MODEL, ...
 REPORT_MODEL_VARIABLE = "REPORT_MODEL"

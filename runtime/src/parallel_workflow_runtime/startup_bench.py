@@ -1,9 +1,10 @@
 """`bench --startup`: what the user waits for besides the work. It times, side by side and
 `repeat` times each, three processes: `python -c "import agno.workflow"` (the floor: no
-workflow runs without it), `python -m <package> run` of the workflow (minus the parallel
-block it reports: the rest is start-up, the other steps, the history and the output), and
-`python -m <package> --help`. The run uses a history of its own in a temporary folder, so
-that it neither adds to the project's history nor moves its sources' cursors.
+workflow runs without it), `python -m <package> run` of the workflow as a user types it (minus
+its parallel block: the rest is start-up, the other steps, the history, the summary and the
+report), and `python -m <package> --help`. The run uses a history of its own in a temporary
+folder, so that it neither adds to the project's history nor moves its sources' cursors; its
+parallel block's time is read from there afterwards, by a process that is not timed.
 
 The targets (README.md, "Limits and speed"): the run's time besides its parallel block at
 most 1.3 times the floor, and `--help` within 0.3 s.
@@ -46,12 +47,13 @@ def run_startup_bench(
             history_db_env(): str(Path(folder) / "history.sqlite"),
             "AGNO_TELEMETRY": "false",
         }
-        run = [sys.executable, "-m", package, "run", "--workflow", entry.config.workflow_id]
+        command = [sys.executable, "-m", package]
+        workflow = ["--workflow", entry.config.workflow_id]
         for number in range(1, repeat + 1):
             floor_runs.append(timed([sys.executable, "-c", "import agno.workflow"], environment))
-            seconds, output = timed_output([*run, "--json"], environment)
-            run_runs.append(seconds)
-            block_runs.append(float(json.loads(output)["wall_seconds"]))
+            run_runs.append(timed([*command, "run", *workflow], environment))
+            _, output = timed_output([*command, "history", *workflow, "--json"], environment)
+            block_runs.append(float(json.loads(output)[0]["wall_seconds"]))  # the newest run
             help_runs.append(timed([sys.executable, "-m", package, "--help"], environment))
             say(
                 f"{number}/{repeat}: import agno.workflow {floor_runs[-1]:.2f} s, run "

@@ -6,17 +6,20 @@ the package parallel-workflow-runtime; this module re-exports what your code imp
 e.g. `from <package> import Source, SourceSummary`.
 """
 
-from parallel_workflow_runtime import (
-    Aggregation,
-    Source,
-    SourceLimits,
-    SourceResult,
-    SourceSummary,
-    aggregation_of,
-    summarise_sample,
-)
+from typing import TYPE_CHECKING, Any
 
 from .registry import project
+
+if TYPE_CHECKING:
+    from parallel_workflow_runtime import (
+        Aggregation,
+        Source,
+        SourceLimits,
+        SourceResult,
+        SourceSummary,
+        aggregation_of,
+        summarise_sample,
+    )
 
 __all__ = [
     "Aggregation",
@@ -28,3 +31,13 @@ __all__ = [
     "project",
     "summarise_sample",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The runtime's names are imported when first read, not with the package (as the
+    # template renders it): `--help` then imports none of them.
+    if name in __all__:
+        import parallel_workflow_runtime
+
+        return getattr(parallel_workflow_runtime, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
