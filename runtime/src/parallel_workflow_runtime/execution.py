@@ -29,7 +29,7 @@ from .connector_config import cursor_of
 from .connectors import ConnectorRun, shown
 from .contained_loop import CURRENT_SOURCE, SourceScope
 from .cursors import CURSORS
-from .executor_base import CallLimits, Executor, ExecutorError, ExecutorSpec
+from .executor_base import CallLimits, Executor, ExecutorSpec
 from .executors import EXECUTORS, Executors
 from .in_process import LoopHolds
 from .interruption import INTERRUPTION, Interruption
@@ -43,6 +43,7 @@ from .results import (
     one_line,
 )
 from .source_clock import Clock
+from .usage import ExecutorError
 
 log = logging.getLogger("parallel_workflow_runtime")
 
@@ -100,7 +101,10 @@ class SourceRunner:
             with interruption.watching():
                 if isinstance(function, ConnectorRun):
                     function = await self.from_cursor(source, function, run_id)
-                async with self.executors(run_id) as executors:
+                scope = EXECUTORS.get()  # the one that whoever runs the workflow opened
+                if scope is not None:
+                    return await self._run(source, function, spec, scope, warnings, clock)
+                async with self.own_executors(run_id) as executors:
                     return await self._run(source, function, spec, executors, warnings, clock)
         except asyncio.CancelledError:
             if not interruption.interrupted:
@@ -137,13 +141,9 @@ class SourceRunner:
         return function.starting_at(state)
 
     @contextlib.asynccontextmanager
-    async def executors(self, run_id: str) -> AsyncIterator[Executors]:
-        """The run's Executors: the scope that whoever runs the workflow opened, else one of
-        this run's own, closed when the last of its sources is done."""
-        scope = EXECUTORS.get()
-        if scope is not None:
-            yield scope
-            return
+    async def own_executors(self, run_id: str) -> AsyncIterator[Executors]:
+        """The Executors of a run that nobody opened a scope for: its own, shared by its
+        sources, closed when the last of them is done."""
         scope, users = self.own_scopes.get(run_id, (Executors(), 0))
         self.own_scopes[run_id] = (scope, users + 1)
         try:

@@ -308,4 +308,8 @@ def aggregation_of(step_input: StepInput) -> Aggregation:
     output = step_input.get_step_output(AGGREGATION_STEP)
     if output is None or not isinstance(output.content, str):
         raise RuntimeError(f"no {AGGREGATION_STEP} step has run before this one")
+    # The Aggregation step's own text keeps the aggregation it was made from (steps.py).
+    made_from = getattr(output.content, "aggregation", None)
+    if isinstance(made_from, Aggregation):
+        return made_from
     return Aggregation.model_validate_json(output.content)
