@@ -138,15 +138,14 @@ def in_own_thread(function: Callable[[Source], Any], source: Source) -> asyncio.
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
+    inbox = Inbox.of(loop)
 
     def settle(outcome: Callable[[Any], None], value: Any) -> None:
         def apply() -> None:
             if not future.done():  # a timeout may have cancelled it
                 outcome(value)
 
-        # RuntimeError: the run is over and its event loop closed; nobody waits for this now.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(apply)
+        inbox.put(apply)
 
     def work() -> None:
         try:
@@ -158,6 +157,45 @@ def in_own_thread(function: Callable[[Source], Any], source: Source) -> asyncio.
 
     SOURCE_THREADS.submit(work)
     return future
+
+
+class Inbox:
+    """What the source threads hand to one event loop: the outcomes that arrive while the
+    loop has not yet taken the earlier ones go with them, on one wake-up of the loop, instead
+    of one wake-up (a write to its pipe, a turn of the loop) each: 200 sources that end
+    together wake it a few times, not 200."""
+
+    _of_loop: ClassVar[WeakKeyDictionary[asyncio.AbstractEventLoop, Inbox]] = WeakKeyDictionary()
+    _made: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.lock = threading.Lock()
+        self.calls: list[Callable[[], None]] = []
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> Inbox:
+        inbox = cls._of_loop.get(loop)
+        if inbox is None:
+            with cls._made:
+                inbox = cls._of_loop.setdefault(loop, cls(loop))
+        return inbox
+
+    def put(self, call: Callable[[], None]) -> None:
+        """From any thread: `call` runs on the loop, soon."""
+        with self.lock:
+            self.calls.append(call)
+            if len(self.calls) > 1:
+                return  # the loop is already called to take them all
+        # RuntimeError: the run is over and its event loop closed; nobody waits for this now.
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self.take)
+
+    def take(self) -> None:
+        with self.lock:
+            calls, self.calls = self.calls, []
+        for call in calls:
+            call()
 
 
 class SourceThreads:
