@@ -389,6 +389,28 @@ def test_dask_runs_the_sources_on_the_cluster_workers(
     assert aggregation.total_records == 6 * 7
 
 
+def test_the_outcomes_stay_out_of_the_event_log_of_anothers_dask_scheduler(
+    entry: WorkflowEntry, dask_cluster: tuple[str, set[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the tasks' starts go through the events of a scheduler that others may share: its
+    last events stay readable there. On a LocalCluster of the run's own, the outcomes go that
+    way too (test_dask_overhead.py)."""
+    from distributed import Client
+
+    from parallel_workflow_runtime.dask_cluster import STARTED_TOPIC
+
+    address, _ = dask_cluster
+    monkeypatch.setenv(DASK_ADDRESS_ENV, address)
+
+    aggregation = run_on(entry, "dask", {f"count_{n}": counts for n in range(4)})
+
+    assert aggregation.failed == []
+    with Client(address, timeout=30) as client:
+        events = client.get_events(STARTED_TOPIC)
+    noted = [item for _, items in events for item in items]
+    assert len(noted) >= 4 and all(isinstance(item, str) for item in noted)
+
+
 def test_dask_submits_the_sources_together_and_one_that_does_not_travel_fails_alone(
     entry: WorkflowEntry, dask_cluster: tuple[str, set[int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,6 +8,7 @@ import contextlib
 import importlib
 import inspect
 import logging
+import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +80,10 @@ class DaskExecutor(Executor):
                 processes=True,
                 asynchronous=True,
                 dashboard_address=None,  # no web server nobody asked for
+                # Nor its statistical profiler, which nobody can see without it: each worker
+                # walked every running task's stack every 10 ms, on its event loop, and with
+                # a hundred tasks at once that took more of its CPU than running them did.
+                config={"distributed.worker.profile.enabled": False},
             )
             self.client = await Client(self.cluster, asynchronous=True)
         logging.getLogger("distributed.client").addFilter(self.quiet_client_logs)
@@ -111,11 +116,13 @@ class DaskExecutor(Executor):
             raise self.scheduler_lost(source)
         remote = run_once_async if inspect.iscoroutinefunction(function) else run_once
         started_name = f"{current().package}-started-{uuid.uuid4().hex}"
+        # Outcomes stay out of the event log of a scheduler that others may share.
+        told = self.cluster is not None
         future = await self.submitted(
-            remote, (started_name, function, source, limits.max_details_bytes)
+            remote, (started_name, function, source, limits.max_details_bytes, told)
         )
         try:
-            return settled(await self.timed_from_start(future, started_name, limits))
+            return settled(unpacked(await self.timed_from_start(future, started_name, limits)))
         except asyncio.CancelledError:
             # A timeout or Ctrl-C: stop the task without making this attempt wait for it.
             cleanup = asyncio.create_task(self.stop_task(future.key))
@@ -168,40 +175,56 @@ class DaskExecutor(Executor):
         else:
             waiter.set_result(future)
 
-    async def timed_from_start(
-        self, future: Future, started_name: str, limits: CallLimits
-    ) -> tuple[bool, str]:
+    async def timed_from_start(self, future: Future, started_name: str, limits: CallLimits) -> str:
         """The task's outcome. `limits.started()` is called once a worker starts the task, so
         that the time it waited in the cluster's queue (behind other runs' tasks, say) does
         not count against its timeout. A task that Dask starts a second time (its worker
-        stopped while running it) fails the attempt at once, and is not waited for."""
-        starts = self.task_starts[started_name] = TaskStarts()
-        outcome = asyncio.ensure_future(future)
+        stopped while running it) fails the attempt at once, and is not waited for.
+
+        The task's start and, on a LocalCluster of our own, its outcome (unless it is large)
+        come with the workers' events (see `note`), which `task_started` hands to its
+        TaskStarts: no fetching of each result from its worker, and no task or event of its
+        own per call, which for hundreds of calls cost the event loop (which the scheduler of
+        a LocalCluster shares) more than Dask itself did. A task that ended without its
+        outcome heard (another's cluster, a large outcome, an error, a cancelled task) is
+        awaited as a Dask future: its result or Dask's error."""
+        heard: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        finished = asyncio.ensure_future(future.exception())  # without fetching its result
+        finished.add_done_callback(lambda _: unheard(heard))
+        starts = self.task_starts[started_name] = TaskStarts(limits, heard)
         try:
-            started = asyncio.ensure_future(starts.first.wait())
-            await asyncio.wait([started, outcome], return_when=asyncio.FIRST_COMPLETED)
-            started.cancel()
-            limits.started()
-            again = asyncio.ensure_future(starts.again.wait())
-            await asyncio.wait([again, outcome], return_when=asyncio.FIRST_COMPLETED)
-            again.cancel()
-            if starts.again.is_set():
+            text = None
+            try:
+                text = await heard
+            except asyncio.CancelledError:
+                if not starts.again or being_cancelled():
+                    raise  # a timeout or Ctrl-C: `call` stops the task
+            if starts.again:
                 # Not stop_task: restarting the worker would re-run other tasks in turn.
                 with contextlib.suppress(Exception):
                     await self.client_of_run().cancel([future.key], force=True)
                 raise SourceError(RERUN_ERROR)
-            result: tuple[bool, str] = await outcome
-            return result
+            if text is None:
+                text = str(await future)
+            starts.start()  # its start was not heard (yet): it ran all the same
+            return text
         finally:
-            outcome.cancel()
+            finished.cancel()
             del self.task_starts[started_name]
 
     def task_started(self, event: tuple[float, Any]) -> None:
-        """Hears each task start (`run_once`) that the workers log to the scheduler."""
-        _, started_name = event
-        starts = self.task_starts.get(str(started_name))
-        if starts is not None:
-            (starts.again if starts.first.is_set() else starts.first).set()
+        """Hears the starts and the outcomes of tasks (`run_once`) that the workers log to
+        the scheduler, each worker those of a moment together (see `note`)."""
+        _, noted = event
+        for item in noted:
+            if isinstance(item, str):  # a start
+                starts = self.task_starts.get(item)
+                if starts is not None:
+                    starts.heard()
+            else:  # an end: [its name, its outcome] (a list arrives as a tuple)
+                starts = self.task_starts.get(str(item[0]))
+                if starts is not None:
+                    starts.ended(str(item[1]))
 
     def client_of_run(self) -> Client:
         assert self.client is not None, "started by Executors.get"
@@ -289,19 +312,53 @@ class LostSchedulerFilter(logging.Filter):
 
 
 class TaskStarts:
-    """When a task of ours started on a worker, and whether it started again."""
+    """When a task of ours started on a worker, whether it started again, and its outcome
+    once it is heard."""
 
-    def __init__(self) -> None:
-        self.first = asyncio.Event()
-        self.again = asyncio.Event()
+    def __init__(self, limits: CallLimits, outcome: asyncio.Future[str | None]) -> None:
+        self.limits = limits
+        self.outcome = outcome
+        self.started = False
+        self.again = False
+
+    def heard(self) -> None:
+        if not self.started:
+            self.start()
+        elif not self.again:
+            self.again = True
+            self.outcome.cancel()  # the attempt fails at once (see `timed_from_start`)
+
+    def ended(self, text: str) -> None:
+        self.start()
+        if not self.outcome.done():
+            self.outcome.set_result(text)
+
+    def start(self) -> None:
+        if not self.started:
+            self.started = True
+            self.limits.started()
+
+
+def unheard(outcome: asyncio.Future[str | None]) -> None:
+    """The task has ended: if its outcome was not heard, it is to be fetched (`None`)."""
+    if not outcome.done():
+        outcome.set_result(None)
+
+
+def being_cancelled() -> bool:
+    """Whether the running task is being cancelled (a timeout, Ctrl-C), rather than only
+    what it awaits."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 # What runs on a Dask worker. Each task first logs its start to the scheduler, which passes it
-# on to the executor's client: the attempt's timeout counts from then, and a second start
-# shows that Dask ran the task again after its worker stopped (a source that ended its
-# process, a worker restarted to stop a timed-out source), unseen by the run, which reported
-# one attempt for two runs. Such an attempt now fails, and the source's `retries` decide
-# whether it is tried again, each try counted as an attempt.
+# on to the executor's client (and, when it is small, its outcome once it has ended): the
+# attempt's timeout counts from its start, and a second start shows that Dask ran the task
+# again after its worker stopped (a source that ended its process, a worker restarted to stop
+# a timed-out source), unseen by the run, which reported one attempt for two runs. Such an
+# attempt now fails, and the source's `retries` decide whether it is tried again, each try
+# counted as an attempt.
 STARTED_TOPIC = "parallel-workflow-runtime-task-started"
 RERUN_ERROR = "its Dask worker stopped while running it (Dask would have run it again)"
 
@@ -315,24 +372,96 @@ def untravelled(error: BaseException) -> str:
 
 
 def run_once(
-    started_name: str, function: SourceFunction, source: Source, max_details_bytes: int
-) -> tuple[bool, str]:
-    log_start(started_name)
-    return run_elsewhere(function, source, max_details_bytes)
+    started_name: str,
+    function: SourceFunction,
+    source: Source,
+    max_details_bytes: int,
+    told: bool = False,
+) -> str:
+    note(started_name)
+    text = packed(run_elsewhere(function, source, max_details_bytes))
+    return ended(started_name, text, told)
 
 
 async def run_once_async(
-    started_name: str, function: SourceFunction, source: Source, max_details_bytes: int
-) -> tuple[bool, str]:
-    log_start(started_name)
-    return await run_elsewhere_async(function, source, max_details_bytes)
+    started_name: str,
+    function: SourceFunction,
+    source: Source,
+    max_details_bytes: int,
+    told: bool = False,
+) -> str:
+    note(started_name)
+    text = packed(await run_elsewhere_async(function, source, max_details_bytes))
+    return ended(started_name, text, told)
 
 
-def log_start(started_name: str) -> None:
+def ended(started_name: str, text: str, told: bool) -> str:
+    """The task's outcome, also noted for the client if `told` and it is small: the
+    scheduler keeps the last events of a topic (`distributed.admin.low-level-log-length`,
+    1000), so what they hold is bounded (see `send_noted`). Otherwise the client fetches it
+    from the worker, as Dask's result of the task."""
+    if told and len(text) <= OUTCOME_ON_EVENT_CHARS:
+        note([started_name, text])
+    return text
+
+
+# A task's outcome travels back as one string, its first character saying whether the source
+# succeeded: Dask sends a tuple item by item, each with headers of its own, which cost the
+# worker and the scheduler more per task than the rest of its result did.
+SUCCEEDED, FAILED = "+", "-"
+
+
+def packed(outcome: tuple[bool, str]) -> str:
+    succeeded, text = outcome
+    return (SUCCEEDED if succeeded else FAILED) + text
+
+
+def unpacked(text: str) -> tuple[bool, str]:
+    return text[:1] == SUCCEEDED, text[1:]
+
+
+def note(item: str | list[str]) -> None:
+    """Tells the scheduler, which tells the executor's client, that this task has started
+    (its name) or ended ([its name, its outcome]). What a worker notes in one moment travels
+    together, as one event: its event loop sends what it finds noted when it gets to it. An
+    event each cost the scheduler (which may share the client's event loop) and the client
+    more than the task itself."""
     from distributed import get_worker
 
-    # Sent over the worker's own connection to the scheduler: no client, no waiting.
-    get_worker().log_event(STARTED_TOPIC, started_name)
+    worker = get_worker()
+    with NOTED_LOCK:
+        noted = NOTED.setdefault(id(worker), [])
+        noted.append(item)
+        first = len(noted) == 1
+    if first:
+        worker.loop.add_callback(send_noted, worker)
+
+
+def send_noted(worker: Worker) -> None:
+    """Runs on the worker's event loop: what was noted since it was asked to, over the
+    worker's own connection to the scheduler (no client, no waiting), in events of at most
+    about EVENT_CHARS of outcomes each."""
+    with NOTED_LOCK:
+        noted = NOTED.pop(id(worker), [])
+    event: list[str | list[str]] = []
+    size = 0
+    for item in noted:
+        if isinstance(item, list) and event and size + len(item[1]) > EVENT_CHARS:
+            worker.log_event(STARTED_TOPIC, event)
+            event, size = [], 0
+        event.append(item)
+        size += len(item[1]) if isinstance(item, list) else 0
+    if event:
+        worker.log_event(STARTED_TOPIC, event)
+
+
+# What each worker of this process (by id) is yet to send (see `note`).
+NOTED: dict[int, list[str | list[str]]] = {}
+NOTED_LOCK = threading.Lock()
+# The largest outcome that travels with the events, and about the most outcome text that one
+# event holds: the scheduler's last 1000 events of the topic then hold at most ~16 MB.
+OUTCOME_ON_EVENT_CHARS = 4096
+EVENT_CHARS = 16384
 
 
 def pause_worker(dask_worker: Worker) -> None:
