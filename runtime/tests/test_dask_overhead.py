@@ -41,7 +41,7 @@ def test_the_executors_own_cluster_runs_the_sources_and_hears_their_starts_toget
         )
         for n in range(SOURCES)
     ]
-    functions: list[SourceFunction] = [wait_blocking] * (SOURCES - 1) + [large]
+    functions: list[SourceFunction] = [*[wait_blocking] * (SOURCES - 1), large]
     started: list[float] = []
 
     async def run() -> tuple[list[Any], list[Any], dict[str, bool]]:

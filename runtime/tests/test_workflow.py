@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 from typing import Any
 
 from agno.workflow import Parallel, Step, Workflow
@@ -181,3 +183,25 @@ def test_a_step_of_your_own_can_stop_the_run_before_the_report(entry: WorkflowEn
     names = [step.step_name for step in output.step_results if isinstance(step, StepOutput)]
     assert names[-1] == "Validation" and "Report" not in names
     assert output.content == "No records at all: no report today."
+
+
+def test_copies_of_the_steps_contents_read_as_their_values(entry: WorkflowEntry) -> None:
+    """A source step's content and the Aggregation step's text keep the objects they were
+    made from, for the later steps of the run; a copy (Agno's `asdict` of its events, a
+    deepcopy) is the same JSON without them, and still reads as the same aggregation."""
+    output, state = run(entry, source_functions=synthetic_sources(entry))
+    parallel = next(step for step in output.step_results if step.step_name == PARALLEL_STEP)
+    branch = parallel.steps[0].content
+    aggregation_text = next(
+        step.content for step in output.step_results if step.step_name == "Aggregation"
+    )
+
+    assert branch.result is not None and aggregation_text.aggregation is not None
+    copied = dataclasses.asdict(parallel.steps[0])["content"]  # made as a dict is
+    assert copied == branch and copied.result is None
+    assert copy.deepcopy(branch) == branch
+    copied_text = type(aggregation_text)(aggregation_text)  # made as a str is
+    assert copied_text == aggregation_text and copied_text.aggregation is None
+    copied_output = StepOutput(step_name="Aggregation", content=copied_text)
+    copied_input = StepInput(previous_step_outputs={"Aggregation": copied_output})
+    assert aggregation_of(copied_input).model_dump(mode="json") == state["aggregation"]

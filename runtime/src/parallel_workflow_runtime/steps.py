@@ -167,7 +167,7 @@ async def run_source_step(
     # The timing's origin: when Preparation started the parallel block's clock.
     origin = session_state(run_context).get("parallel_started_at")
     result = await runner.run(source, function, spec, run_context.run_id, origin)
-    return StepOutput(content=SourceContent(result))
+    return StepOutput(content=SourceContent.of(result))
 
 
 class SourceContent(dict[str, Any]):
@@ -177,11 +177,16 @@ class SourceContent(dict[str, Any]):
     for hundreds of sources than the dict's repr, twice each.
 
     It keeps the SourceResult it was made from (frozen), for the Aggregation step of the same
-    run, which then does not validate the JSON back into it."""
+    run, which then does not validate the JSON back into it. Made as a dict is (Agno's
+    `dataclasses.asdict` of its events makes copies so), it has none."""
 
-    def __init__(self, result: SourceResult) -> None:
-        super().__init__(result.model_dump(mode="json"))
-        self.result = result
+    result: SourceResult | None = None
+
+    @classmethod
+    def of(cls, result: SourceResult) -> SourceContent:
+        content = cls(result.model_dump(mode="json"))
+        content.result = result
+        return content
 
     def __str__(self) -> str:
         tries = f" in {self['attempts']} attempts" if self.get("attempts", 1) > 1 else ""
@@ -214,7 +219,7 @@ def aggregate_results(
     )
     # Text, as an Agent reads it; the history reads the aggregation back from it.
     # Compact: with `indent`, the json module encodes in Python, 10 ms per 200 sources here.
-    text = AggregationText(aggregation)
+    text = AggregationText.of(aggregation)
     # A single assignment after the parallel block: nothing else writes this key concurrently.
     # The same JSON, parsed (in C): faster than pydantic's model_dump(mode="json") of it.
     state["aggregation"] = json.loads(text)
@@ -224,12 +229,13 @@ def aggregate_results(
 class AggregationText(str):
     """The Aggregation step's content: the aggregation as JSON text, keeping the (frozen)
     Aggregation it was made from, which `aggregation_of` then gives the later steps of the
-    same run without parsing the text back."""
+    same run without parsing the text back. Made as a str is (a copy), it has none."""
 
-    aggregation: Aggregation
+    aggregation: Aggregation | None = None
 
-    def __new__(cls, aggregation: Aggregation) -> AggregationText:
-        text = super().__new__(cls, aggregation.model_dump_json())
+    @classmethod
+    def of(cls, aggregation: Aggregation) -> AggregationText:
+        text = cls(aggregation.model_dump_json())
         text.aggregation = aggregation
         return text
 
@@ -316,8 +322,9 @@ def _line_in(error: BaseException, relative: str) -> str:
 
 
 def _branch_result(source: Source, branch: StepOutput | None) -> SourceResult:
-    if branch is not None and isinstance(branch.content, SourceContent):
-        return branch.content.result
+    content = branch.content if branch is not None else None
+    if isinstance(content, SourceContent) and content.result is not None:
+        return content.result
     if branch is not None and isinstance(branch.content, dict):
         return SourceResult.model_validate(branch.content)
     # Only reached when Agno itself failed the branch (the runner catches the source's errors).
