@@ -233,9 +233,10 @@ class SourceRunner:
                 summary = await executor.call(
                     function, source, dataclasses.replace(limits, started=deadline.start)
                 )
-                # A turn of the loop, for the callbacks it scheduled before it returned.
-                await asyncio.sleep(0)
-                scope.blame_failed_tasks()
+                if executor.runs_on_loop:
+                    # A turn of the loop, for the callbacks it scheduled before it returned.
+                    await asyncio.sleep(0)
+                    scope.blame_failed_tasks()
             checked = checked_summary(summary, self.max_details_bytes)
         except TimeoutError as error:
             if deadline.timeout.expired():

@@ -39,6 +39,10 @@ class Executor:
     # Whether `call` calls `limits.started()` when the attempt starts to run after waiting in
     # a queue of the executor's own: its timeout then counts from there.
     reports_start = False
+    # Whether the source's code runs on the workflow's event loop (`async`), where it may
+    # leave tasks and callbacks of its own behind; elsewhere (a thread, a process, a Dask
+    # worker) it cannot schedule anything on that loop.
+    runs_on_loop = False
 
     async def start(self) -> None:
         """Get ready (start a pool, reach a cluster); ExecutorError if it cannot."""

@@ -35,6 +35,8 @@ class ThreadExecutor(Executor):
 
 
 class AsyncExecutor(Executor):
+    runs_on_loop = True
+
     async def call(self, function: SourceFunction, source: Source, limits: CallLimits) -> Any:
         coroutine = function(source)
         if not inspect.isawaitable(coroutine):
