@@ -42,14 +42,14 @@ def forks(folder: str, source: Source) -> SourceSummary:
     if child == 0:  # the copy of this process: it sleeps, then leaves without cleaning up
         time.sleep(4243)
         os._exit(0)
-    (Path(folder) / source.id).write_text(str(child))
+    note_process(folder, source, child)
     return SourceSummary(records=1)
 
 
 def starts_a_program(folder: str, source: Source) -> SourceSummary:
     with STARTING:
         child = subprocess.Popen(["sleep", "4243"])
-    (Path(folder) / source.id).write_text(str(child.pid))
+    note_process(folder, source, child.pid)
     return SourceSummary(records=1)
 
 
@@ -57,7 +57,7 @@ def starts_a_session(folder: str, source: Source) -> SourceSummary:
     """What `setsid sleep 4243` does: out of its parent's process group and session."""
     with STARTING:
         child = subprocess.Popen(["sleep", "4243"], start_new_session=True)
-    (Path(folder) / source.id).write_text(str(child.pid))
+    note_process(folder, source, child.pid)
     return SourceSummary(records=1)
 
 
@@ -85,13 +85,34 @@ def leaving_command(folder: Path, *args: str) -> list[str]:
     return [sys.executable, "-c", LEAVING_PROGRAM, str(folder), *args]
 
 
-def running(pid: int) -> bool:
-    """Whether `pid` runs; a zombie (exited, not yet reaped) does not."""
+def note_process(folder: str, source: Source, pid: int) -> None:
+    """The process a source started, as its pid and when it started: a pid that the system
+    gives to another process once this one is gone is not taken for it."""
+    (Path(folder) / source.id).write_text(f"{pid} {started_at(pid)}")
+
+
+def started_at(pid: int) -> str:
+    """When `pid` started (field 22 of /proc/<pid>/stat, in clock ticks since boot)."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "gone"
+
+
+def noted_process(path: Path) -> tuple[int, str]:
+    pid, started = path.read_text().split()
+    return int(pid), started
+
+
+def running(process: tuple[int, str]) -> bool:
+    """Whether the noted process runs; a zombie (exited, not yet reaped) does not, nor a
+    process that got its pid after it was gone."""
+    pid, started = process
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return False
-    return state != "Z"
+    return fields[0] != "Z" and fields[19] == started
 
 
 @contextlib.contextmanager
@@ -103,10 +124,10 @@ def left_processes(folder: Path) -> Iterator[dict[str, int]]:
         yield pids
     finally:
         for path in folder.iterdir():
-            pids[path.name] = int(path.read_text())
-        for pid in pids.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            process = noted_process(path)
+            pids[path.name] = process[0]
+            if running(process):
+                os.kill(process[0], signal.SIGKILL)
 
 
 @pytest.mark.parametrize("executor", ["thread", "process"])
@@ -130,9 +151,9 @@ def test_run_leaves_no_process_that_a_source_started(
             )
         assert finished.returncode == 0, (tmp_path / "output").read_text()
         still_running = {
-            path.name: int(path.read_text())
+            path.name: noted_process(path)[0]
             for path in folder.iterdir()
-            if running(int(path.read_text()))
+            if running(noted_process(path))
         }
     assert len(pids) == len(entry.config.sources)
     assert still_running == {}
@@ -167,8 +188,8 @@ def test_serve_leaves_no_process_behind_and_its_port_free(
         finally:
             server.terminate()  # as Ctrl-C or a service manager stops it
             server.wait(timeout=30)
-        started = [int(path.read_text()) for path in folder.iterdir()]
-        still_running = [pid for pid in started if running(pid)]
+        started = [noted_process(path) for path in folder.iterdir()]
+        still_running = [pid for pid, since in started if running((pid, since))]
         with socket.socket() as again:  # a new server can listen there, as `serve` does
             again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             again.bind(("127.0.0.1", port))
