@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -316,26 +317,32 @@ def test_the_package_runs_without_its_extras(entry: WorkflowEntry) -> None:
     assert 'serving needs the serve extra: pip install -e ".[serve]"' in serving.stderr
 
 
-# As after a `copier update` that added a dependency, before the reinstall: pebble, which the
-# engine imports for its process executor, is not installed.
-WITHOUT_PEBBLE = """
+# The project's command line in a process where the modules named (comma-separated) in its
+# first argument cannot be imported; the rest are its arguments.
+WITHOUT_MODULES = """
 import sys
-sys.modules["pebble"] = None  # importing it raises ModuleNotFoundError
+for name in sys.argv[1].split(","):
+    sys.modules[name] = None  # importing it raises ModuleNotFoundError
 from example_project import project
-main = project.main
-raise SystemExit(main(sys.argv[1:]))
+raise SystemExit(project.main(sys.argv[2:]))
 """
 
 
-def test_a_missing_dependency_is_one_line_naming_the_reinstall() -> None:
-    arguments = ["run", "--json", "--workflow", "example-project", "--executor", "process"]
-    result = subprocess.run(
-        [sys.executable, "-c", WITHOUT_PEBBLE, *arguments],
+def without_modules(modules: Sequence[str], *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_MODULES, ",".join(modules), *arguments],
         capture_output=True,
         text=True,
         env=user_environment(),
         timeout=300,
     )
+
+
+def test_a_missing_dependency_is_one_line_naming_the_reinstall() -> None:
+    # As after a `copier update` that added a dependency, before the reinstall: pebble, which
+    # the engine imports for its process executor, is not installed.
+    arguments = ["run", "--json", "--workflow", "example-project", "--executor", "process"]
+    result = without_modules(["pebble"], *arguments)
 
     assert (result.returncode, result.stdout) == (2, ""), result.stderr
     (line,) = result.stderr.splitlines()
@@ -343,25 +350,22 @@ def test_a_missing_dependency_is_one_line_naming_the_reinstall() -> None:
     assert 'pip install -e ".[dev]"' in line
 
 
-# `--help` imports none of what the commands use: here none of it can be imported.
-WITHOUT_THE_ENGINES_DEPENDENCIES = """
-import sys
-for name in ("agno", "pydantic", "yaml", "rich", "sqlalchemy", "dlt", "pebble", "markdown_it"):
-    sys.modules[name] = None  # importing it raises ModuleNotFoundError
-from example_project import project
-raise SystemExit(project.main(sys.argv[1:]))
-"""
+# What the commands use, none of which `--help` imports.
+THE_ENGINES_DEPENDENCIES = (
+    "agno",
+    "pydantic",
+    "yaml",
+    "rich",
+    "sqlalchemy",
+    "dlt",
+    "pebble",
+    "markdown_it",
+)
 
 
 @pytest.mark.parametrize("arguments", [["--help"], ["run", "--help"], ["bench", "--help"]])
 def test_help_imports_nothing_that_the_commands_use(arguments: list[str]) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", WITHOUT_THE_ENGINES_DEPENDENCIES, *arguments],
-        capture_output=True,
-        text=True,
-        env=user_environment(),
-        timeout=300,
-    )
+    result = without_modules(THE_ENGINES_DEPENDENCIES, *arguments)
 
     assert (result.returncode, result.stderr) == (0, ""), result.stderr
     assert result.stdout.startswith("usage: ")

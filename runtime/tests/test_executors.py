@@ -375,11 +375,19 @@ def dask_cluster(cluster_processes: Any) -> tuple[str, set[int]]:
     return address, pids
 
 
+@pytest.fixture
+def on_dask_cluster(
+    dask_cluster: tuple[str, set[int]], monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, set[int]]:
+    """dask_cluster, as the scheduler that `executor: dask` reaches (DASK_ADDRESS_ENV)."""
+    monkeypatch.setenv(DASK_ADDRESS_ENV, dask_cluster[0])
+    return dask_cluster
+
+
 def test_dask_runs_the_sources_on_the_cluster_workers(
-    entry: WorkflowEntry, dask_cluster: tuple[str, set[int]], monkeypatch: pytest.MonkeyPatch
+    entry: WorkflowEntry, on_dask_cluster: tuple[str, set[int]]
 ) -> None:
-    address, worker_pids = dask_cluster
-    monkeypatch.setenv(DASK_ADDRESS_ENV, address)
+    _, worker_pids = on_dask_cluster
 
     aggregation = run_on(entry, "dask", {f"count_{n}": counts for n in range(6)})
 
@@ -390,7 +398,7 @@ def test_dask_runs_the_sources_on_the_cluster_workers(
 
 
 def test_the_outcomes_stay_out_of_the_event_log_of_anothers_dask_scheduler(
-    entry: WorkflowEntry, dask_cluster: tuple[str, set[int]], monkeypatch: pytest.MonkeyPatch
+    entry: WorkflowEntry, on_dask_cluster: tuple[str, set[int]]
 ) -> None:
     """Only the tasks' starts go through the events of a scheduler that others may share: its
     last events stay readable there. On a LocalCluster of the run's own, the outcomes go that
@@ -399,8 +407,7 @@ def test_the_outcomes_stay_out_of_the_event_log_of_anothers_dask_scheduler(
 
     from parallel_workflow_runtime.dask_cluster import STARTED_TOPIC
 
-    address, _ = dask_cluster
-    monkeypatch.setenv(DASK_ADDRESS_ENV, address)
+    address, _ = on_dask_cluster
 
     aggregation = run_on(entry, "dask", {f"count_{n}": counts for n in range(4)})
 
@@ -412,10 +419,9 @@ def test_the_outcomes_stay_out_of_the_event_log_of_anothers_dask_scheduler(
 
 
 def test_dask_submits_the_sources_together_and_one_that_does_not_travel_fails_alone(
-    entry: WorkflowEntry, dask_cluster: tuple[str, set[int]], monkeypatch: pytest.MonkeyPatch
+    entry: WorkflowEntry, on_dask_cluster: tuple[str, set[int]]
 ) -> None:
-    address, worker_pids = dask_cluster
-    monkeypatch.setenv(DASK_ADDRESS_ENV, address)
+    _, worker_pids = on_dask_cluster
     held = threading.Lock()
 
     def holds_a_lock(source: Source) -> SourceSummary:  # cloudpickle cannot take the lock
@@ -456,12 +462,11 @@ def test_dask_gives_the_results_that_threads_give(
 
 
 def test_a_timed_out_dask_source_does_not_keep_its_worker_busy(
-    entry: WorkflowEntry, dask_cluster: tuple[str, set[int]], monkeypatch: pytest.MonkeyPatch
+    entry: WorkflowEntry, on_dask_cluster: tuple[str, set[int]]
 ) -> None:
     from distributed import Client
 
-    address, _ = dask_cluster
-    monkeypatch.setenv(DASK_ADDRESS_ENV, address)
+    address, _ = on_dask_cluster
     started = time.perf_counter()
     aggregation = run_on(entry, "dask", {"sleeps": sleeps}, timeout_seconds=1.0)
 
@@ -667,12 +672,9 @@ def test_a_stuck_source_of_one_run_does_not_make_dask_rerun_another_runs_sources
 
 def test_bench_on_dask_times_a_bare_client_map_on_the_same_cluster(
     entry: WorkflowEntry,
-    dask_cluster: tuple[str, set[int]],
-    monkeypatch: pytest.MonkeyPatch,
+    on_dask_cluster: tuple[str, set[int]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    address, _ = dask_cluster
-    monkeypatch.setenv(DASK_ADDRESS_ENV, address)
     workflow = ["--workflow", entry.config.workflow_id]
     arguments = ["--sources=8", "--latency=0.05", "--repeat=2", "--kind=sync", "--executor=dask"]
 
