@@ -21,7 +21,7 @@ from pathlib import Path
 
 import uvicorn
 
-from .bench import BenchSettings, SourceKind, bench_source, bench_sources
+from .bench import BenchSettings, bench_source, bench_sources
 from .children import no_process_left_behind
 from .executors import preflight
 from .history import open_history
@@ -29,6 +29,7 @@ from .http_app import app_serving
 from .http_limits import LISTEN_BACKLOG, LimitedConfig, connection_limits
 from .registry import discover
 from .serve import listen
+from .serve_bench import SERVE_KINDS
 from .settings import load_settings
 
 HOST = "127.0.0.1"  # loopback only: the bench's server needs no key
@@ -86,8 +87,7 @@ def parser() -> argparse.ArgumentParser:
     arguments.add_argument("--port-file", type=Path, required=True)
     arguments.add_argument("--sources", type=int, required=True)
     arguments.add_argument("--latency", type=float, nargs="+", required=True)
-    kinds: tuple[SourceKind, ...] = ("async", "sync")
-    arguments.add_argument("--kind", choices=kinds, required=True)
+    arguments.add_argument("--kind", choices=SERVE_KINDS, required=True)
     arguments.add_argument("--runs", type=int, required=True, help="at once, at most")
     arguments.add_argument("--max-concurrency", type=int)
     return arguments

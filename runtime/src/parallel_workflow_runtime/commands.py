@@ -310,6 +310,8 @@ def startup_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int
 
 def serve_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
     from .serve_bench import (
+        DEFAULT_LATENCY_SECONDS,
+        DEFAULT_RUNS,
         SERVE_KINDS,
         ServeBenchSettings,
         print_serve_bench,
@@ -320,9 +322,9 @@ def serve_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
     if args.startup or args.kind not in SERVE_KINDS or args.rows is not None:
         raise UsageError("--serve takes no --startup or --rows, and --kind async or sync only")
     settings = ServeBenchSettings(
-        runs=args.runs or 200,
+        runs=args.runs or DEFAULT_RUNS,
         sources=args.sources,
-        latencies=args.latency or (0.05,),
+        latencies=args.latency or (DEFAULT_LATENCY_SECONDS,),
         source_kind=args.kind,
         max_concurrency=args.max_concurrency,
         repeat=args.repeat,
