@@ -140,7 +140,7 @@ def in_own_thread(function: Callable[[Source], Any], source: Source) -> asyncio.
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
-    inbox = Inbox.of(loop)
+    inbox = Inbox.of_running_loop()
 
     def settle(outcome: Callable[[Any], None], value: Any) -> None:
         def apply() -> None:
@@ -168,7 +168,6 @@ class Inbox:
     together wake it a few times, not 200."""
 
     _of_loop: ClassVar[WeakKeyDictionary[asyncio.AbstractEventLoop, Inbox]] = WeakKeyDictionary()
-    _made: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -176,12 +175,12 @@ class Inbox:
         self.calls: list[Callable[[], None]] = []
 
     @classmethod
-    def of(cls, loop: asyncio.AbstractEventLoop) -> Inbox:
-        inbox = cls._of_loop.get(loop)
-        if inbox is None:
-            with cls._made:
-                inbox = cls._of_loop.setdefault(loop, cls(loop))
-        return inbox
+    def of_running_loop(cls) -> Inbox:
+        """The running loop's (made on the loop's own thread, as LoopHolds' are)."""
+        loop = asyncio.get_running_loop()
+        if loop not in cls._of_loop:
+            cls._of_loop[loop] = cls(loop)
+        return cls._of_loop[loop]
 
     def put(self, call: Callable[[], None]) -> None:
         """From any thread: `call` runs on the loop, soon."""
