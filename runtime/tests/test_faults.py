@@ -24,6 +24,7 @@ from example_project import Aggregation, Source, SourceLimits, SourceSummary
 from parallel_workflow_runtime.cli import main
 from parallel_workflow_runtime.config import ConfigError, load_config
 from parallel_workflow_runtime.execution import backoff_seconds
+from parallel_workflow_runtime.project import current
 from parallel_workflow_runtime.registry import WorkflowEntry
 from parallel_workflow_runtime.results import SourceFunction
 from parallel_workflow_runtime.steps import (
@@ -366,6 +367,21 @@ def test_a_broken_settings_yaml_is_a_one_line_usage_error(
     error = capsys.readouterr().err
     assert error.count("\n") == 1
     assert re.search(message, error), error
+
+
+@pytest.mark.parametrize("section", ["history", "serve"])
+def test_a_section_variable_that_is_not_json_is_a_one_line_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], section: str
+) -> None:
+    # A user who means <PREFIX>HISTORY_DB and types <PREFIX>HISTORY: pydantic-settings raised
+    # its own SettingsError, a traceback naming only the field.
+    variable = current().env_prefix + section.upper()
+    monkeypatch.setenv(variable, "/tmp/history.sqlite")
+
+    assert main(["history"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert f"{variable}: not a JSON object" in error and f"`{section}:` section" in error
 
 
 # A run whose first source is quick and the others hang, as `python -c` gets it.

@@ -23,6 +23,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     YamlConfigSettingsSource,
 )
 
@@ -119,6 +120,22 @@ def load_settings() -> Settings:
         return Settings(_env_prefix=project.env_prefix)  # type: ignore[call-arg]
     except ValidationError as error:
         raise ConfigError(f"{project.settings_path}: {describe(error, Settings)}") from None
+    except SettingsError as error:
+        # A section's variable (e.g. <PREFIX>HISTORY for `history:`) that is not a JSON object:
+        # pydantic-settings names only the field, in a traceback.
+        raise ConfigError(unparsable_variable(error, project.env_prefix)) from None
+
+
+def unparsable_variable(error: SettingsError, env_prefix: str) -> str:
+    """One line naming the variable pydantic-settings could not parse, and what it takes."""
+    field = re.search(r'field "(\w+)"', str(error))
+    if field is None:
+        return f"the environment's settings: {error}"
+    name = field.group(1)
+    return (
+        f"{env_prefix}{name.upper()}: not a JSON object; this variable replaces settings.yaml's "
+        f'`{name}:` section, e.g. \'{{"key": "value"}}\''
+    )
 
 
 def sqlite_file(settings: Settings) -> Path:
