@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -11,8 +12,10 @@ from typing import Any
 
 import pytest
 
+from parallel_workflow_runtime import bench
 from parallel_workflow_runtime.children import descendants
 from parallel_workflow_runtime.cli import main
+from parallel_workflow_runtime.contained_loop import ContainedLoop, new_loop
 from parallel_workflow_runtime.registry import WorkflowEntry
 
 from .conftest import (
@@ -114,6 +117,26 @@ def test_bench_times_the_three_ways_and_its_numbers_are_sane(
     assert bench["workflow_over_raw"] == pytest.approx(
         bench["workflow_seconds"] / bench["raw_gather_seconds"], rel=0.01
     )
+
+
+def test_bench_runs_the_workflow_on_the_event_loop_that_run_uses(
+    entry: WorkflowEntry, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `run` and `serve` run workflows on a ContainedLoop, whose callbacks cost a little more
+    # than asyncio's own loop: a bench on asyncio.run would time a faster engine than users get.
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def noted_loop() -> asyncio.AbstractEventLoop:
+        loops.append(new_loop())
+        return loops[-1]
+
+    monkeypatch.setattr(bench, "new_loop", noted_loop)
+    arguments = ["--sources=4", "--latency=0.01", "--repeat=1", "--json"]
+
+    assert main(["bench", "--workflow", entry.config.workflow_id, *arguments]) == 0
+    assert len(json.loads(capsys.readouterr().out)["workflow_runs"]) == 1
+    assert len(loops) == 2  # one per way timed: the sources' own (async) and thread
+    assert all(isinstance(loop, ContainedLoop) for loop in loops)
 
 
 def test_bench_prints_a_table_and_refuses_bad_options(

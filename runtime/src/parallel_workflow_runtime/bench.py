@@ -19,12 +19,13 @@ import inspect
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from .bench_results import BenchResults, ideal_seconds, summarise
 from .config import Source, SourceLimits, WorkflowConfig
+from .contained_loop import new_loop
 from .dask_cluster import DaskExecutor
 from .executors import EXECUTORS, Executors, pooled_specs
 from .in_process import in_own_thread
@@ -33,6 +34,8 @@ from .results import Aggregation, SourceFunction, SourceSummary
 from .running import on_executor
 from .settings import load_settings
 from .usage import ExecutorName
+
+T = TypeVar("T")
 
 Progress = Callable[[str], None]
 SourceKind = Literal["async", "sync", "cpu"]
@@ -81,7 +84,7 @@ def run_bench(
     own: ExecutorName = "async" if settings.source_kind == "async" else "thread"
     ways = list(dict.fromkeys([own, "thread", *settings.executors]))  # in order, once each
     timed = {
-        name: asyncio.run(on_executor_runs(entry, config, function, name, settings.repeat, say))
+        name: on_loop_of_run(on_executor_runs(entry, config, function, name, settings.repeat, say))
         for name in ways
     }
     raw_runs: list[float] = []
@@ -101,6 +104,13 @@ def run_bench(
         ideal = ideal_seconds(latencies, cap)
         sequential = statistics.median(a.sequential_seconds for a in timed[own].aggregations)
     return summarise(settings, ideal, sequential, timed, raw_runs, measured)
+
+
+def on_loop_of_run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """`coroutine` run on the event loop that `run` and `serve` run workflows on (the one
+    that contains what a source leaves on it), so that the bench times what users get."""
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        return runner.run(coroutine)
 
 
 @dataclass
