@@ -111,6 +111,7 @@ def add_run(subcommands: Subcommands, common: argparse.ArgumentParser) -> None:
     run.add_argument("--verbose", action="store_true", help="show Agno's own log lines")
     add_executor_option(run, "every source on this executor instead of config.yaml's")
     add_html_option(run, "also write the run as an HTML page: its timeline, sources and report")
+    add_trace_option(run, "trace the run: a span for each source attempt, kept in the history")
     run.add_argument(
         "--full-refresh",
         nargs="*",
@@ -135,6 +136,9 @@ def add_history(subcommands: Subcommands, common: argparse.ArgumentParser) -> No
     )
     showing.add_argument("run_id", metavar="RUN_ID", help="the run's id, or its first characters")
     add_html_option(showing, "write the run as an HTML page instead of printing it")
+    showing.add_argument(
+        "--trace", action="store_true", help="print the run's trace: its spans as a tree"
+    )
     showing.set_defaults(func=command("show_command"))
     pruning = history_commands.add_parser(
         "prune",
@@ -172,6 +176,7 @@ def add_serve(subcommands: Subcommands) -> None:
         help="serve on a --host other than this machine's without OS_SECURITY_KEY",
     )
     add_executor_option(serving, "every source of every workflow on this executor")
+    add_trace_option(serving, "trace every run, and serve the traces (Agno's /traces routes)")
     serving.set_defaults(func=command("serve_command"))
 
 
@@ -269,6 +274,15 @@ def add_bench_executor_options(bench: argparse.ArgumentParser) -> None:
 
 def add_html_option(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("--html", type=Path, metavar="FILE", help=help_text)
+
+
+def add_trace_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help=f"{help_text}, and sent to OTEL_EXPORTER_OTLP_ENDPOINT if set (default: "
+        "settings.yaml's `tracing`); needs the tracing extra",
+    )
 
 
 def add_executor_option(parser: argparse.ArgumentParser, help_text: str) -> None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.live import Live
 
+from . import tracing
 from .connector_config import CONNECTOR_KINDS, cursor_of
 from .cursors import CursorStore
 from .history import (
@@ -34,7 +35,9 @@ from .history import (
 from .project import current
 from .registry import WorkflowEntry, discover
 from .running import RunOutcome, execute
+from .settings import load_settings
 from .steps import effective_report_model
+from .trace_view import run_spans, trace_tree
 from .usage import UsageError
 from .views import (
     ProgressTable,
@@ -60,9 +63,14 @@ def run_command(args: argparse.Namespace) -> int:
     # Progress goes to stderr when stdout carries the JSON document.
     console = Console(stderr=args.json, highlight=False, soft_wrap=True)
     db = history_for_run()
+    if tracing.wanted(args.trace, load_settings().tracing):
+        tracing.enable(db, current().distribution)
     # With --json, stdout carries the document alone: what the sources print goes to stderr.
     with printed_to_stderr() if args.json else contextlib.nullcontext():
-        outcome = run_with_progress(args, entry, console, db)
+        try:
+            outcome = run_with_progress(args, entry, console, db)
+        finally:
+            tracing.flush()  # the run's last spans, into the history before it is read
     if args.json:
         print(json.dumps(outcome.to_json_dict(), indent=2, ensure_ascii=False, allow_nan=False))
     elif outcome.aggregation is not None:
@@ -187,13 +195,24 @@ def show_command(args: argparse.Namespace) -> int:
     if db is None:
         raise UsageError(f"no run {args.run_id!r}: no runs yet in {location}")
     record = stored_run(db, args.run_id)
+    spans = run_spans(db, record.run_id) if args.trace else None
+    if args.trace and not spans:
+        raise UsageError(
+            f"run {record.run_id} has no trace: it ran with tracing off (run --trace, or "
+            f"`tracing: true` in {current().settings_path})"
+        )
     if html is not None:
         from .page import record_page, write_page
 
-        write_page(html, record_page(record))
+        write_page(html, record_page(record, spans))
         print(f"The run's page: {html}", file=sys.stderr)
     elif args.json:
-        print(json.dumps(stored_document(record), indent=2, ensure_ascii=False))
+        document = stored_document(record)
+        if spans:
+            document["trace"] = [span.to_json_dict() for span in spans]
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    elif spans:
+        Console(highlight=False).print(trace_tree(spans))
     elif record.aggregation is None:
         print(f"Run {record.run_id} ({record.status}) stopped before its Aggregation step.")
     else:
@@ -246,6 +265,7 @@ def serve_command(args: argparse.Namespace) -> int:
         location,
         allow_unauthenticated=args.allow_unauthenticated,
         executor=args.executor,
+        trace=args.trace,
     )
     return 0
 

@@ -17,6 +17,7 @@ from .executor_base import (
     CallLimits,
     Executor,
     ExecutorSpec,
+    Outcome,
     run_elsewhere,
     run_elsewhere_async,
     settled,
@@ -119,7 +120,8 @@ class DaskExecutor(Executor):
         # Outcomes stay out of the event log of a scheduler that others may share.
         told = self.cluster is not None
         future = await self.submitted(
-            remote, (started_name, function, source, limits.max_details_bytes, told)
+            remote,
+            (started_name, function, source, limits.max_details_bytes, told, limits.traceparent),
         )
         try:
             return settled(unpacked(await self.timed_from_start(future, started_name, limits)))
@@ -377,9 +379,10 @@ def run_once(
     source: Source,
     max_details_bytes: int,
     told: bool = False,
+    traceparent: str = "",
 ) -> str:
     note(started_name)
-    text = packed(run_elsewhere(function, source, max_details_bytes))
+    text = packed(run_elsewhere(function, source, max_details_bytes, traceparent))
     return ended(started_name, text, told)
 
 
@@ -389,9 +392,10 @@ async def run_once_async(
     source: Source,
     max_details_bytes: int,
     told: bool = False,
+    traceparent: str = "",
 ) -> str:
     note(started_name)
-    text = packed(await run_elsewhere_async(function, source, max_details_bytes))
+    text = packed(await run_elsewhere_async(function, source, max_details_bytes, traceparent))
     return ended(started_name, text, told)
 
 
@@ -408,16 +412,20 @@ def ended(started_name: str, text: str, told: bool) -> str:
 # A task's outcome travels back as one string, its first character saying whether the source
 # succeeded: Dask sends a tuple item by item, each with headers of its own, which cost the
 # worker and the scheduler more per task than the rest of its result did.
+# The spans of a traced attempt follow after a newline, which neither the summary's compact
+# JSON nor the one-line error holds.
 SUCCEEDED, FAILED = "+", "-"
+SPANS_AFTER = "\n"
 
 
-def packed(outcome: tuple[bool, str]) -> str:
-    succeeded, text = outcome
-    return (SUCCEEDED if succeeded else FAILED) + text
+def packed(outcome: Outcome) -> str:
+    succeeded, text, spans = outcome
+    return (SUCCEEDED if succeeded else FAILED) + text + (SPANS_AFTER + spans if spans else "")
 
 
-def unpacked(text: str) -> tuple[bool, str]:
-    return text[:1] == SUCCEEDED, text[1:]
+def unpacked(text: str) -> Outcome:
+    result, _, spans = text[1:].partition(SPANS_AFTER)
+    return text[:1] == SUCCEEDED, result, spans
 
 
 def note(item: str | list[str]) -> None:

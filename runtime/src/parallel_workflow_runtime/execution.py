@@ -43,6 +43,7 @@ from .results import (
     one_line,
 )
 from .source_clock import Clock
+from .tracing import attempt_span
 from .usage import ExecutorError
 
 log = logging.getLogger("parallel_workflow_runtime")
@@ -180,7 +181,13 @@ class SourceRunner:
                     clock.begin_attempt()
                     emit(SourceEvent(source, SourceState.RUNNING, attempt, seconds))
                     started = time.perf_counter()
-                    outcome = await self._attempt(source, function, executor, call_limits)
+                    # Its span, when tracing is on (tracing.py): current while it runs.
+                    with attempt_span(source, attempt, spec.name, clock.attempt_wait()) as trace:
+                        outcome = await self._attempt(
+                            source, function, executor, call_limits, trace.traceparent()
+                        )
+                        records = outcome.summary["records"] if outcome.summary else None
+                        trace.ended(outcome.state, records, outcome.error)
                     seconds += time.perf_counter() - started
                     clock.end_attempt(outcome.state)
             if outcome.summary is not None:
@@ -220,7 +227,12 @@ class SourceRunner:
         return None if state is None else shown(state["value"])
 
     async def _attempt(
-        self, source: Source, function: SourceFunction, executor: Executor, limits: CallLimits
+        self,
+        source: Source,
+        function: SourceFunction,
+        executor: Executor,
+        limits: CallLimits,
+        traceparent: str = "",
     ) -> Attempt:
         timeout = source.limits.timeout_seconds
         # On an executor that queues the attempt (Dask), its clock starts when it starts.
@@ -231,7 +243,9 @@ class SourceRunner:
         try:
             async with deadline.timeout:
                 summary = await executor.call(
-                    function, source, dataclasses.replace(limits, started=deadline.start)
+                    function,
+                    source,
+                    dataclasses.replace(limits, started=deadline.start, traceparent=traceparent),
                 )
                 if executor.runs_on_loop:
                     # A turn of the loop, for the callbacks it scheduled before it returned.

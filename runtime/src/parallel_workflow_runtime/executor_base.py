@@ -16,6 +16,7 @@ from typing import Any
 
 from .config import Source
 from .results import SourceError, SourceFunction, checked_summary, one_line
+from .tracing import adopt, in_worker
 from .usage import ExecutorName
 
 POOLED = ("process", "dask")  # the executors with a pool or cluster to start and close
@@ -31,6 +32,9 @@ class CallLimits:
     # Called by an executor that queues an attempt (a Dask cluster) when the attempt starts
     # to run: its timeout counts from then, not from when it was queued.
     started: Callable[[], None] = lambda: None
+    # The attempt's span as a W3C traceparent (tracing.py), for an executor that runs the
+    # source in another process: its spans there are children of it. "": not traced.
+    traceparent: str = ""
 
 
 class Executor:
@@ -73,43 +77,56 @@ class ExecutorSpec:
         return self.max_workers or os.cpu_count() or 1
 
 
+# What a worker sends back: whether the source succeeded, its checked summary as JSON or its
+# error, and the spans it made when traced (tracing.WorkerSpans' text, else "").
+Outcome = tuple[bool, str, str]
+
+
 def run_elsewhere(
-    function: SourceFunction, source: Source, max_details_bytes: int
-) -> tuple[bool, str]:
-    """Runs in a worker process: (True, the checked summary as JSON) or (False, the error).
+    function: SourceFunction, source: Source, max_details_bytes: int, traceparent: str = ""
+) -> Outcome:
+    """Runs in a worker process: (True, the checked summary as JSON, spans) or (False, the
+    error, spans).
 
     Only text travels back, so a summary or an exception that does not pickle fails only
     this source, and SystemExit stays in the worker.
     """
-    try:
-        summary = function(source)
-        if inspect.isawaitable(summary):
-            summary = asyncio.run(awaited(summary))
-        return True, json.dumps(checked_summary(summary, max_details_bytes))
-    except BaseException as error:
-        return False, one_line(error)
+    with in_worker(traceparent, source) as spans:
+        try:
+            summary = function(source)
+            if inspect.isawaitable(summary):
+                summary = asyncio.run(awaited(summary))
+            outcome = True, json.dumps(checked_summary(summary, max_details_bytes))
+        except BaseException as error:
+            outcome = False, one_line(error)
+    return (*outcome, spans.text() if spans is not None else "")
 
 
 async def run_elsewhere_async(
-    function: SourceFunction, source: Source, max_details_bytes: int
-) -> tuple[bool, str]:
+    function: SourceFunction, source: Source, max_details_bytes: int, traceparent: str = ""
+) -> Outcome:
     """`run_elsewhere` for an `async def run` on Dask, which awaits it on the worker's own
     event loop rather than starting one per task."""
-    try:
-        summary = function(source)
-        if inspect.isawaitable(summary):
-            summary = await summary
-        return True, json.dumps(checked_summary(summary, max_details_bytes))
-    except BaseException as error:
-        return False, one_line(error)
+    with in_worker(traceparent, source) as spans:
+        try:
+            summary = function(source)
+            if inspect.isawaitable(summary):
+                summary = await summary
+            outcome = True, json.dumps(checked_summary(summary, max_details_bytes))
+        except BaseException as error:
+            outcome = False, one_line(error)
+    return (*outcome, spans.text() if spans is not None else "")
 
 
 async def awaited(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
-def settled(outcome: tuple[bool, str]) -> Any:
-    succeeded, text = outcome
+def settled(outcome: Outcome) -> Any:
+    """What the source returned, or its SourceError; the spans it made go where this
+    process's go."""
+    succeeded, text, spans = outcome
+    adopt(spans)
     if not succeeded:
         raise SourceError(text)
     return json.loads(text)

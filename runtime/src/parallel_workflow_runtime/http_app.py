@@ -39,6 +39,7 @@ from .project import current
 from .registry import discover
 from .running import RunOutcome, on_executor, run_workflow
 from .settings import ServeSettings, load_settings
+from .trace_view import run_spans
 from .usage import ExecutorName, HistoryError
 
 if TYPE_CHECKING:
@@ -56,6 +57,16 @@ AGNO_ROUTES = frozenset(
         ("GET", "/workflows"),
         ("GET", "/workflows/{workflow_id}"),
         ("GET", "/sessions/{session_id}"),
+    }
+)
+# With tracing on: Agno's routes that read the traces in the history (its span trees).
+TRACE_ROUTES = frozenset(
+    {
+        ("GET", "/traces"),
+        ("GET", "/traces/{trace_id}"),
+        ("GET", "/traces/filter-schema"),
+        ("GET", "/trace_session_stats"),
+        ("POST", "/traces/search"),
     }
 )
 # What every route of this module may answer besides its own: no or a wrong key (when
@@ -82,13 +93,17 @@ def build_app(
     options: ServeSettings | None = None,
     settings: AgnoAPISettings | None = None,
     executor: ExecutorName | None = None,
+    traced: bool = False,
 ) -> FastAPI:
     """The app serving every discovered workflow on `host`, with `db` as the run history,
-    every source on `executor` if given (`serve --executor`)."""
+    every source on `executor` if given (`serve --executor`), and Agno's /traces routes if
+    `traced`."""
     entries = discover()
     configs = {wid: on_executor(entry.config, executor) for wid, entry in entries.items()}
     workflows = {wid: entries[wid].factory(db=db, config=configs[wid]) for wid in entries}
-    return app_serving(workflows, configs, db, host=host, options=options, settings=settings)
+    return app_serving(
+        workflows, configs, db, host=host, options=options, settings=settings, traced=traced
+    )
 
 
 def app_serving(
@@ -99,6 +114,7 @@ def app_serving(
     host: str = "127.0.0.1",
     options: ServeSettings | None = None,
     settings: AgnoAPISettings | None = None,
+    traced: bool = False,
 ) -> FastAPI:
     """The app serving `workflows` (built from `configs`, by workflow id) on `host`: what
     build_app serves, and `bench --serve` too, with synthetic sources (bench_server.py)."""
@@ -123,12 +139,12 @@ def app_serving(
 
     agent_os = workflows_os(workflows, db, settings)
     app = bare_app(lifespan)
-    add_agno_routes(app, agent_os, db, settings)
+    add_agno_routes(app, agent_os, db, settings, traced)
     key_check = [Depends(get_authentication_dependency(settings))]
     app.state.executor_specs = specs  # for serve's checks before it listens
     add_run_route(app, workflows, db, executors, runs, key_check)
     add_stored_run_route(app, db, key_check)
-    add_page_route(app, db, key_check)
+    add_page_route(app, db, key_check, traced)
     add_docs_routes(app, key_check)
     add_guards(app, host, options or ServeSettings())
     return app
@@ -162,16 +178,24 @@ def bare_app(
     )
 
 
-def add_agno_routes(app: FastAPI, agent_os: AgentOS, db: BaseDb, settings: AgnoAPISettings) -> None:
-    """The routes of AGNO_ROUTES, from Agno's health, workflow and session routers."""
-    for router in (
-        get_health_router(),
-        get_workflow_router(agent_os, settings),
-        get_session_router({db.id: [db]}, settings),  # the history's runs and session state
-    ):
+def add_agno_routes(
+    app: FastAPI, agent_os: AgentOS, db: BaseDb, settings: AgnoAPISettings, traced: bool
+) -> None:
+    """The routes of AGNO_ROUTES, from Agno's health, workflow and session routers, and
+    with `traced` those of TRACE_ROUTES, from its traces router."""
+    routers = [
+        (get_health_router(), AGNO_ROUTES),
+        (get_workflow_router(agent_os, settings), AGNO_ROUTES),
+        (get_session_router({db.id: [db]}, settings), AGNO_ROUTES),  # runs and session state
+    ]
+    if traced:
+        from agno.os.routers.traces import get_traces_router
+
+        routers.append((get_traces_router({db.id: [db]}, settings), TRACE_ROUTES))
+    for router, allowed in routers:
         # The routes themselves, each with its router's key check, rather than
         # app.include_router: app.routes then lists every route that is served.
-        app.router.routes.extend(allowed_routes(router, AGNO_ROUTES))
+        app.router.routes.extend(allowed_routes(router, allowed))
 
 
 def allowed_routes(router: APIRouter, allowed: frozenset[tuple[str, str]]) -> list[APIRoute]:
@@ -232,7 +256,7 @@ def add_run_route(
         return JSONResponse(run_document(workflow_id, outcome))
 
 
-def add_page_route(app: FastAPI, db: BaseDb, dependencies: list[Any]) -> None:
+def add_page_route(app: FastAPI, db: BaseDb, dependencies: list[Any], traced: bool) -> None:
     @app.get(
         "/runs/{run_id}/page",
         dependencies=dependencies,
@@ -249,7 +273,8 @@ def add_page_route(app: FastAPI, db: BaseDb, dependencies: list[Any]) -> None:
     def stored_run_page(run_id: str) -> HTMLResponse:
         # A plain def: FastAPI runs it in a thread, so reading the history blocks no run.
         try:
-            page = record_page(stored_run(db, run_id))
+            record = stored_run(db, run_id)
+            page = record_page(record, run_spans(db, record.run_id) if traced else None)
         except HistoryError as error:
             raise HTTPException(status_code=404, detail=str(error)) from None
         return HTMLResponse(page)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import inspect
 import queue
 import threading
@@ -149,9 +150,13 @@ def in_own_thread(function: Callable[[Source], Any], source: Source) -> asyncio.
 
         inbox.put(apply)
 
+    # The thread runs the source in this task's context, as asyncio.to_thread would: the
+    # attempt's span (tracing.py) is the current one there, for the spans the source makes.
+    context = contextvars.copy_context()
+
     def work() -> None:
         try:
-            result = function(source)
+            result = context.run(function, source)
         except BaseException as error:
             settle(future.set_exception, SourceError(one_line(error)))
         else:

@@ -30,6 +30,7 @@ from .page_parts import (
 )
 from .results import Aggregation
 from .timeline import describe_straggler
+from .trace_view import TraceSpan, trace_html
 from .usage import HistoryError, PageError
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ td.number { text-align: right; font-variant-numeric: tabular-nums; }
 svg text { font-size: 12px; font-family: system-ui, sans-serif; fill: #0f172a; }
 .legend span { display: inline-block; width: .8rem; height: .8rem; margin: 0 .3rem 0 1rem; }
 pre { background: #f8fafc; padding: .8rem; overflow-x: auto; }
+.trace ul { list-style: none; padding-left: 1.2rem; border-left: 1px solid #e2e8f0; }
+.trace li.failed > strong { color: #dc2626; }
 """
 
 
@@ -50,8 +53,10 @@ def run_page(
     aggregation: Aggregation,
     report: str | None,
     facts: Sequence[tuple[str, str]] = (),
+    spans: Sequence[TraceSpan] | None = None,
 ) -> str:
-    """The page of one run; `facts` are extra lines of the facts table (run id, status)."""
+    """The page of one run; `facts` are extra lines of the facts table (run id, status);
+    `spans`, its trace's, as a tree after the report."""
     title = f"{aggregation.workflow_name}: run"
     started = datetime.fromtimestamp(aggregation.started_at, UTC).isoformat(timespec="seconds")
     all_facts = [
@@ -81,6 +86,7 @@ def run_page(
             sources_table(aggregation),
             "<h2>Report</h2>",
             report_html(report) if report else "<p>No report was written.</p>",
+            *(["<h2>Trace</h2>", trace_html(spans)] if spans else []),
         ],
     )
 
@@ -110,14 +116,16 @@ def report_html(report: str) -> str:
     return f'<div class="report">{renderer.render(report)}</div>'
 
 
-def record_page(record: RunRecord) -> str:
-    """The page of a stored run, as `history show --html` writes it and `serve` answers it."""
+def record_page(record: RunRecord, spans: Sequence[TraceSpan] | None = None) -> str:
+    """The page of a stored run, as `history show --html` writes it and `serve` answers it;
+    with its trace's spans, if it has one."""
     if record.aggregation is None:
         raise HistoryError(f"run {record.run_id} stopped before its Aggregation step")
     return run_page(
         record.aggregation,
         record.report,
         [("run", record.run_id), ("status", record.status)],
+        spans,
     )
 
 

@@ -57,7 +57,7 @@ class ProcessExecutor(Executor):
     async def call(self, function: SourceFunction, source: Source, limits: CallLimits) -> Any:
         assert self.pool is not None, "started by Executors.get"
         future = self.pool.schedule(
-            run_elsewhere, args=[function, source, limits.max_details_bytes]
+            run_elsewhere, args=[function, source, limits.max_details_bytes, limits.traceparent]
         )
         try:
             return settled(await asyncio.wrap_future(future))

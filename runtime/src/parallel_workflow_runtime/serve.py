@@ -14,6 +14,7 @@ import os
 import socket
 import sys
 
+from . import tracing
 from .children import no_process_left_behind
 from .executors import preflight
 from .history import HistoryLocation, open_history
@@ -35,8 +36,11 @@ def serve(
     *,
     allow_unauthenticated: bool = False,
     executor: ExecutorName | None = None,
+    trace: bool = False,
 ) -> None:
-    """Serve until stopped; ServeError, before anything listens, when the server cannot."""
+    """Serve until stopped; ServeError, before anything listens, when the server cannot.
+    `trace` (or settings.yaml's `tracing`): every run traced (tracing.py), Agno's /traces
+    routes served."""
     try:
         import uvicorn
 
@@ -65,7 +69,12 @@ def serve(
             f"note: {interrupted} run(s) left running by a server that stopped are now "
             "recorded as failed (interrupted)"
         )
-    app = build_app(db, host=host, options=options, settings=settings, executor=executor)
+    traced = tracing.wanted(trace, load_settings().tracing)
+    if traced:
+        tracing.enable(db, current().distribution)
+    app = build_app(
+        db, host=host, options=options, settings=settings, executor=executor, traced=traced
+    )
     asyncio.run(preflight(app.state.executor_specs))  # ExecutorError: one line, exit code 2
     with listen(host, port, LISTEN_BACKLOG) as sock:
         # Only now that the port is ours: nothing claims to serve where it cannot.
@@ -76,7 +85,10 @@ def serve(
         # What the runs' sources started ends with the server, at the latest (children.py).
         with no_process_left_behind():
             config = LimitedConfig(app, limits, host=host, port=port, log_level="info")
-            uvicorn.Server(config).run(sockets=[sock])
+            try:
+                uvicorn.Server(config).run(sockets=[sock])
+            finally:
+                tracing.flush()
 
 
 def security_warnings(host: str, keyed: bool, allow_unauthenticated: bool) -> list[str]:

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     history_db: str = ""
     # report_model_env(): every workflow's report model; "" forces the offline report.
     report_model: str | None = None
+    # Each source attempt an OpenTelemetry span, kept in the history and sent to
+    # OTEL_EXPORTER_OTLP_ENDPOINT when that is set (tracing.py); <PREFIX>TRACING, `--trace`.
+    tracing: bool = False
     # DATABASE_URL_ENV: a PostgreSQL history instead of the SQLite file.
     database_url: str = Field(default="", validation_alias=DATABASE_URL_ENV)
     # The Dask scheduler of `executor: dask`, e.g. tcp://10.0.0.5:8786; DASK_ADDRESS_ENV wins.

@@ -34,6 +34,12 @@ class Clock:
             self.waiting_since = None
         self.attempt_started = self.now()
 
+    def attempt_wait(self) -> float:
+        """Seconds the attempt under way waited for a slot before it started."""
+        if self.attempt_queued is None or self.attempt_started is None:
+            return 0.0
+        return self.attempt_started - self.attempt_queued
+
     def end_attempt(self, state: SourceState) -> None:
         if self.attempt_started is not None:
             self.attempts.append(
