@@ -195,7 +195,8 @@ def show_command(args: argparse.Namespace) -> int:
     if db is None:
         raise UsageError(f"no run {args.run_id!r}: no runs yet in {location}")
     record = stored_run(db, args.run_id)
-    spans = run_spans(db, record.run_id) if args.trace else None
+    # The page shows the trace whenever the run has one.
+    spans = run_spans(db, record.run_id) if args.trace or html is not None else None
     if args.trace and not spans:
         raise UsageError(
             f"run {record.run_id} has no trace: it ran with tracing off (run --trace, or "

@@ -26,6 +26,7 @@ from .progress import LISTENER, Listener
 from .registry import WorkflowEntry
 from .results import MAX_REQUEST_CHARS, Aggregation, valid_text
 from .settings import load_settings
+from .tracing import run_root
 from .usage import DEFAULT_REQUEST, ExecutorName, RunInterrupted
 
 if TYPE_CHECKING:
@@ -175,20 +176,25 @@ async def _run_workflow(
     step_results: Sequence[StepOutput | list[StepOutput]] = []
     run_id: str | None = None
     session_id: str | None = None
-    if on_event is None:
-        output = await workflow.arun(input=request, session_state=session_state)
-        step_results, run_id, session_id = output.step_results, output.run_id, output.session_id
-    else:
-        async for event in workflow.arun(
-            input=request, session_state=session_state, stream=True, stream_events=True
-        ):
-            on_event(event)
-            if isinstance(event, WorkflowCompletedEvent):
-                step_results, run_id, session_id = (
-                    event.step_results,
-                    event.run_id,
-                    event.session_id,
-                )
+    with run_root():  # its own trace, when tracing is on (tracing.py)
+        if on_event is None:
+            output = await workflow.arun(input=request, session_state=session_state)
+            step_results, run_id, session_id = (
+                output.step_results,
+                output.run_id,
+                output.session_id,
+            )
+        else:
+            async for event in workflow.arun(
+                input=request, session_state=session_state, stream=True, stream_events=True
+            ):
+                on_event(event)
+                if isinstance(event, WorkflowCompletedEvent):
+                    step_results, run_id, session_id = (
+                        event.step_results,
+                        event.run_id,
+                        event.session_id,
+                    )
     return _outcome(step_results, session_state, run_id, session_id, db)
 
 

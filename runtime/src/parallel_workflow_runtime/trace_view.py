@@ -34,6 +34,7 @@ SHOWN = {
 class TraceSpan:
     """One span of a stored trace."""
 
+    trace_id: str
     span_id: str
     parent_id: str | None
     name: str
@@ -49,6 +50,7 @@ class TraceSpan:
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
+            "trace_id": self.trace_id,
             "span_id": self.span_id,
             "parent_id": self.parent_id,
             "name": self.name,
@@ -86,6 +88,7 @@ def run_spans(db: BaseDb, run_id: str) -> list[TraceSpan]:
     rows = db.get_spans(trace_id=trace.trace_id, **options)
     spans = [
         TraceSpan(
+            trace_id=row.trace_id,
             span_id=row.span_id,
             parent_id=row.parent_span_id,
             name=row.name,

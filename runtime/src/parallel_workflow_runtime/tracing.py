@@ -127,7 +127,11 @@ def _set_up(service: str) -> Tracing:
         spans = None  # type: ignore[assignment]
         endpoint = None
     else:
-        resource = Resource.create({"service.name": service})
+        # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, when set, say what the spans are of.
+        named = os.environ.get("OTEL_SERVICE_NAME") or "service.name=" in os.environ.get(
+            "OTEL_RESOURCE_ATTRIBUTES", ""
+        )
+        resource = Resource.create({} if named else {"service.name": service})
         # Not at exit by itself: an unreachable endpoint would hold the program for as long
         # as the exporter retries; `flush` bounds it.
         provider = TracerProvider(resource=resource, shutdown_on_exit=False)
@@ -224,6 +228,7 @@ class RunSpans:
         self.history: BatchSpanProcessor | None = None
         self.db: Any = None
         self.endpoint: BatchSpanProcessor | None = None
+        self.runs: set[int] = set()  # the traces of the runs under way
         self.kept: dict[int, int] = {}
         self.dropped: dict[int, int] = {}
         self.lock = threading.Lock()
@@ -246,7 +251,11 @@ class RunSpans:
     # A span processor as the SDK calls one (not its subclass, which would import the SDK
     # with this module, for every command, traced or not).
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        """Nothing: a span is counted when it ends."""
+        """A workflow run's span, the root of its trace (`run_root`), makes the trace one the
+        history keeps: not that of an HTTP request (FastAPI's own spans) or anything else."""
+        if span.parent is None and span.context is not None and essential(span):
+            with self.lock:
+                self.runs.add(span.context.trace_id)
 
     def _on_ending(self, span: Span) -> None:
         pass
@@ -257,12 +266,21 @@ class RunSpans:
             return
         trace_id = context.trace_id
         with self.lock:
+            of_a_run = trace_id in self.runs
             kept = self.kept.get(trace_id, 0)
-            if kept >= MAX_SPANS_PER_RUN and span.parent is not None:
+        if not of_a_run:  # e.g. an HTTP request's: for the endpoint, not for the history
+            if self.endpoint is not None:
+                self.endpoint.on_end(span)
+            return
+        with self.lock:
+            # Past the limit, the spans a source's own code made go; the run's, its steps'
+            # and its attempts' (Agno's and ours: a few per source) are always kept.
+            if kept >= MAX_SPANS_PER_RUN and not essential(span):
                 self.dropped[trace_id] = self.dropped.get(trace_id, 0) + 1
                 return
             self.kept[trace_id] = kept + 1
             if span.parent is None:  # the run's root span: the trace is complete
+                self.runs.discard(trace_id)
                 self.kept.pop(trace_id, None)
                 dropped = self.dropped.pop(trace_id, 0)
             else:
@@ -294,6 +312,15 @@ class RunSpans:
         return done
 
 
+# The instrumentations whose spans say what the run did: Agno's (OpenInference's) and ours.
+ESSENTIAL_SCOPES = frozenset({"openinference.instrumentation.agno", "parallel_workflow_runtime"})
+
+
+def essential(span: ReadableSpan) -> bool:
+    scope = span.instrumentation_scope
+    return span.parent is None or (scope is not None and scope.name in ESSENTIAL_SCOPES)
+
+
 def batched(exporter: Any) -> BatchSpanProcessor:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
@@ -304,23 +331,50 @@ def batched(exporter: Any) -> BatchSpanProcessor:
 
 
 def flush() -> None:
-    """Send what the process's spans still wait for, waiting FLUSH_SECONDS at most: the end of
-    a command, whose process ends next."""
+    """Write the process's last spans to the history, and send them to the endpoint waiting
+    FLUSH_SECONDS at most: the end of a command, whose process ends next."""
     tracing = ACTIVE
     if tracing is None or tracing.spans is None:
         return
+    spans = tracing.spans
+    if spans.history is not None:
+        spans.history.force_flush(int(FLUSH_SECONDS * 1000))
+    if spans.endpoint is None:
+        return
+    endpoint = spans.endpoint
     done = threading.Event()
 
-    def flushing() -> None:
-        assert tracing.spans is not None
-        tracing.spans.force_flush(int(FLUSH_SECONDS * 1000))
+    def sending() -> None:
+        endpoint.force_flush(int(FLUSH_SECONDS * 1000))
         done.set()
 
-    # In a thread of its own: an exporter that retries an unreachable endpoint does not
-    # hold the command past FLUSH_SECONDS.
-    threading.Thread(target=flushing, name="tracing-flush", daemon=True).start()
-    if not done.wait(FLUSH_SECONDS + 1):
-        log.warning(f"tracing: spans not sent within {FLUSH_SECONDS:g} s were dropped")
+    # In a thread of its own: the exporter retries an endpoint that does not answer for
+    # longer than its timeout, which its force_flush does not bound.
+    threading.Thread(target=sending, name="tracing-flush", daemon=True).start()
+    reporter = spans.exporter
+    if not done.wait(FLUSH_SECONDS) and not getattr(reporter, "failing", False):
+        where = getattr(reporter, "endpoint", "the OTLP endpoint")
+        log.warning(
+            f"tracing: could not send the spans to {where} within {FLUSH_SECONDS:g} s (not "
+            "reachable, or not answering): they are kept in the history only"
+        )
+
+
+@contextlib.contextmanager
+def run_root() -> Iterator[None]:
+    """A workflow run, when traced, as a trace of its own: not a part of the HTTP request's
+    that started it (FastAPI makes spans of its own), so that the trace is the run's, found
+    by its run id in the history (`history show --trace`, /traces?run_id=...)."""
+    if ACTIVE is None:
+        yield
+        return
+    from opentelemetry import context
+
+    token = context.attach(context.Context())
+    try:
+        yield
+    finally:
+        context.detach(token)
 
 
 class AttemptTrace:
