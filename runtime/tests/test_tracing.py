@@ -28,7 +28,15 @@ from parallel_workflow_runtime.history import open_history
 from parallel_workflow_runtime.http_app import build_app
 from parallel_workflow_runtime.tracing import MAX_SPANS_PER_RUN
 
-from .conftest import ENV_PREFIX, PROJECT, SRC, free_port, user_environment
+from .conftest import (
+    ENV_PREFIX,
+    FIRST_WORKFLOW,
+    PROJECT,
+    SRC,
+    cli,
+    free_port,
+    user_environment,
+)
 from .test_serve import server
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -384,3 +392,23 @@ def test_serve_with_tracing_from_the_environment_serves_each_runs_trace(tmp_path
         [trace] = listed
         detail = client.get(f"/traces/{trace['trace_id']}").json()
     assert trace["run_id"] == run["run_id"] and detail["total_spans"] >= 3
+
+
+def test_bench_trace_times_traced_against_untraced_runs_and_processes() -> None:
+    arguments = ["--sources=20", "--latency=0.02", "--repeat=2", "--json"]
+
+    benched = cli("bench", "--workflow", FIRST_WORKFLOW, "--trace", *arguments)
+
+    assert benched.returncode == 0, benched.stderr
+    bench = json.loads(benched.stdout)
+    assert len(bench["runs"]["untraced"]) == len(bench["runs"]["traced"]) == 2
+    assert min(bench["runs"]["untraced"] + bench["runs"]["traced"]) >= 0.02
+    assert bench["traced_over_untraced"] == pytest.approx(
+        bench["traced_seconds"] / bench["untraced_seconds"], rel=0.01
+    )
+    assert bench["run_traced_extra_seconds"] == pytest.approx(
+        bench["run_traced_seconds"] - bench["run_untraced_seconds"], abs=0.002
+    )
+    assert (bench["wall_target"], bench["run_target_seconds"]) == (1.05, 0.05)
+    refused = cli("bench", "--workflow", FIRST_WORKFLOW, "--trace", "--kind", "cpu")
+    assert refused.returncode == 2 and "--trace times --kind async or sync" in refused.stderr

@@ -208,3 +208,22 @@ def print_startup_bench(console: Console, results: dict[str, Any]) -> None:
         f"{help_seconds:.3f} s, {'within' if help_seconds <= help_target else 'OVER'} the "
         f"target {help_target} s"
     )
+
+
+def print_trace_bench(console: Console, results: dict[str, Any]) -> None:
+    """`bench --trace`: traced against untraced, the workflow's runs and `run` processes."""
+    table = Table("way", "seconds", title=f"Medians of {results['repeat']} runs of each")
+    sources = f"{results['sources']} sources on {results['executor']}"
+    table.add_row(f"workflow, {sources}, untraced", f"{results['untraced_seconds']:.3f}")
+    table.add_row(f"workflow, {sources}, traced", f"{results['traced_seconds']:.3f}")
+    run = f"run --workflow {results['workflow_id']}"
+    table.add_row(run, f"{results['run_untraced_seconds']:.3f}")
+    table.add_row(f"{run} --trace", f"{results['run_traced_seconds']:.3f}")
+    console.print(table)
+    ratio, target = results["traced_over_untraced"], results["wall_target"]
+    extra, extra_target = results["run_traced_extra_seconds"], results["run_target_seconds"]
+    console.print(
+        f"traced / untraced wall: {ratio:.3f}, {'within' if ratio <= target else 'OVER'} the "
+        f"target {target}; run --trace costs {extra * 1000:+.0f} ms, "
+        f"{'within' if extra <= extra_target else 'OVER'} the target {extra_target * 1000:.0f} ms"
+    )

@@ -242,6 +242,12 @@ def add_bench_options(bench: argparse.ArgumentParser) -> None:
         type=positive(int),
         help="--serve: runs sent at once (default: 200)",
     )
+    bench.add_argument(
+        "--trace",
+        action="store_true",
+        help="instead: time the workflow's runs untraced, then traced into a history of its "
+        "own, and `run` as a process with and without --trace (needs the tracing extra)",
+    )
     add_bench_executor_options(bench)
     add_html_option(bench, "also write the wall time of each way as bars in an HTML page")
     bench.add_argument(

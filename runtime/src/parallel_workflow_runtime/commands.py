@@ -63,8 +63,6 @@ def run_command(args: argparse.Namespace) -> int:
     # Progress goes to stderr when stdout carries the JSON document.
     console = Console(stderr=args.json, highlight=False, soft_wrap=True)
     db = history_for_run()
-    if tracing.wanted(args.trace, load_settings().tracing):
-        tracing.enable(db, current().distribution)
     # With --json, stdout carries the document alone: what the sources print goes to stderr.
     with printed_to_stderr() if args.json else contextlib.nullcontext():
         try:
@@ -91,7 +89,11 @@ def run_with_progress(
     args: argparse.Namespace, entry: WorkflowEntry, console: Console, db: BaseDb | None
 ) -> RunOutcome:
     """Run the workflow, showing its progress as `run`'s options ask."""
-    options: dict[str, Any] = {"executor": args.executor, "full_refresh": args.full_refresh}
+    options: dict[str, Any] = {
+        "executor": args.executor,
+        "full_refresh": args.full_refresh,
+        "trace": tracing.wanted(args.trace, load_settings().tracing),
+    }
     if args.stream:
         source_ids = {source.id for source in entry.config.sources}
 
@@ -285,6 +287,8 @@ def bench_command(args: argparse.Namespace) -> int:
         raise UsageError("--runs is for --serve")
     if args.startup:
         return startup_bench_command(args, entry)
+    if args.trace:
+        return trace_bench_command(args, entry)
     if args.kind in CONNECTOR_KINDS:
         return connector_bench_command(args, entry)
     settings = BenchSettings(
@@ -326,6 +330,29 @@ def startup_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int
         print(json.dumps(results, indent=2))
     else:
         print_startup_bench(Console(highlight=False), results)
+    return 0
+
+
+def trace_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
+    from .bench import BenchSettings
+    from .bench_results import print_trace_bench
+    from .trace_bench import run_trace_bench
+
+    refuse_workflow_bench_options(args, "--trace")
+    if args.kind not in ("async", "sync"):
+        raise UsageError("--trace times --kind async or sync sources")
+    settings = BenchSettings(
+        sources=args.sources or 200,
+        latencies=args.latency or (0.2,),
+        max_concurrency=args.max_concurrency,
+        repeat=args.repeat,
+        source_kind=args.kind,
+    )
+    results = run_trace_bench(entry, settings, lambda line: print(line, file=sys.stderr))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print_trace_bench(Console(highlight=False), results)
     return 0
 
 

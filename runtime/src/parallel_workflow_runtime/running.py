@@ -16,6 +16,7 @@ from agno.run.base import RunStatus
 from agno.run.workflow import WorkflowCompletedEvent, WorkflowRunOutput
 from agno.workflow.types import StepOutput
 
+from . import tracing
 from .children import no_process_left_behind
 from .config import REPORT_STEP, WorkflowConfig
 from .contained_loop import new_loop
@@ -23,6 +24,7 @@ from .cursors import CURSORS, CursorSession, CursorStore
 from .executors import EXECUTORS, Executors, pooled_specs
 from .interruption import INTERRUPTION, Interruption
 from .progress import LISTENER, Listener
+from .project import current
 from .registry import WorkflowEntry
 from .results import MAX_REQUEST_CHARS, Aggregation, valid_text
 from .settings import load_settings
@@ -69,9 +71,11 @@ def execute(
     on_event: Callable[[Any], None] | None = None,
     executor: ExecutorName | None = None,
     full_refresh: frozenset[str] | None = None,
+    trace: bool = False,
 ) -> RunOutcome:
     """Build the workflow and run it once, in an event loop of its own, every source on
-    `executor` if given (`run --executor`), else on its own.
+    `executor` if given (`run --executor`), else on its own; traced into `db` (and the OTLP
+    endpoint if set) with `trace`.
 
     The process pools and Dask clusters that the sources need are started first (an
     unreachable scheduler raises ExecutorError before any source runs) and closed after.
@@ -81,6 +85,8 @@ def execute(
     """
     config = on_executor(entry.config, executor)
     workflow = entry.factory(db=db, config=config)
+    if trace:  # now that the report's model class is imported (tracing.instrument_agno)
+        tracing.enable(db, current().distribution)
     interruption = Interruption()
 
     async def watched() -> RunOutcome:

@@ -70,11 +70,11 @@ def serve(
             "recorded as failed (interrupted)"
         )
     traced = tracing.wanted(trace, load_settings().tracing)
-    if traced:
-        tracing.enable(db, current().distribution)
     app = build_app(
         db, host=host, options=options, settings=settings, executor=executor, traced=traced
     )
+    if traced:  # now that the workflows' report models are imported (tracing.instrument_agno)
+        tracing.enable(db, current().distribution)
     asyncio.run(preflight(app.state.executor_specs))  # ExecutorError: one line, exit code 2
     with listen(host, port, LISTEN_BACKLOG) as sock:
         # Only now that the port is ours: nothing claims to serve where it cannot.

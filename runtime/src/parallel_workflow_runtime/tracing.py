@@ -52,6 +52,10 @@ log = logging.getLogger("parallel_workflow_runtime")
 MAX_SPANS_PER_RUN = 10_000
 # What one attempt in a worker process sends back with its outcome.
 MAX_WORKER_SPANS = 1_000
+# How often spans are written to the history and sent; how many go in one OTLP request
+# (the SDK's default: a request stays well under an OTLP receiver's size limits).
+EXPORT_SECONDS = 5
+OTLP_BATCH = 512
 # How long the end of a command waits for its spans to reach the history and the endpoint.
 FLUSH_SECONDS = 5.0
 # The spans' own attributes, after the project: parallel_workflow.source.id, ...
@@ -137,11 +141,43 @@ def _set_up(service: str) -> Tracing:
         provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         provider.add_span_processor(cast(Any, spans))
         trace.set_tracer_provider(provider)
-    instrumentor = AgnoInstrumentor()
-    if not instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.instrument(tracer_provider=provider)
+    instrument_agno(AgnoInstrumentor(), provider)
     tracer = provider.get_tracer("parallel_workflow_runtime")
     return Tracing(provider=provider, tracer=tracer, spans=spans, endpoint=endpoint)
+
+
+def instrument_agno(instrumentor: Any, provider: Any) -> None:
+    """Agno's spans (OpenInference's instrumentation), for the model classes imported so far:
+    its own search for them imports every module of agno.models, and with them every model
+    provider's SDK that is installed (OpenAI's alone took half a second). So tracing is
+    enabled once the workflows are built, their report models imported."""
+    import openinference.instrumentation.agno as instrumentation
+
+    if instrumentor.is_instrumented_by_opentelemetry:
+        return
+    search = instrumentation.find_model_subclasses
+    instrumentation.find_model_subclasses = imported_model_classes
+    try:
+        # skip_dep_check: the runtime's own pins already hold Agno to what it instruments.
+        instrumentor.instrument(tracer_provider=provider, skip_dep_check=True)
+    finally:
+        instrumentation.find_model_subclasses = search
+
+
+def imported_model_classes() -> list[type]:
+    """Every subclass of Agno's Model imported so far, the most derived first (as
+    OpenInference orders them, so that no method is wrapped twice)."""
+    from agno.models.base import Model
+
+    found: set[type] = set()
+    pending: list[type] = [Model]
+    while pending:
+        subclasses: list[type] = pending.pop().__subclasses__()
+        for subclass in subclasses:
+            if subclass not in found:
+                found.add(subclass)
+                pending.append(subclass)
+    return sorted(found, key=lambda cls: len(cls.__mro__), reverse=True)
 
 
 def otlp_exporter() -> tuple[str | None, Any]:
@@ -244,9 +280,9 @@ class RunSpans:
             old.shutdown()
         self.db = db
         if db is not None:
-            self.history = batched(DatabaseSpanExporter(db=db))
+            self.history = batched(WithoutPayloads(DatabaseSpanExporter(db=db)))
         if self.endpoint is None and self.exporter is not None:
-            self.endpoint = batched(self.exporter)
+            self.endpoint = batched(self.exporter, OTLP_BATCH)
 
     # A span processor as the SDK calls one (not its subclass, which would import the SDK
     # with this module, for every command, traced or not).
@@ -312,6 +348,50 @@ class RunSpans:
         return done
 
 
+# What Agno's spans carry of each step's input and output: the history holds those already,
+# once each (history_db.py); in its spans they would be a copy of every step's data.
+PAYLOADS = ("input.value", "input.mime_type", "output.value", "output.mime_type")
+
+
+class WithoutPayloads:
+    """The history's exporter: each span as it is, less PAYLOADS (in the batch's thread, not
+    the run's). The OTLP endpoint gets them whole: that is where a user looks at them."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def export(self, spans: Any) -> Any:
+        return self.inner.export([without_payloads(span) for span in spans])
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+def without_payloads(span: ReadableSpan) -> ReadableSpan:
+    attributes = span.attributes or {}
+    if not any(key in attributes for key in PAYLOADS):
+        return span
+    from opentelemetry.sdk.trace import ReadableSpan
+
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes={k: v for k, v in attributes.items() if k not in PAYLOADS},
+        events=span.events,
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
 # The instrumentations whose spans say what the run did: Agno's (OpenInference's) and ours.
 ESSENTIAL_SCOPES = frozenset({"openinference.instrumentation.agno", "parallel_workflow_runtime"})
 
@@ -321,12 +401,17 @@ def essential(span: ReadableSpan) -> bool:
     return span.parent is None or (scope is not None and scope.name in ESSENTIAL_SCOPES)
 
 
-def batched(exporter: Any) -> BatchSpanProcessor:
+def batched(exporter: Any, batch: int = MAX_SPANS_PER_RUN) -> BatchSpanProcessor:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    # The queue holds a whole run's spans: none is dropped before RunSpans' own limit.
+    # The queue holds two runs' spans: none is dropped before RunSpans' own limit. Exported
+    # every few seconds, or at the command's end (flush), rather than while a run's sources
+    # start: the export's thread would take turns with them.
     return BatchSpanProcessor(
-        exporter, max_queue_size=MAX_SPANS_PER_RUN * 2, schedule_delay_millis=1000
+        exporter,
+        max_queue_size=MAX_SPANS_PER_RUN * 2,
+        max_export_batch_size=batch,
+        schedule_delay_millis=EXPORT_SECONDS * 1000,
     )
 
 
