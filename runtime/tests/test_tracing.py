@@ -412,3 +412,28 @@ def test_bench_trace_times_traced_against_untraced_runs_and_processes() -> None:
     assert (bench["wall_target"], bench["run_target_seconds"]) == (1.05, 0.05)
     refused = cli("bench", "--workflow", FIRST_WORKFLOW, "--trace", "--kind", "cpu")
     assert refused.returncode == 2 and "--trace times --kind async or sync" in refused.stderr
+
+
+def test_16_traced_runs_at_once_on_a_fresh_history_each_keep_their_trace(tmp_path: Path) -> None:
+    workflows = traced_workflows(tmp_path, {"only": ("awaits", {})})
+    fresh = {f"{ENV_PREFIX}HISTORY_DB": str(tmp_path / "fresh.sqlite")}
+    environment = user_environment(**fresh)
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", TRACED_PROGRAM, str(workflows), "run", "--trace", "--json"],
+            cwd=PROJECT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(16)
+    ]
+    answers = [run.communicate(timeout=300) for run in runs]
+
+    assert [run.returncode for run in runs] == [0] * 16, [err for _, err in answers]
+    assert all(tracing_lines(err) == [] for _, err in answers)
+    for output, _ in answers:
+        spans = stored_trace(workflows, json.loads(output)["run_id"], **fresh)
+        names = {span["name"] for span in spans}
+        assert {"only attempt 1", "awaiting the API", "Traced.arun"} <= names

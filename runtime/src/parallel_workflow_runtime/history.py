@@ -196,6 +196,21 @@ def recent_runs(db: BaseDb, workflow_id: str | None, limit: int | None) -> list[
     return sorted(records, key=lambda record: (record.started, _started(record)), reverse=True)
 
 
+def create_trace_tables(db: BaseDb) -> None:
+    """Agno's tables of traces and spans, made under the history's lock as open_history makes
+    the others: its exporter would make them on first use, and of 16 traced runs starting on
+    a fresh database, those that lost the race would lose their spans."""
+    db_file = getattr(db, "db_file", None)
+    lock: contextlib.AbstractContextManager[object] = (
+        file_lock(Path(db_file).with_name(Path(db_file).name + ".lock"))
+        if db_file
+        else advisory_lock(db)
+    )
+    with lock, contextlib.redirect_stderr(io.StringIO()):
+        for table in ("traces", "spans"):
+            db._get_table(table_type=table, create_table_if_not_found=True)  # type: ignore[attr-defined]
+
+
 def stored_run(db: BaseDb, run_id: str) -> RunRecord:
     """The run whose id is `run_id`, or starts with it (`history` shows the first 8
     characters); HistoryError names an unknown or ambiguous id."""

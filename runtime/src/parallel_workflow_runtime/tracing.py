@@ -280,6 +280,9 @@ class RunSpans:
             old.shutdown()
         self.db = db
         if db is not None:
+            from .history import create_trace_tables
+
+            create_trace_tables(db)
             self.history = batched(WithoutPayloads(DatabaseSpanExporter(db=db)))
         if self.endpoint is None and self.exporter is not None:
             self.endpoint = batched(self.exporter, OTLP_BATCH)
