@@ -169,6 +169,22 @@ def replace_source(
     monkeypatch.setattr(module, name, function)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """The variables that make a server and a CLI share one history: an SQLite file, or the
+    PostgreSQL database of TEST_DATABASE_URL."""
+    environment = {HISTORY_DB_ENV: str(tmp_path / "history.sqlite")}
+    if request.param == "postgresql":
+        url = os.environ.get("TEST_DATABASE_URL", "").strip()
+        if not url:
+            pytest.skip(
+                "no PostgreSQL server: set TEST_DATABASE_URL=postgresql+psycopg://user:password@"
+                "127.0.0.1:5432/dbname to run this against one"
+            )
+        environment[DATABASE_URL_ENV] = url
+    return environment
+
+
 @pytest.fixture(autouse=True)
 def history_in_tmp_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Each test's runs go to its own SQLite history, never to the project's .data/."""

@@ -116,20 +116,6 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[tuple[FastAPI, Any]]:
     return apps
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    """The variables that make a server and a CLI share one history."""
-    environment = {HISTORY_DB_ENV: str(tmp_path / "history.sqlite")}
-    if request.param == "postgresql":
-        if not TEST_DATABASE_URL:
-            pytest.skip(
-                "no PostgreSQL server: set TEST_DATABASE_URL=postgresql+psycopg://user:password@"
-                "127.0.0.1:5432/dbname to run this against one"
-            )
-        environment[DATABASE_URL_ENV] = TEST_DATABASE_URL
-    return environment
-
-
 def test_the_server_and_the_cli_share_one_history(
     storage: dict[str, str],
     tmp_path: Path,

@@ -437,3 +437,24 @@ def test_16_traced_runs_at_once_on_a_fresh_history_each_keep_their_trace(tmp_pat
         spans = stored_trace(workflows, json.loads(output)["run_id"], **fresh)
         names = {span["name"] for span in spans}
         assert {"only attempt 1", "awaiting the API", "Traced.arun"} <= names
+
+
+def test_the_trace_is_kept_in_a_sqlite_and_a_postgresql_history(
+    tmp_path: Path, storage: dict[str, str]
+) -> None:
+    workflows = traced_workflows(tmp_path, QUICK)
+
+    ran = traced_cli(workflows, "run", "--trace", "--json", **storage)
+
+    assert ran.returncode == 0, ran.stderr
+    spans = stored_trace(workflows, json.loads(ran.stdout)["run_id"], **storage)
+    attempts = {
+        span["name"]: span["attributes"][f"{PREFIX}.outcome"]
+        for span in spans
+        if f"{PREFIX}.outcome" in span["attributes"]
+    }
+    assert attempts == {
+        "first attempt 1": "ok",
+        "second attempt 1": "failed",
+        "second attempt 2": "ok",
+    }
