@@ -42,7 +42,6 @@ from .conftest import (
 # what your sources return.
 pytestmark = pytest.mark.usefixtures("all_sources_synthetic")
 
-TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "").strip()
 STARTUP_SECONDS = 60
 BASE_URL = "http://127.0.0.1:7777"  # as if `serve` listened there: the Host it accepts
 WORKFLOW_ID = next(iter(discover()))
