@@ -29,6 +29,16 @@ from .connector_config import (
     cursor_of,
 )
 from .database import masked_text
+from .schedules import (
+    DEFAULT_MESSAGE,
+    ON_MISSED,
+    OVERLAP,
+    OnMissed,
+    Overlap,
+    Schedule,
+    cron_problem,
+    timezone_problem,
+)
 from .usage import EXECUTOR_NAMES, ConfigError, ExecutorName
 
 # The names of the workflow's own steps (steps.py builds them): a source's step may not take one.
@@ -92,6 +102,7 @@ class WorkflowConfig:
     sources: tuple[Source, ...]
     path: Path
     max_workers: int | None = None  # processes of the process pool / Dask LocalCluster; None: CPUs
+    schedules: tuple[Schedule, ...] = ()  # when `serve` runs it by itself (scheduler.py)
 
 
 # What config.yaml may hold. Each `description` is the rule in words: it completes the
@@ -203,9 +214,48 @@ class SourceEntry(_Strict):
         return value
 
 
+class ScheduleEntry(_Strict):
+    """One entry under `schedules:` (schedules.py, scheduler.py)."""
+
+    name: Annotated[
+        str,
+        Field(
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+            max_length=100,
+            description="a name of letters, digits, _, . and - (it names the schedule)",
+        ),
+    ]
+    cron: Annotated[str, Field(description="a cron expression")]
+    timezone: Annotated[str, Field(description="an IANA timezone name")] = "UTC"
+    on_missed: Annotated[OnMissed, Field(description=f"one of {', '.join(ON_MISSED)}")] = "run_once"
+    max_catch_up: Annotated[
+        int, Field(ge=1, le=1000, description="a whole number from 1 to 1000")
+    ] = 10
+    overlap: Annotated[Overlap, Field(description=f"one of {', '.join(OVERLAP)}")] = "skip"
+    max_runtime_seconds: Timeout = None
+    message: Text = DEFAULT_MESSAGE
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        problem = cron_problem(value)
+        if problem is not None:
+            raise ValueError(f"a cron expression: {problem}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        problem = timezone_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+
 class ConfigFile(_Strict):
     workflow: WorkflowSection
     sources: Annotated[list[SourceEntry], Field(min_length=1, description="a non-empty list")]
+    schedules: Annotated[list[ScheduleEntry], Field(description="a list")] = []
 
 
 LIMIT_KEYS = tuple(
@@ -239,6 +289,11 @@ def load_config(path: Path) -> WorkflowConfig:
                 connector=entry.connector,
             )
         )
+    schedules: list[Schedule] = []
+    for index, declared in enumerate(checked.schedules):
+        if any(schedule.name == declared.name for schedule in schedules):
+            raise ConfigError(f"{path}: schedules[{index}].name {declared.name!r} is used twice")
+        schedules.append(Schedule(workflow_id=workflow.workflow_id, **declared.model_dump()))
     return WorkflowConfig(
         name=workflow.name,
         workflow_id=workflow.workflow_id,
@@ -249,6 +304,7 @@ def load_config(path: Path) -> WorkflowConfig:
         sources=tuple(sources),
         path=path,
         max_workers=workflow.max_workers,
+        schedules=tuple(schedules),
     )
 
 
