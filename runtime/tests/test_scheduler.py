@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -44,17 +45,28 @@ def anyio_backend() -> str:
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TickStore]:
     if request.param == "sqlite":
         engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'ticks.sqlite'}")
-    else:
-        url = os.environ.get("TEST_DATABASE_URL", "").strip()
-        if not url:
-            pytest.skip("no PostgreSQL server: set TEST_DATABASE_URL to run this against one")
-        engine = sqlalchemy.create_engine(url)
+        ticks = TickStore(engine)
+        ticks.create_table()
+        yield ticks
+        engine.dispose()
+        return
+    url = os.environ.get("TEST_DATABASE_URL", "").strip()
+    if not url:
+        pytest.skip("no PostgreSQL server: set TEST_DATABASE_URL to run this against one")
+    # A database of this test's own (the test role may create them): other tests share the
+    # server's, its ticks table among them.
+    name = f"ticks_{uuid.uuid4().hex[:12]}"
+    server = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
+    with server.connect() as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    engine = sqlalchemy.create_engine(sqlalchemy.make_url(url).set(database=name))
     ticks = TickStore(engine)
     ticks.create_table()
-    with engine.begin() as connection:  # a table of this test's own
-        connection.execute(ticks.table.delete())
     yield ticks
     engine.dispose()
+    with server.connect() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE {name}")
+    server.dispose()
 
 
 @dataclass

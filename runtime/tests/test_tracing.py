@@ -81,8 +81,12 @@ SOURCES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def traced_workflows(folder: Path, sources: dict[str, tuple[str, dict[str, Any]]]) -> Path:
-    """A workflows folder with one workflow, `traced`, of `sources`."""
+def traced_workflows(
+    folder: Path,
+    sources: dict[str, tuple[str, dict[str, Any]]],
+    schedules: list[dict[str, Any]] | None = None,
+) -> Path:
+    """A workflows folder with one workflow, `traced`, of `sources` (and `schedules`)."""
     example = SRC / "example_project" / "workflows"
     shutil.copyfile(example / "settings.yaml", folder / "settings.yaml")
     workflow = folder / "traced"
@@ -100,6 +104,8 @@ def traced_workflows(folder: Path, sources: dict[str, tuple[str, dict[str, Any]]
         entry = {"id": source_id, "name": source_id.replace("_", " ").title(), **keys}
         entry.setdefault("marker", str(folder / f"{source_id}.tried"))
         config["sources"].append(entry)
+    if schedules:
+        config["schedules"] = schedules
     (workflow / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     return folder
 

@@ -1,6 +1,6 @@
-"""Sources for the tracing tests (test_tracing.py), importable by name from a worker process or
-a Dask worker (`tests.traced_sources`), each making a span of its own as a user's code would,
-with OpenTelemetry's API alone."""
+"""Sources for the tracing and schedule tests (test_tracing.py, test_schedule_serve.py),
+importable by name from a worker process or a Dask worker (`tests.traced_sources`), each
+making a span of its own as a user's code would, with OpenTelemetry's API alone."""
 
 from __future__ import annotations
 
@@ -50,4 +50,10 @@ def many_spans(source: Source) -> SourceSummary:
     for number in range(int(source.settings["spans"])):
         with tracer.start_as_current_span("tiny", attributes={"number": number}):
             pass
+    return SourceSummary(records=1)
+
+
+def naps(source: Source) -> SourceSummary:
+    """A run of a known length, for the schedule tests."""
+    time.sleep(float(source.settings["seconds"]))
     return SourceSummary(records=1)

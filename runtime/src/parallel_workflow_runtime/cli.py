@@ -1,4 +1,5 @@
-"""The command line: `run | list | history [show | prune] | serve | engine-edits | bench`:
+"""The command line: `run | list | history [show | prune | cursors | ticks] | serve | schedule
+[list | next | trigger] | engine-edits | bench`:
 the parser, and the dispatch to commands.py, where each command has one small function.
 
 Exit codes: 0 when every source succeeded, 1 when a source or the report failed, 2 for bad
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(func=command("list_command"))
     add_history(subcommands, common)
     add_serve(subcommands)
+    add_schedule(subcommands, common)
     edits = subcommands.add_parser(
         "engine-edits",
         help="after a template update: the old engine's files it removed that you had edited",
@@ -130,7 +132,9 @@ def add_history(subcommands: Subcommands, common: argparse.ArgumentParser) -> No
         "--limit", type=positive(int), default=20, help="how many runs (default: 20)"
     )
     history.set_defaults(func=command("history_command"))
-    history_commands = history.add_subparsers(title="commands", metavar="show | prune | cursors")
+    history_commands = history.add_subparsers(
+        title="commands", metavar="show | prune | cursors | ticks"
+    )
     showing = history_commands.add_parser(
         "show", parents=[common], help="one stored run: its sources, timeline and report"
     )
@@ -157,6 +161,37 @@ def add_history(subcommands: Subcommands, common: argparse.ArgumentParser) -> No
         help="how far each connector source has read: its cursor, and the run that moved it",
     )
     cursors.set_defaults(func=command("cursors_command"))
+    ticks = history_commands.add_parser(
+        "ticks",
+        parents=[common],
+        help="the schedules' ticks: each one's run, or why it was skipped",
+    )
+    ticks.add_argument("--limit", type=positive(int), default=50, help="how many (default: 50)")
+    ticks.set_defaults(func=command("ticks_command"))
+
+
+def add_schedule(subcommands: Subcommands, common: argparse.ArgumentParser) -> None:
+    schedule = subcommands.add_parser(
+        "schedule", help="the schedules of config.yaml, which `serve` runs: list, next, trigger"
+    )
+    commands = schedule.add_subparsers(dest="schedule_command", required=True)
+    listing = commands.add_parser(
+        "list", parents=[common], help="each schedule, its next fire time and its last tick"
+    )
+    listing.set_defaults(func=command("schedule_list_command"))
+    upcoming = commands.add_parser(
+        "next", parents=[common], help="a schedule's next fire times, in its timezone and UTC"
+    )
+    upcoming.add_argument("schedule", metavar="ID", help="<workflow_id>/<name>, or the name")
+    upcoming.add_argument("--count", type=positive(int), default=5, help="how many (default: 5)")
+    upcoming.set_defaults(func=command("schedule_next_command"))
+    trigger = commands.add_parser(
+        "trigger",
+        parents=[common],
+        help="one run of a schedule now, here, under its overlap policy",
+    )
+    trigger.add_argument("schedule", metavar="ID", help="<workflow_id>/<name>, or the name")
+    trigger.set_defaults(func=command("schedule_trigger_command"))
 
 
 def add_serve(subcommands: Subcommands) -> None:

@@ -47,12 +47,19 @@ from .views import (
     history_document,
     history_table,
     print_summary,
+    schedule_document,
+    schedules_table,
     stored_document,
+    tick_document,
+    ticks_table,
+    utc_text,
     workflows_table,
 )
 
 if TYPE_CHECKING:
     from agno.db.base import BaseDb
+
+    from .config import WorkflowConfig
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -255,6 +262,111 @@ def cursors_command(args: argparse.Namespace) -> int:
     Console(highlight=False, width=None if sys.stdout.isatty() else 140).print(
         cursors_table(cursors)
     )
+    return 0
+
+
+def configs_of(args: argparse.Namespace) -> dict[str, WorkflowConfig]:
+    """The configs of --workflow's workflow, or of all of them."""
+    entries = discover()
+    if args.workflow is not None:
+        entry = choose(entries, args.workflow)
+        return {entry.config.workflow_id: entry.config}
+    return {workflow_id: entry.config for workflow_id, entry in entries.items()}
+
+
+def schedule_list_command(args: argparse.Namespace) -> int:
+    from .scheduled import all_schedules, next_fires
+    from .scheduler import TickStore
+
+    schedules = all_schedules(configs_of(args))
+    quiet_agno_logs(verbose=False)
+    db = existing_history(history_location())
+    store = TickStore.of(db) if db is not None else None
+    rows = []
+    for schedule in schedules:
+        [fire] = next_fires(schedule, 1)
+        last = store.rows(schedule=schedule.key, limit=1) if store is not None else []
+        rows.append((schedule, fire, last[0] if last else None))
+    if args.json:
+        print(json.dumps([schedule_document(*row) for row in rows], indent=2))
+        return 0
+    if not rows:
+        print("No schedules: add them under `schedules:` in a workflow's config.yaml.")
+        return 0
+    Console(highlight=False, width=None if sys.stdout.isatty() else 160).print(
+        schedules_table(rows)
+    )
+    return 0
+
+
+def schedule_next_command(args: argparse.Namespace) -> int:
+    from .scheduled import find_schedule, next_fires
+
+    schedule = find_schedule(configs_of(args), args.schedule)
+    fires = next_fires(schedule, args.count)
+    if args.json:
+        print(json.dumps([{"local": f.isoformat(), "utc": utc_text(f)} for f in fires]))
+        return 0
+    print(f"{schedule.key}: {schedule.cron} in {schedule.timezone}")
+    for fire in fires:
+        print(f"  {fire.strftime('%Y-%m-%d %H:%M:%S %Z')}   {utc_text(fire)}")
+    return 0
+
+
+def schedule_trigger_command(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .scheduled import find_schedule, request_of
+    from .scheduler import RUNNING, Scheduler, Tick, TickStore
+    from .schedules import Schedule
+
+    configs = configs_of(args)
+    schedule = find_schedule(configs, args.schedule)
+    entry = discover()[schedule.workflow_id]
+    quiet_agno_logs(verbose=False)
+    db = history_for_run()
+    if db is None:
+        raise UsageError("schedule trigger needs the run history (the serve extra)")
+    outcomes: list[RunOutcome] = []
+
+    async def start_run(chosen: Schedule, tick: Tick) -> tuple[str | None, bool]:
+        # The run as `run` makes it, in a thread: it has an event loop of its own.
+        outcome = await asyncio.to_thread(execute, entry, request_of(chosen, tick), db=db)
+        outcomes.append(outcome)
+        return outcome.run_id, outcome.exit_code == 0
+
+    scheduler = Scheduler(store=TickStore.of(db), schedules=[schedule], start_run=start_run)
+    tick = asyncio.run(scheduler.trigger(schedule))
+    if tick.state != RUNNING:
+        print(f"{schedule.key}: {tick.state}: {tick.reason or 'behind the run under way'}")
+        return 1 if tick.state == "skipped" else 0
+    [outcome] = outcomes
+    if args.json:
+        print(json.dumps(outcome.to_json_dict(), indent=2, ensure_ascii=False, allow_nan=False))
+    elif outcome.aggregation is not None:
+        print_summary(Console(highlight=False), outcome.aggregation, outcome.report)
+    for error in outcome.errors:
+        print(f"error: {error}", file=sys.stderr)
+    return outcome.exit_code
+
+
+def ticks_command(args: argparse.Namespace) -> int:
+    from .scheduler import TickStore
+
+    quiet_agno_logs(verbose=False)
+    location = history_location()
+    db = existing_history(location)
+    ticks = TickStore.of(db).rows(limit=args.limit) if db is not None else []
+    if args.workflow is not None:
+        choose(discover(), args.workflow)
+        ticks = [tick for tick in ticks if tick.schedule.startswith(f"{args.workflow}/")]
+    if args.json:
+        print(json.dumps([tick_document(tick) for tick in ticks], indent=2))
+        return 0
+    if not ticks:
+        print(f"No ticks yet in {location}.")
+        return 0
+    Console(highlight=False, width=None if sys.stdout.isatty() else 160).print(ticks_table(ticks))
     return 0
 
 

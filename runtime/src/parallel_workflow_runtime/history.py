@@ -24,6 +24,7 @@ from .config import AGGREGATION_STEP, REPORT_STEP
 from .cursors import CursorStore
 from .database import advisory_lock, create_private, file_lock, masked, reason
 from .results import Aggregation
+from .scheduler import TickStore
 from .settings import Settings, load_settings, sqlite_file
 from .usage import HistoryError
 
@@ -136,6 +137,7 @@ def open_history(location: HistoryLocation | None = None) -> BaseDb:
             for table in ("sessions", "runs"):
                 db._get_table(table_type=table, create_table_if_not_found=True)  # type: ignore[attr-defined]
             CursorStore.of(db).create_table()  # the connector sources' cursors (cursors.py)
+            TickStore.of(db).create_table()  # the schedules' ticks (scheduler.py)
     except SQLAlchemyError as error:
         raise HistoryError(f"cannot use the history in {location}: {reason(error)}") from None
     except OSError as error:  # the lock file: a full disk, a folder without write access

@@ -38,6 +38,7 @@ from .page import record_page
 from .project import current
 from .registry import discover
 from .running import RunOutcome, on_executor, run_workflow
+from .scheduled import checked_schedules, serving_scheduler
 from .settings import ServeSettings, load_settings
 from .trace_view import run_spans
 from .usage import ExecutorName, HistoryError
@@ -127,13 +128,26 @@ def app_serving(
 
     # The runs, on a loop of their own: one that blocks cannot stop the server answering.
     runs = LoopThread("runs")
+    # config.yaml's schedules, run by this replica among the others (scheduler.py).
+    timing = load_settings().scheduler
+    schedules = checked_schedules(configs, timing.poll_seconds)  # UsageError before listening
+    scheduler = (
+        serving_scheduler(db, workflows, schedules, executors, timing) if schedules else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ticking: asyncio.Future[None] | None = None
         try:
             await runs.run(executors.start(specs))
+            if scheduler is not None:
+                ticking = asyncio.ensure_future(runs.run(scheduler.serve_forever()))
             yield
         finally:
+            if scheduler is not None and ticking is not None:
+                await runs.run(scheduler.stop())  # its runs cancelled, and recorded so
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticking
             await runs.run(executors.close())
             runs.stop()
 
@@ -142,6 +156,7 @@ def app_serving(
     add_agno_routes(app, agent_os, db, settings, traced)
     key_check = [Depends(get_authentication_dependency(settings))]
     app.state.executor_specs = specs  # for serve's checks before it listens
+    app.state.schedules = schedules
     add_run_route(app, workflows, db, executors, runs, key_check)
     add_stored_run_route(app, db, key_check)
     add_page_route(app, db, key_check, traced)

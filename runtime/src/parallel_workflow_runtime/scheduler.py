@@ -217,7 +217,7 @@ class TickStore:
         with self.engine.begin() as own:
             own.execute(statement)
 
-    def remove_schedules_but(self, keys: Sequence[str], workflow_ids: Sequence[str]) -> list[str]:
+    def remove_schedules_but(self, keys: Sequence[str]) -> list[str]:
         """Delete the ticks still to run (queued) of schedules no longer declared; the names
         of those schedules. Ticks that ran stay: they are history."""
         from sqlalchemy import distinct, select
@@ -272,16 +272,30 @@ class Scheduler:
     replica: str = field(default_factory=replica_name)
     started: datetime | None = None  # the first poll: a new schedule's ticks count from there
     runs: dict[tuple[str, datetime], asyncio.Task[None]] = field(default_factory=dict)
+    polling: asyncio.Task[Any] | None = None  # serve_forever's task
 
     async def serve_forever(self) -> None:
-        while True:
-            try:
-                await self.poll()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # a database that went away: try again next time
-                log.warning("scheduler: %s", " ".join(str(error).split())[:300])
-            await asyncio.sleep(self.poll_seconds)
+        """Poll every poll_seconds until cancelled; then the runs it started are cancelled
+        too, and recorded so (`serve` stopping: `stop`)."""
+        self.polling = asyncio.current_task()
+        try:
+            while True:
+                try:
+                    await self.poll()
+                except Exception as error:  # a database that went away: try again next time
+                    log.warning("scheduler: %s", " ".join(str(error).split())[:300])
+                await asyncio.sleep(self.poll_seconds)
+        finally:
+            for task in list(self.runs.values()):
+                task.cancel()
+            await asyncio.gather(*self.runs.values(), return_exceptions=True)
+
+    async def stop(self) -> None:
+        """End serve_forever, on its own loop, once its runs are recorded as cancelled."""
+        if self.polling is not None:
+            self.polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.polling
 
     async def poll(self) -> list[Tick]:
         """Decide every schedule's due ticks now; start the runs this replica won. The ticks

@@ -19,6 +19,7 @@ from .children import no_process_left_behind
 from .executors import preflight
 from .history import HistoryLocation, open_history
 from .project import current
+from .scheduler import TickStore
 from .settings import load_settings
 from .usage import ExecutorName, ServeError
 
@@ -73,6 +74,12 @@ def serve(
     app = build_app(
         db, host=host, options=options, settings=settings, executor=executor, traced=traced
     )
+    gone = TickStore.of(db).remove_schedules_but([s.key for s in app.state.schedules])
+    if gone:
+        warnings.append(
+            f"note: schedule(s) {', '.join(gone)} are in no config.yaml now: their queued ticks "
+            "are dropped (the ticks that ran stay in the history)"
+        )
     if traced:  # now that the workflows' report models are imported (tracing.instrument_agno)
         tracing.enable(db, current().distribution)
     asyncio.run(preflight(app.state.executor_specs))  # ExecutorError: one line, exit code 2

@@ -77,6 +77,18 @@ class ServeSettings(BaseModel):
     max_connections: int = Field(default=1000, ge=1, le=100_000)
 
 
+class SchedulerSettings(BaseModel):
+    """How `serve` runs the schedules of config.yaml (scheduler.py)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    # How often a replica looks for due ticks; a schedule may not fire more often.
+    poll_seconds: float = Field(default=5.0, ge=0.1, le=3600)
+    # A tick whose replica has not polled for this long (it was killed) is failed, and no
+    # longer holds its schedule (overlap).
+    stale_seconds: float = Field(default=30.0, ge=1, le=86_400)
+
+
 class Settings(BaseSettings):
     """Every setting of the project, from the environment first, then settings.yaml."""
 
@@ -86,6 +98,7 @@ class Settings(BaseSettings):
 
     history: HistorySettings = HistorySettings()
     serve: ServeSettings = ServeSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
     # history_db_env(): the SQLite history's path instead of settings.yaml's.
     history_db: str = ""
     # report_model_env(): every workflow's report model; "" forces the offline report.

@@ -4,7 +4,7 @@ lines of a streamed run, the workflows and the history. Everything here only pri
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +22,8 @@ from .history import HistoryLocation, RunRecord
 from .progress import SourceEvent
 from .registry import WorkflowEntry
 from .results import Aggregation, SourceResult, SourceState
+from .scheduler import Tick
+from .schedules import Schedule
 from .timeline import axis_label, axis_seconds, describe_straggler, legend, timeline_bar
 
 STYLES: dict[SourceState, str] = {
@@ -271,3 +273,63 @@ def stored_document(record: RunRecord) -> dict[str, Any]:
         "aggregation": record.aggregation.to_json_dict() if record.aggregation else None,
         "report": record.report,
     }
+
+
+def utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def schedule_document(schedule: Schedule, fire: datetime, last: Tick | None) -> dict[str, Any]:
+    return {
+        "schedule": schedule.key,
+        "cron": schedule.cron,
+        "timezone": schedule.timezone,
+        "next": fire.isoformat(),
+        "next_utc": fire.astimezone(UTC).isoformat(),
+        "on_missed": schedule.on_missed,
+        "overlap": schedule.overlap,
+        "last_tick": tick_document(last) if last is not None else None,
+    }
+
+
+def schedules_table(rows: Sequence[tuple[Schedule, datetime, Tick | None]]) -> Table:
+    table = Table("schedule", "cron", "timezone", "next (local)", "next (UTC)", "on_missed",
+                  "overlap", "last tick")  # fmt: skip
+    for schedule, fire, last in rows:
+        table.add_row(
+            schedule.key,
+            schedule.cron,
+            schedule.timezone,
+            fire.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            utc_text(fire),
+            schedule.on_missed,
+            schedule.overlap,
+            f"{last.state} ({utc_text(last.at)})" if last is not None else "",
+        )
+    return table
+
+
+def tick_document(tick: Tick) -> dict[str, Any]:
+    return {
+        "schedule": tick.schedule,
+        "at": tick.at.isoformat(),
+        "state": tick.state,
+        "reason": tick.reason,
+        "run_id": tick.run_id,
+        "replica": tick.replica,
+        "manual": tick.manual,
+    }
+
+
+def ticks_table(ticks: Sequence[Tick]) -> Table:
+    table = Table("schedule", "tick (UTC)", "state", "run", "why", "replica")
+    for tick in ticks:
+        table.add_row(
+            tick.schedule,
+            utc_text(tick.at) + (" (triggered)" if tick.manual else ""),
+            tick.state,
+            (tick.run_id or "")[:8],
+            tick.reason or "",
+            tick.replica or "",
+        )
+    return table

@@ -1,0 +1,95 @@
+"""The schedules of a project's workflows at work: checked before `serve` listens, run by
+`serve` (a Scheduler on the runs' event loop), listed and triggered from the command line."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from .interrupted_runs import stand_in
+from .running import run_workflow
+from .scheduler import Scheduler, Tick, TickStore
+from .schedules import Schedule
+from .usage import UsageError
+
+if TYPE_CHECKING:
+    from agno.db.base import BaseDb
+    from agno.workflow import Workflow
+
+    from .config import WorkflowConfig
+    from .executors import Executors
+    from .settings import SchedulerSettings
+
+
+def all_schedules(configs: Mapping[str, WorkflowConfig]) -> list[Schedule]:
+    return [schedule for config in configs.values() for schedule in config.schedules]
+
+
+def checked_schedules(
+    configs: Mapping[str, WorkflowConfig], poll_seconds: float, now: datetime | None = None
+) -> list[Schedule]:
+    """The workflows' schedules; UsageError naming one that fires more often than the
+    scheduler looks for due ticks (settings.yaml's scheduler.poll_seconds)."""
+    now = now or datetime.now(UTC)
+    schedules = all_schedules(configs)
+    for schedule in schedules:
+        shortest = schedule.shortest_interval(now)
+        if shortest < timedelta(seconds=poll_seconds):
+            raise UsageError(
+                f"schedule {schedule.key} fires every {shortest.total_seconds():g} s, more often "
+                f"than the scheduler looks for due ticks (scheduler.poll_seconds: "
+                f"{poll_seconds:g} in settings.yaml)"
+            )
+    return schedules
+
+
+def request_of(schedule: Schedule, tick: Tick) -> str:
+    """A scheduled run's request, which its record keeps: the schedule and tick that started
+    it."""
+    how = "triggered" if tick.manual else "tick"
+    return f"{schedule.message} (schedule {schedule.key}, {how} {tick.at.isoformat()})"
+
+
+def serving_scheduler(
+    db: BaseDb,
+    workflows: Mapping[str, Workflow],
+    schedules: Sequence[Schedule],
+    executors: Executors,
+    timing: SchedulerSettings,
+) -> Scheduler:
+    """The scheduler of a `serve` replica: each run a copy of its workflow, run as an HTTP run
+    is (with a stand-in in the history while it runs)."""
+
+    async def start_run(schedule: Schedule, tick: Tick) -> tuple[str | None, bool]:
+        run = workflows[schedule.workflow_id].deep_copy()
+        with stand_in(db, schedule.workflow_id, run):
+            outcome = await run_workflow(
+                run, request_of(schedule, tick), db=db, executors=executors
+            )
+        return outcome.run_id, outcome.exit_code == 0
+
+    return Scheduler(
+        store=TickStore.of(db),
+        schedules=schedules,
+        start_run=start_run,
+        poll_seconds=timing.poll_seconds,
+        stale_seconds=timing.stale_seconds,
+    )
+
+
+def find_schedule(configs: Mapping[str, WorkflowConfig], key: str) -> Schedule:
+    """The schedule named `key` (`<workflow_id>/<name>`, or `<name>` if only one has it)."""
+    schedules = all_schedules(configs)
+    matching = [s for s in schedules if key in (s.key, s.name)]
+    if len(matching) == 1:
+        return matching[0]
+    known = ", ".join(s.key for s in schedules) or "none (config.yaml's schedules:)"
+    if matching:
+        raise UsageError(f"schedule {key!r} is ambiguous: give one of {known}")
+    raise UsageError(f"no schedule {key!r}; known: {known}")
+
+
+def next_fires(schedule: Schedule, count: int, now: datetime | None = None) -> list[datetime]:
+    times = schedule.ticks(now or datetime.now(UTC))
+    return [next(times) for _ in range(count)]

@@ -1,0 +1,174 @@
+"""Schedules run by real `serve` processes (scheduler.py): two replicas on one PostgreSQL, one
+of them killed with SIGKILL mid-run; the CLI's `schedule list | next | trigger` and `history
+ticks`; a schedule refused before the server listens. The policies themselves, with the clock
+controlled, are test_scheduler.py's."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .conftest import DATABASE_URL_ENV, ENV_PREFIX, PROJECT, free_port, user_environment
+from .test_tracing import TRACED_PROGRAM, traced_cli, traced_workflows
+
+EVERY_3_SECONDS = "* * * * * */3"  # croniter: a sixth field, seconds
+FAST_SCHEDULER = json.dumps({"poll_seconds": 0.5, "stale_seconds": 3})
+
+
+def ticks(workflows: Path, **environment: str) -> list[dict[str, Any]]:
+    listed = traced_cli(workflows, "history", "ticks", "--limit", "500", "--json", **environment)
+    assert listed.returncode == 0, listed.stderr
+    return list(reversed(json.loads(listed.stdout)))  # oldest first
+
+
+def replica(
+    workflows: Path, log: Path, environment: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    with log.open("a") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-c", TRACED_PROGRAM, str(workflows), "serve", "--port", str(port)],
+            cwd=PROJECT,
+            env=user_environment(**environment),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    address = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        try:
+            if httpx.get(f"{address}/health", timeout=5).status_code == 200:
+                return process, address
+        except httpx.TransportError:
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def postgres_history() -> dict[str, str]:
+    url = os.environ.get("TEST_DATABASE_URL", "").strip()
+    if not url:
+        pytest.skip("no PostgreSQL server: set TEST_DATABASE_URL to run this against one")
+    return {DATABASE_URL_ENV: url}
+
+
+@pytest.fixture
+def stopped_at_the_end() -> Iterator[list[subprocess.Popen[bytes]]]:
+    processes: list[subprocess.Popen[bytes]] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_two_replicas_run_each_tick_once_through_one_killed_mid_run(
+    tmp_path: Path,
+    postgres_history: dict[str, str],
+    stopped_at_the_end: list[subprocess.Popen[bytes]],
+) -> None:
+    name = f"kill-{uuid.uuid4().hex[:12]}"  # its ticks apart from other runs' in the database
+    workflows = traced_workflows(
+        tmp_path,
+        {"nap": ("naps", {"seconds": 1.5})},
+        # allow: the tick after the kill runs too, while the killed one still looks alive
+        [{"name": name, "cron": EVERY_3_SECONDS, "overlap": "allow", "on_missed": "skip"}],
+    )
+    environment = {**postgres_history, f"{ENV_PREFIX}SCHEDULER": FAST_SCHEDULER}
+    first, _ = replica(workflows, tmp_path / "first.log", environment)
+    second, _ = replica(workflows, tmp_path / "second.log", environment)
+    stopped_at_the_end.extend([first, second])
+    time.sleep(7)
+    # Kill the replica that runs a tick now, mid-run, as a crash would.
+    deadline = time.monotonic() + 10
+    while True:
+        running = [t for t in ticks(workflows, **environment) if t["state"] == "running"]
+        if running or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert running, "no tick was running"
+    victim = first if str(first.pid) in running[-1]["replica"] else second
+    survivor = second if victim is first else first
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    time.sleep(10)
+    survivor.send_signal(signal.SIGTERM)
+    survivor.wait(timeout=60)
+
+    mine = [t for t in ticks(workflows, **environment) if t["schedule"].endswith(f"/{name}")]
+    times = [datetime.fromisoformat(t["at"]) for t in mine]
+    # One row per tick (the table's key): never two runs of one tick. None missed: every
+    # 3 s from the first tick to the last has its row, through the kill.
+    assert len(times) == len(set(times)) >= 5
+    assert all(b - a == timedelta(seconds=3) for a, b in itertools.pairwise(times))
+    states = [t["state"] for t in mine]
+    killed = [t for t in mine if str(victim.pid) in (t["replica"] or "") and t["state"] == "failed"]
+    assert len(killed) == 1 and "stopped while it ran" in killed[0]["reason"]
+    # The rest ran (1.5 s each, within the 3 s) on one replica or the other, but the last,
+    # which the survivor's stop may have cancelled: N ticks, N runs.
+    assert set(states) <= {"ok", "failed", "cancelled"}, mine
+    assert states.count("ok") >= len(mine) - 2 and states.count("failed") == 1
+    assert any(str(survivor.pid) in (t["replica"] or "") for t in mine if t["state"] == "ok")
+    ran = [t["run_id"] for t in mine if t["state"] == "ok"]
+    assert len(ran) == len(set(ran)) and all(ran)
+    runs = traced_cli(workflows, "history", "--limit", "500", "--json", **environment)
+    requests = [run["run_id"] for run in json.loads(runs.stdout)]
+    assert set(ran) <= set(requests)
+
+
+def test_schedule_list_next_and_trigger_from_the_command_line(tmp_path: Path) -> None:
+    workflows = traced_workflows(
+        tmp_path,
+        {"nap": ("naps", {"seconds": 0.01})},
+        [{"name": "night", "cron": "30 2 * * *", "timezone": "Europe/Berlin"}],
+    )
+
+    listed = traced_cli(workflows, "schedule", "list", "--json")
+    upcoming = traced_cli(workflows, "schedule", "next", "night", "--count", "3", "--json")
+    triggered = traced_cli(workflows, "schedule", "trigger", "traced/night", "--json")
+
+    assert listed.returncode == upcoming.returncode == 0, listed.stderr + upcoming.stderr
+    [schedule] = json.loads(listed.stdout)
+    assert schedule["schedule"] == "traced/night" and schedule["timezone"] == "Europe/Berlin"
+    fires = [datetime.fromisoformat(fire["local"]) for fire in json.loads(upcoming.stdout)]
+    assert [fire.strftime("%H:%M") for fire in fires] == ["02:30"] * 3
+    assert fires[1] - fires[0] in (timedelta(hours=23), timedelta(hours=24), timedelta(hours=25))
+    assert triggered.returncode == 0, triggered.stderr
+    run = json.loads(triggered.stdout)
+    assert "(schedule traced/night, triggered " in run["request"]
+    [tick] = ticks(workflows)
+    assert (tick["state"], tick["manual"], tick["run_id"]) == ("ok", True, run["run_id"])
+    unknown = traced_cli(workflows, "schedule", "next", "nightly")
+    assert (
+        unknown.returncode == 2 and "no schedule 'nightly'; known: traced/night" in unknown.stderr
+    )
+
+
+def test_a_schedule_faster_than_the_scheduler_looks_is_refused_before_serving(
+    tmp_path: Path,
+) -> None:
+    workflows = traced_workflows(
+        tmp_path, {"nap": ("naps", {"seconds": 0.01})}, [{"name": "busy", "cron": "* * * * * */2"}]
+    )
+
+    served = traced_cli(workflows, "serve", "--port", str(free_port()))
+
+    assert served.returncode == 2
+    assert served.stderr.count("\n") == 1
+    assert "schedule traced/busy fires every 2 s, more often than the scheduler" in served.stderr
+    assert "Serving on" not in served.stdout
