@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from .conftest import DATABASE_URL_ENV, ENV_PREFIX, PROJECT, free_port, user_environment
 from .test_tracing import TRACED_PROGRAM, traced_cli, traced_workflows
@@ -172,3 +173,25 @@ def test_a_schedule_faster_than_the_scheduler_looks_is_refused_before_serving(
     assert served.stderr.count("\n") == 1
     assert "schedule traced/busy fires every 2 s, more often than the scheduler" in served.stderr
     assert "Serving on" not in served.stdout
+
+
+def test_serve_says_which_schedules_are_gone_from_config_yaml(
+    tmp_path: Path, stopped_at_the_end: list[subprocess.Popen[bytes]]
+) -> None:
+    schedule = [{"name": "old", "cron": "0 3 * * *"}]
+    workflows = traced_workflows(tmp_path, {"nap": ("naps", {"seconds": 0.01})}, schedule)
+    assert traced_cli(workflows, "schedule", "trigger", "old").returncode == 0
+    config = workflows / "traced" / "config.yaml"
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    del data["schedules"]
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+
+    server, _ = replica(workflows, tmp_path / "serve.log", {})
+    stopped_at_the_end.append(server)
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=60)
+
+    log = (tmp_path / "serve.log").read_text()
+    assert "note: schedule(s) traced/old are in no config.yaml now" in log
+    [tick] = ticks(workflows)
+    assert tick["schedule"] == "traced/old" and tick["state"] == "ok"  # what ran stays
