@@ -38,7 +38,7 @@ from .running import RunOutcome, execute
 from .settings import load_settings
 from .steps import effective_report_model
 from .trace_view import run_spans, trace_tree
-from .usage import UsageError
+from .usage import RunInterrupted, UsageError
 from .views import (
     ProgressTable,
     cursor_document,
@@ -314,33 +314,34 @@ def schedule_next_command(args: argparse.Namespace) -> int:
 
 
 def schedule_trigger_command(args: argparse.Namespace) -> int:
-    import asyncio
-
     from .scheduled import find_schedule, request_of
-    from .scheduler import RUNNING, Scheduler, Tick, TickStore
-    from .schedules import Schedule
+    from .scheduler import RUNNING, Scheduler, TickStore
 
-    configs = configs_of(args)
-    schedule = find_schedule(configs, args.schedule)
+    schedule = find_schedule(configs_of(args), args.schedule)
     entry = discover()[schedule.workflow_id]
     quiet_agno_logs(verbose=False)
     db = history_for_run()
     if db is None:
         raise UsageError("schedule trigger needs the run history (the serve extra)")
-    outcomes: list[RunOutcome] = []
 
-    async def start_run(chosen: Schedule, tick: Tick) -> tuple[str | None, bool]:
-        # The run as `run` makes it, in a thread: it has an event loop of its own.
-        outcome = await asyncio.to_thread(execute, entry, request_of(chosen, tick), db=db)
-        outcomes.append(outcome)
-        return outcome.run_id, outcome.exit_code == 0
+    async def not_here(*_: Any) -> tuple[str | None, bool]:  # the run is `execute`, below
+        raise NotImplementedError
 
-    scheduler = Scheduler(store=TickStore.of(db), schedules=[schedule], start_run=start_run)
-    tick = asyncio.run(scheduler.trigger(schedule))
+    scheduler = Scheduler(store=TickStore.of(db), schedules=[schedule], start_run=not_here)
+    tick = scheduler.claim_trigger(schedule)
     if tick.state != RUNNING:
         print(f"{schedule.key}: {tick.state}: {tick.reason or 'behind the run under way'}")
         return 1 if tick.state == "skipped" else 0
-    [outcome] = outcomes
+    # The run as `run` makes it, here: Ctrl-C stops it as it stops `run`.
+    try:
+        outcome = execute(entry, request_of(schedule, tick), db=db)
+    except RunInterrupted as interrupted:
+        scheduler.finish(tick, "cancelled", interrupted.outcome.run_id, "interrupted (Ctrl-C)")
+        raise
+    except BaseException as problem:  # a usage error (a broken executor), Ctrl-C twice
+        scheduler.finish(tick, "failed", None, " ".join(str(problem).split())[:300])
+        raise
+    scheduler.finish(tick, "ok" if outcome.exit_code == 0 else "failed", outcome.run_id)
     if args.json:
         print(json.dumps(outcome.to_json_dict(), indent=2, ensure_ascii=False, allow_nan=False))
     elif outcome.aggregation is not None:

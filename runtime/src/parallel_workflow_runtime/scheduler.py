@@ -462,8 +462,17 @@ class Scheduler:
                 )
 
     async def trigger(self, schedule: Schedule) -> Tick:
-        """One run now (`schedule trigger`), under the schedule's overlap policy: the tick it
-        got (running, queued or skipped). Its run is awaited."""
+        """One run now, under the schedule's overlap policy: the tick it got (running, queued
+        or skipped). Its run, on this event loop, is awaited."""
+        tick = self.claim_trigger(schedule)
+        if tick.state == RUNNING:
+            self.launch(schedule, tick)
+            await self.runs[(tick.schedule, tick.at)]
+        return tick
+
+    def claim_trigger(self, schedule: Schedule) -> Tick:
+        """The tick of a run now (`schedule trigger`), decided under the schedule's overlap
+        policy: running (the caller runs it, then calls `finish`), queued or skipped."""
         now = self.clock()
         with self.store.deciding(schedule.key) as connection:
             self.end_stale(connection, schedule, now)
@@ -479,10 +488,11 @@ class Scheduler:
                 state = QUEUED
             tick = Tick(**{**self.tick(schedule, now, state, now, reason).__dict__, "manual": True})
             self.store.add(connection, tick)
-        if state == RUNNING:
-            self.launch(schedule, tick)
-            await self.runs[(tick.schedule, tick.at)]
         return tick
+
+    def finish(self, tick: Tick, state: str, run_id: str | None, reason: str | None = None) -> None:
+        """Record how the run of a tick that the caller ran ended."""
+        self.store.update(tick, state=state, reason=reason, run_id=run_id, ended_at=self.clock())
 
     async def wait(self) -> None:
         """Until the runs this replica started have ended (tests, shutdown)."""
