@@ -28,7 +28,7 @@ from parallel_workflow_runtime.scheduler import (
     Tick,
     TickStore,
 )
-from parallel_workflow_runtime.schedules import Schedule
+from parallel_workflow_runtime.schedules import OnMissed, Overlap, Schedule
 
 from .conftest import WORKFLOWS
 
@@ -199,7 +199,7 @@ async def test_a_daylight_saving_day_is_one_run_when_the_clock_polls_through_it(
     ],
 )
 async def test_ticks_missed_while_no_server_ran_follow_on_missed(
-    store: TickStore, on_missed: str, expected: list[tuple[str, str]]
+    store: TickStore, on_missed: OnMissed, expected: list[tuple[str, str]]
 ) -> None:
     hourly = Schedule(workflow_id="w", name="h", cron="0 * * * *", on_missed=on_missed,
                       overlap="allow")  # fmt: skip
@@ -236,7 +236,7 @@ async def test_ticks_missed_while_no_server_ran_follow_on_missed(
     ],
 )
 async def test_a_run_longer_than_the_interval_follows_overlap(
-    store: TickStore, overlap: str, expected: list[tuple[str, str]]
+    store: TickStore, overlap: Overlap, expected: list[tuple[str, str]]
 ) -> None:
     clock = Clock(START - timedelta(seconds=1))
     runs = Runs(instant=False)

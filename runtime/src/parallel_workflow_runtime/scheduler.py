@@ -220,11 +220,11 @@ class TickStore:
     def remove_schedules_but(self, keys: Sequence[str]) -> list[str]:
         """Delete the ticks still to run (queued) of schedules no longer declared; the names
         of those schedules. Ticks that ran stay: they are history."""
-        from sqlalchemy import distinct, select
+        from sqlalchemy import select
 
         table = self.table
         with self.engine.begin() as connection:
-            known = [row[0] for row in connection.execute(select(distinct(table.c.schedule)))]
+            known = [row[0] for row in connection.execute(select(table.c.schedule).distinct())]
             gone = [key for key in known if key not in keys]
             if gone:
                 connection.execute(

@@ -23,7 +23,6 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    SettingsError,
     YamlConfigSettingsSource,
 )
 
@@ -136,13 +135,14 @@ def load_settings() -> Settings:
         return Settings(_env_prefix=project.env_prefix)  # type: ignore[call-arg]
     except ValidationError as error:
         raise ConfigError(f"{project.settings_path}: {describe(error, Settings)}") from None
-    except SettingsError as error:
-        # A section's variable (e.g. <PREFIX>HISTORY for `history:`) that is not a JSON object:
-        # pydantic-settings names only the field, in a traceback.
+    except ValueError as error:
+        # pydantic-settings' SettingsError (a ValueError; its module moved between versions):
+        # a section's variable (e.g. <PREFIX>HISTORY for `history:`) that is not a JSON
+        # object, of which it names only the field, in a traceback.
         raise ConfigError(unparsable_variable(error, project.env_prefix)) from None
 
 
-def unparsable_variable(error: SettingsError, env_prefix: str) -> str:
+def unparsable_variable(error: ValueError, env_prefix: str) -> str:
     """One line naming the variable pydantic-settings could not parse, and what it takes."""
     field = re.search(r'field "(\w+)"', str(error))
     if field is None:

@@ -56,6 +56,7 @@ MAX_WORKER_SPANS = 1_000
 # (the SDK's default: a request stays well under an OTLP receiver's size limits).
 EXPORT_SECONDS = 5
 OTLP_BATCH = 512
+HISTORY_BATCH = 512
 # How long the end of a command waits for its spans to reach the history and the endpoint.
 FLUSH_SECONDS = 5.0
 # The spans' own attributes, after the project: parallel_workflow.source.id, ...
@@ -283,7 +284,9 @@ class RunSpans:
             from .history import create_trace_tables
 
             create_trace_tables(db)
-            self.history = batched(WithoutPayloads(DatabaseSpanExporter(db=db)))
+            # Short write transactions: the run's own writes to the same SQLite file wait for
+            # each (10,000 spans in one took longer than SQLite's 5 s wait, and a run was lost).
+            self.history = batched(WithoutPayloads(DatabaseSpanExporter(db=db)), HISTORY_BATCH)
         if self.endpoint is None and self.exporter is not None:
             self.endpoint = batched(self.exporter, OTLP_BATCH)
 
@@ -404,7 +407,7 @@ def essential(span: ReadableSpan) -> bool:
     return span.parent is None or (scope is not None and scope.name in ESSENTIAL_SCOPES)
 
 
-def batched(exporter: Any, batch: int = MAX_SPANS_PER_RUN) -> BatchSpanProcessor:
+def batched(exporter: Any, batch: int) -> BatchSpanProcessor:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     # The queue holds two runs' spans: none is dropped before RunSpans' own limit. Exported
