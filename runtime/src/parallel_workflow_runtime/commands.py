@@ -13,10 +13,10 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.console import Console
 from rich.live import Live
@@ -37,7 +37,6 @@ from .registry import WorkflowEntry, discover
 from .running import RunOutcome, execute
 from .settings import load_settings
 from .steps import effective_report_model
-from .trace_view import run_spans, trace_tree
 from .usage import RunInterrupted, UsageError
 from .views import (
     ProgressTable,
@@ -59,7 +58,11 @@ from .views import (
 if TYPE_CHECKING:
     from agno.db.base import BaseDb
 
+    from .bench import BenchSettings
     from .config import WorkflowConfig
+
+
+Results = TypeVar("Results")  # what a bench returns, as its table printer takes it
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -204,6 +207,8 @@ def show_command(args: argparse.Namespace) -> int:
     if db is None:
         raise UsageError(f"no run {args.run_id!r}: no runs yet in {location}")
     record = stored_run(db, args.run_id)
+    from .trace_view import run_spans, trace_tree
+
     # The page shows the trace whenever the run has one.
     spans = run_spans(db, record.run_id) if args.trace or html is not None else None
     if args.trace and not spans:
@@ -387,7 +392,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
 
 def bench_command(args: argparse.Namespace) -> int:
-    from .bench import BenchSettings, run_bench
+    from .bench import run_bench
     from .bench_results import print_bench
     from .page import bench_page, write_page
 
@@ -404,7 +409,20 @@ def bench_command(args: argparse.Namespace) -> int:
         return trace_bench_command(args, entry)
     if args.kind in CONNECTOR_KINDS:
         return connector_bench_command(args, entry)
-    settings = BenchSettings(
+    results = run_bench(entry, bench_settings(args), progress=to_stderr)
+    if args.html is not None:
+        write_page(args.html, bench_page(results))
+        print(f"The bench's page: {args.html}", file=sys.stderr)
+    # Piped output gets a wide page, as for history: seven columns need it.
+    wide = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    return print_results(args, results, print_bench, wide)
+
+
+def bench_settings(args: argparse.Namespace) -> BenchSettings:
+    """The synthetic sources and runs that `bench` (and `bench --trace`) time."""
+    from .bench import BenchSettings
+
+    return BenchSettings(
         sources=args.sources or 200,
         latencies=args.latency or (0.2,),
         max_concurrency=args.max_concurrency,
@@ -414,16 +432,24 @@ def bench_command(args: argparse.Namespace) -> int:
         executors=args.executors,
         max_workers=args.max_workers,
     )
-    # Progress on stderr, so that `--json` output stays one document.
-    results = run_bench(entry, settings, progress=lambda line: print(line, file=sys.stderr))
-    if args.html is not None:
-        write_page(args.html, bench_page(results))
-        print(f"The bench's page: {args.html}", file=sys.stderr)
+
+
+def to_stderr(line: str) -> None:
+    """A bench's progress: on stderr, so that `--json` output stays one document."""
+    print(line, file=sys.stderr)
+
+
+def print_results(
+    args: argparse.Namespace,
+    results: Results,
+    print_table: Callable[[Console, Results], None],
+    console: Console | None = None,
+) -> int:
+    """A bench's results: one JSON document with --json, else its table."""
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        # Piped output gets a wide page, as for history: seven columns need it.
-        print_bench(Console(highlight=False, width=None if sys.stdout.isatty() else 120), results)
+        print_table(console or Console(highlight=False), results)
     return 0
 
 
@@ -438,35 +464,19 @@ def startup_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int
     from .startup_bench import run_startup_bench
 
     refuse_workflow_bench_options(args, "--startup")
-    results = run_startup_bench(entry, args.repeat, lambda line: print(line, file=sys.stderr))
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        print_startup_bench(Console(highlight=False), results)
-    return 0
+    results = run_startup_bench(entry, args.repeat, to_stderr)
+    return print_results(args, results, print_startup_bench)
 
 
 def trace_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
-    from .bench import BenchSettings
     from .bench_results import print_trace_bench
     from .trace_bench import run_trace_bench
 
     refuse_workflow_bench_options(args, "--trace")
     if args.kind not in ("async", "sync"):
         raise UsageError("--trace times --kind async or sync sources")
-    settings = BenchSettings(
-        sources=args.sources or 200,
-        latencies=args.latency or (0.2,),
-        max_concurrency=args.max_concurrency,
-        repeat=args.repeat,
-        source_kind=args.kind,
-    )
-    results = run_trace_bench(entry, settings, lambda line: print(line, file=sys.stderr))
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        print_trace_bench(Console(highlight=False), results)
-    return 0
+    results = run_trace_bench(entry, bench_settings(args), to_stderr)
+    return print_results(args, results, print_trace_bench)
 
 
 def serve_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
@@ -490,12 +500,8 @@ def serve_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
         max_concurrency=args.max_concurrency,
         repeat=args.repeat,
     )
-    results = run_serve_bench(entry, settings, lambda line: print(line, file=sys.stderr))
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        print_serve_bench(Console(highlight=False, soft_wrap=True), results)
-    return 0
+    results = run_serve_bench(entry, settings, to_stderr)
+    return print_results(args, results, print_serve_bench, Console(highlight=False, soft_wrap=True))
 
 
 def connector_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
@@ -511,14 +517,8 @@ def connector_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> i
         repeat=args.repeat,
         page_delay=args.page_delay,
     )
-    results = run_connector_bench(
-        entry, settings, progress=lambda line: print(line, file=sys.stderr)
-    )
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        print_connector_bench(Console(highlight=False), results)
-    return 0
+    results = run_connector_bench(entry, settings, progress=to_stderr)
+    return print_results(args, results, print_connector_bench)
 
 
 def writable_page(path: Path | None) -> Path | None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -383,7 +384,7 @@ class Scheduler:
             oldest, connection, state=RUNNING, replica=self.replica, decided_at=now,
             heartbeat_at=now,
         )  # fmt: skip
-        return [Tick(**{**oldest.__dict__, "state": RUNNING, "replica": self.replica})]
+        return [dataclasses.replace(oldest, state=RUNNING, replica=self.replica)]
 
     def beat(self, connection: Connection, schedule: Schedule, now: datetime) -> None:
         """The heartbeat of the schedule's ticks that run here: each poll says they are alive
@@ -486,7 +487,7 @@ class Scheduler:
                 )
             elif running and schedule.overlap == "queue":
                 state = QUEUED
-            tick = Tick(**{**self.tick(schedule, now, state, now, reason).__dict__, "manual": True})
+            tick = dataclasses.replace(self.tick(schedule, now, state, now, reason), manual=True)
             self.store.add(connection, tick)
         return tick
 
