@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from helpers import TEMPLATE, copier, lowest_version, runtime_range, runtime_wheel
+from helpers import (
+    TEMPLATE,
+    copier,
+    lowest_version,
+    published_template,
+    runtime_range,
+    runtime_wheel,
+)
 
 for variable, value in {
     "GIT_AUTHOR_NAME": "parallel-workflow tests",
@@ -73,20 +80,43 @@ def default_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str
     return destination, result.stdout + result.stderr
 
 
-@pytest.fixture(scope="session")
-def lowest_runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A virtual environment with the lowest runtime that the rendered projects' range admits
-    and what their tests need, offline from .wheelhouse; made once, shared by the workers."""
+def shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder all the test workers of this session share (under xdist their temporary
+    folders have a parent that is new for each run)."""
     shared = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         shared = shared.parent
+    return shared
+
+
+@pytest.fixture(scope="session")
+def published(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The URL of this checkout published as users reach the template (a bare git repository,
+    scripts/snapshot): a project copied from it installs its runtime from it, as one copied
+    from GitHub does. Made once, shared by the workers."""
+    shared = shared_folder(tmp_path_factory)
+    with (shared / "published.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        url_file = shared / "published.url"
+        if not url_file.exists():
+            url_file.write_text(published_template(shared / "parallel-workflow.git"))
+        return url_file.read_text()
+
+
+@pytest.fixture(scope="session")
+def lowest_runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtual environment with the lowest runtime that the range of a project rendered with
+    `runtime_from: index` admits and what its tests need, offline from .wheelhouse; made once,
+    shared by the workers."""
+    shared = shared_folder(tmp_path_factory)
     venv = shared / "lowest-runtime"
     with (shared / "lowest-runtime.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (venv / ".ready").exists():
             project = shared / "lowest-runtime-project"
             if not project.exists():
-                arguments = ("copy", "--defaults", "--vcs-ref=HEAD", str(TEMPLATE), str(project))
+                arguments = ("copy", "--defaults", "--vcs-ref=HEAD", "--data=runtime_from=index")
+                arguments += (str(TEMPLATE), str(project))
                 rendered = copier(*arguments)
                 assert rendered.returncode == 0, rendered.stderr[-3000:]
             wheel = runtime_wheel(lowest_version(runtime_range(project)), shared / "wheels")

@@ -28,12 +28,31 @@ def runtime_version() -> str:
     return (RUNTIME / "VERSION").read_text(encoding="utf-8").strip()
 
 
-def runtime_range(project: Path) -> SpecifierSet:
-    """The range of runtime versions a rendered project's pyproject.toml admits."""
+def runtime_requirement(project: Path) -> Requirement:
+    """The rendered project's requirement on the runtime, from its pyproject.toml."""
     with (project / "pyproject.toml").open("rb") as file:
         dependencies = tomllib.load(file)["project"]["dependencies"]
     (requirement,) = [Requirement(d) for d in dependencies if d.startswith("parallel-workflow-")]
+    return requirement
+
+
+def runtime_range(project: Path) -> SpecifierSet:
+    """The range of runtime versions the pyproject.toml of a project rendered with
+    `runtime_from: index` admits."""
+    requirement = runtime_requirement(project)
+    assert requirement.url is None, f"{project} takes the runtime from {requirement.url}"
     return requirement.specifier
+
+
+def runtime_commit(project: Path, repository: str) -> str:
+    """The commit whose runtime/ a project rendered with `runtime_from: git` (the default)
+    installs, after checking that it is runtime/ of `repository` (a path or a git+file URL)."""
+    url = runtime_requirement(project).url
+    path = repository.removeprefix("git+file://")
+    pattern = rf"git\+file://localhost{re.escape(path)}@([0-9a-f]{{40}})#subdirectory=runtime"
+    found = re.fullmatch(pattern, url or "")
+    assert found, f"{project} takes the runtime from {url}, not from {repository}"
+    return found[1]
 
 
 def lowest_version(versions: SpecifierSet) -> str:
@@ -140,6 +159,20 @@ def git(repository: Path, *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=repository, capture_output=True, text=True, check=True
     ).stdout
+
+
+def published_template(destination: Path) -> str:
+    """This checkout as users reach the template: a bare git repository holding its history
+    and, as one more commit, its uncommitted changes (scripts/snapshot), by its git+file://
+    URL, which Copier and pip treat as they treat GitHub's."""
+    result = subprocess.run(
+        [str(TEMPLATE / "scripts" / "snapshot"), str(destination)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
 
 
 def template_snapshot(destination: Path) -> Path:

@@ -16,13 +16,16 @@ from packaging.version import Version
 from helpers import (
     CACHES,
     MYPY_CACHE,
+    TEMPLATE,
     assert_hand_written,
     entry_name,
     lowest_version,
     project_env,
     render,
     run_in,
+    runtime_commit,
     runtime_range,
+    runtime_requirement,
     runtime_version,
     warm_mypy_cache,
 )
@@ -49,10 +52,12 @@ ODD_NAMES = [
 SCENARIOS: dict[str, dict] = {
     "defaults": {},
     "one source": {"source_count": 1, "source_names": ["Orders"]},
-    "seed names": {
+    # The runtime from a package index, as a range, for the teams that publish it there.
+    "seed names, the runtime from an index": {
         "project_name": "Seed Example",
         "source_count": 3,
         "source_names": ["User Database", "API Logs", "Analytics Data"],
+        "runtime_from": "index",
     },
     # A model configured for the report: the project's own tests still run offline.
     "twelve sources, a report model": {"source_count": 12, "report_model": "openai:gpt-4o-mini"},
@@ -153,10 +158,14 @@ def test_the_rendered_project_passes_its_own_tests_with_the_runtime_it_pins(
     rendered: tuple[Path, dict], tmp_path: Path
 ) -> None:
     """The whole rendered suite (the project's workflows, command line, server and layout, and
-    each source's own test), with the runtime of this checkout, which its range must admit."""
+    each source's own test), with the runtime of this checkout: the one it names (runtime/ of
+    the template's repository, at the commit copied), or one its range admits."""
     project = tmp_path / "project"  # a copy: its tests may write where the others read
     shutil.copytree(rendered[0], project, ignore=shutil.ignore_patterns(*CACHES))
-    assert Version(runtime_version()) in runtime_range(project)
+    if runtime_requirement(project).url:
+        runtime_commit(project, str(TEMPLATE))
+    else:
+        assert Version(runtime_version()) in runtime_range(project)
     result = run_in(
         project, "-m", "pytest", "-q", "-p", "no:cacheprovider", *rendered_tests(rendered[0])
     )
@@ -166,11 +175,13 @@ def test_the_rendered_project_passes_its_own_tests_with_the_runtime_it_pins(
     assert " failed" not in result.stdout
 
 
+@pytest.mark.parametrize("rendered", ["seed names, the runtime from an index"], indirect=True)
 def test_the_rendered_project_passes_its_own_tests_with_the_lowest_runtime_of_its_range(
     rendered: tuple[Path, dict], lowest_runtime: Path, tmp_path: Path
 ) -> None:
     """The same suite in a virtual environment that holds the lowest runtime the project's
-    range admits, as a user whose lock file still has it would run it."""
+    range admits, as a user whose lock file still has it would run it (a project that names
+    the runtime's commit, the default, has no range: it gets that runtime and no other)."""
     project = tmp_path / "project"
     shutil.copytree(rendered[0], project, ignore=shutil.ignore_patterns(*CACHES))
     python = lowest_runtime / "bin" / "python"

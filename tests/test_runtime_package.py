@@ -72,17 +72,43 @@ def test_the_list_of_released_engine_files_is_up_to_date() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_a_rendered_project_pins_this_runtime_with_a_compatible_range(tmp_path: Path) -> None:
-    result = copier("copy", "--defaults", "--vcs-ref=HEAD", str(TEMPLATE), str(tmp_path / "p"))
+def rendered_pyproject(destination: Path, *answers: str) -> dict:
+    result = copier(
+        "copy", "--defaults", "--vcs-ref=HEAD", *answers, str(TEMPLATE), str(destination)
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    with (tmp_path / "p" / "pyproject.toml").open("rb") as file:
-        project = tomllib.load(file)["project"]
-    version = runtime_version()
-    # With the extras of the default sources' kinds (a sql and a file source).
-    assert project["dependencies"] == [
-        f"parallel-workflow-runtime[file,sql]~={version}",
+    with (destination / "pyproject.toml").open("rb") as file:
+        return tomllib.load(file)
+
+
+# Every extra of the runtime that a project may use, in its one requirement on the runtime.
+EXTRAS = "anthropic,distributed,file,http,openai,postgres,serve,sql,tracing"
+
+
+def test_a_rendered_project_names_the_runtime_of_the_repository_it_was_copied_from(
+    tmp_path: Path,
+) -> None:
+    """By default the runtime comes from runtime/ of the template's own repository, at the
+    commit copied: a PEP 508 direct reference that pip and uv fetch wherever the template
+    could be copied from (decision 0016), with every extra a project may use."""
+    pyproject = rendered_pyproject(tmp_path / "p")
+    (runtime, agno) = pyproject["project"]["dependencies"]
+    prefix = f"parallel-workflow-runtime[{EXTRAS}] @ git+file://localhost{TEMPLATE}@"
+    assert runtime.startswith(prefix) and runtime.endswith("#subdirectory=runtime")
+    assert len(runtime.removeprefix(prefix).split("#")[0]) == 40  # the full commit hash
+    assert agno == "agno>=3.1.10"
+    # hatchling builds a project with a direct reference only when told it may.
+    assert pyproject["tool"]["hatch"]["metadata"] == {"allow-direct-references": True}
+    # No other requirement names the runtime: pip would look for it elsewhere too, and find
+    # a second one wherever an index or a folder of wheels has it.
+    (dev,) = pyproject["project"]["optional-dependencies"].values()
+    assert not [requirement for requirement in dev if "parallel-workflow-runtime" in requirement]
+
+
+def test_a_rendered_project_can_take_the_runtime_from_a_package_index(tmp_path: Path) -> None:
+    pyproject = rendered_pyproject(tmp_path / "p", "--data=runtime_from=index")
+    assert pyproject["project"]["dependencies"] == [
+        f"parallel-workflow-runtime[{EXTRAS}]~={runtime_version()}",
         "agno>=3.1.10",
     ]
-    # The extras take the runtime's own extras, at the version the dependency pins.
-    for extra in ("serve", "postgres", "distributed", "openai", "anthropic", "sql", "http", "file"):
-        assert project["optional-dependencies"][extra] == [f"parallel-workflow-runtime[{extra}]"]
+    assert "metadata" not in pyproject["tool"]["hatch"]
