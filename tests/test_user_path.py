@@ -1,11 +1,14 @@
-"""The user's path, as users take it: render, `git init`, a fresh virtual environment, the
-install command that the rendered README and CI give (read from them, never restated here),
-then every `run:` step of the rendered CI's `checks` job in order (pre-commit, mypy, pytest,
-with a real PostgreSQL where .ci/run starts one), the console script from that editable
-install, and the console script from a built wheel in another environment, run in an empty
-directory. Nothing on PYTHONPATH: what the project imports, it imports because it is
-installed. Installs are offline, from the wheels scripts/bootstrap puts into .wheelhouse
-(PIP_NO_INDEX and PIP_FIND_LINKS: the commands stay the same).
+"""The user's path, as users take it: copy from the template's URL (this checkout published
+as a bare git repository: tests/conftest.py's `published`), `git init`, a fresh virtual
+environment, the install command that the rendered README and CI give (read from them, never
+restated here), then every `run:` step of the rendered CI's `checks` job in order
+(pre-commit, mypy, pytest, with a real PostgreSQL where .ci/run starts one), the console script
+from that editable install, and the console script from a built wheel in another environment,
+run in an empty directory. Nothing on PYTHONPATH: what the project imports, it imports because
+it is installed. Installs are offline: the runtime from the published repository at the commit
+copied, everything else from the wheels scripts/wheelhouse puts into .wheelhouse (PIP_NO_INDEX
+and PIP_FIND_LINKS: the commands stay the same). tests/test_day_one.py takes the same path
+online, from the package index, as a new user does.
 
 The defaults run on this interpreter, after every source was rewritten the way a user would
 (tests/user_path.py); the "mixed" scenario (odd names, a report model, twelve
@@ -25,7 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import TEMPLATE, commit_all, copier
+from helpers import commit_all, copier
 from user_path import (
     WHEELHOUSE,
     clean_environment,
@@ -54,11 +57,13 @@ MIXED = {
 }
 
 
-def render(destination: Path, answers: dict) -> Path:
+def render(template: str, destination: Path, answers: dict) -> Path:
+    """`copier copy` from the template's URL, as users copy it from GitHub: the project then
+    installs its runtime from there, at the commit copied."""
     data = [f"--data={key}={value}" for key, value in answers.items() if key != "source_names"]
     if "source_names" in answers:
         data.append(f"--data=source_names={json.dumps(answers['source_names'])}")
-    result = copier("copy", "--defaults", "--vcs-ref=HEAD", *data, str(TEMPLATE), str(destination))
+    result = copier("copy", "--defaults", *data, template, str(destination))
     assert result.returncode == 0, result.stderr[-3000:]
     commit_all(destination, "rendered", init=True)  # pre-commit reads the files git tracks
     return destination
@@ -193,10 +198,15 @@ def check_the_wheel_in_an_empty_directory(project: Path, python: str, tmp_path: 
 
 
 def walk_the_users_path(
-    answers: dict, python: str, tmp_path: Path, *, rewrite_the_sources: bool = False
+    template: str,
+    answers: dict,
+    python: str,
+    tmp_path: Path,
+    *,
+    rewrite_the_sources: bool = False,
 ) -> None:
     project = tmp_path / "project"
-    render(project, answers)
+    render(template, project, answers)
     if rewrite_the_sources:  # as "Make it yours" invites: the template's tests stay green
         assert rewrite_every_source_as_a_user(project)
         commit_all(project, "our own sources")
@@ -210,11 +220,15 @@ def wheelhouse() -> None:
     assert (WHEELHOUSE / ".stamp").is_file(), "no .wheelhouse: run scripts/bootstrap first"
 
 
-def test_the_defaults_with_every_source_rewritten_pass_their_ci_steps(tmp_path: Path) -> None:
-    walk_the_users_path({}, sys.executable, tmp_path, rewrite_the_sources=True)
+def test_the_defaults_with_every_source_rewritten_pass_their_ci_steps(
+    published: str, tmp_path: Path
+) -> None:
+    walk_the_users_path(published, {}, sys.executable, tmp_path, rewrite_the_sources=True)
 
 
-def test_the_mixed_scenario_passes_its_ci_steps_on_another_python(tmp_path: Path) -> None:
+def test_the_mixed_scenario_passes_its_ci_steps_on_another_python(
+    published: str, tmp_path: Path
+) -> None:
     found = other_pythons()
     if not found:
         message = "no other Python 3.11+ than this one on the machine"
@@ -222,4 +236,4 @@ def test_the_mixed_scenario_passes_its_ci_steps_on_another_python(tmp_path: Path
             pytest.fail(message)
         pytest.skip(message)
     version = min(found)
-    walk_the_users_path(MIXED, found[version], tmp_path)
+    walk_the_users_path(published, MIXED, found[version], tmp_path)
