@@ -37,7 +37,8 @@ sys.path.insert(0, str(SRC))
 from example_project import Source, SourceSummary  # noqa: E402  (registers the project)
 
 WORKFLOWS = discover()
-# For the commands that need --workflow now that the project has two.
+# The workflow that `run` and `bench` run without --workflow: settings.yaml's default_workflow
+# (test_registry.py checks that it is this one), which tests of another workflow name.
 FIRST_WORKFLOW = next(iter(WORKFLOWS))
 PACKAGE = "example_project"
 ENV_PREFIX = "EXAMPLE_PROJECT_"

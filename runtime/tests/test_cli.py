@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from .conftest import (
     FIRST_WORKFLOW,
     HISTORY_DB_ENV,
     PROJECT,
+    RUNTIME,
     SYNTHETIC_PROGRAM,
     WORKFLOWS,
     cli,
@@ -204,8 +206,7 @@ def test_bench_serve_sends_runs_at_once_to_a_real_server_and_finds_them_in_its_h
     entry = WORKFLOWS[FIRST_WORKFLOW]
     history = tmp_path / "history.sqlite"  # the project's history, as the user has it
     bench = cli(
-        "bench", "--serve", "--runs=8", "--repeat=2", "--json", "--workflow", FIRST_WORKFLOW,
-        **{HISTORY_DB_ENV: str(history)},
+        "bench", "--serve", "--runs=8", "--repeat=2", "--json", **{HISTORY_DB_ENV: str(history)}
     )  # fmt: skip
 
     assert bench.returncode == 0, bench.stderr
@@ -235,7 +236,7 @@ def test_bench_serve_prints_its_lines_and_leaves_no_process_behind(
     before = descendants()
     arguments = ["--runs=4", "--repeat=1", "--kind=sync", "--latency=0.02,0.03", "--sources=2"]
 
-    assert main(["bench", "--serve", "--workflow", FIRST_WORKFLOW, *arguments]) == 0
+    assert main(["bench", "--serve", *arguments]) == 0
     assert descendants() <= before
     printed = capsys.readouterr().out
     assert f"4 runs at once over HTTP, 1 times: {FIRST_WORKFLOW} with 2 sync sources" in printed
@@ -260,7 +261,7 @@ SERVE_KINDS_ONLY = "--serve takes no --startup or --rows, and --kind async or sy
 def test_bench_serve_refuses_what_it_cannot_honour(
     arguments: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["bench", "--workflow", FIRST_WORKFLOW, *arguments]) == 2
+    assert main(["bench", *arguments]) == 2
     error = capsys.readouterr().err
     assert error.endswith(f"error: {message}\n") and error.count("\n") == 1, error
 
@@ -392,3 +393,15 @@ def test_help_imports_nothing_that_the_commands_use(arguments: list[str]) -> Non
 
     assert (result.returncode, result.stderr) == (0, ""), result.stderr
     assert result.stdout.startswith("usage: ")
+
+
+def test_version_names_the_project_the_runtime_and_agno_at_once() -> None:
+    # Read from the installed metadata: none of the modules the commands use is imported.
+    result = without_modules(THE_ENGINES_DEPENDENCIES, "--version")
+
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    runtime = (RUNTIME / "VERSION").read_text(encoding="utf-8").strip()
+    # The project's version is its pyproject.toml's: it runs from its folder, uninstalled.
+    assert result.stdout == (
+        f"example-project 0.0.0 (parallel-workflow-runtime {runtime}, agno {version('agno')})\n"
+    )

@@ -26,22 +26,17 @@ from sqlalchemy import create_engine, make_url, text
 from parallel_workflow_runtime.cli import main
 from parallel_workflow_runtime.database import masked
 from parallel_workflow_runtime.history import (
-    HistoryLocation,
-    history_location,
     open_history,
     prune,
     recent_runs,
 )
 from parallel_workflow_runtime.registry import WorkflowEntry, discover
 from parallel_workflow_runtime.running import run_workflow
-from parallel_workflow_runtime.settings import DATABASE_URL_ENV, HistorySettings, Settings
+from parallel_workflow_runtime.settings import DATABASE_URL_ENV
 
 from .conftest import (
-    DISTRIBUTION,
     FIRST_WORKFLOW,
     HISTORY_DB_ENV,
-    PROJECT,
-    replace_source,
     user_environment,
 )
 
@@ -235,132 +230,6 @@ def test_prune_needs_to_be_told_how_much_to_keep(capsys: pytest.CaptureFixture[s
 
     assert refused.value.code == 2
     assert "one of the arguments --keep --older-than is required" in capsys.readouterr().err
-
-
-@pytest.fixture
-def user_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A home folder of its own for the test, with no history variable set: where the
-    history goes is then for the project to decide. The user data folder it gives."""
-    home = tmp_path / "home"
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
-    monkeypatch.delenv(HISTORY_DB_ENV)
-    return home / ".local" / "share" / DISTRIBUTION
-
-
-def a_project_named(folder: Path, name: str) -> Path:
-    """A folder holding a pyproject.toml that declares the project `name`."""
-    folder.mkdir(parents=True)
-    (folder / "pyproject.toml").write_text(f'[project]\nname = "{name}"\nversion = "1.0"\n')
-    return folder
-
-
-def run_from(
-    folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> str:
-    """`run --json` of the first workflow with synthetic sources, from `folder`; its run id."""
-    for source in FIRST_ENTRY.config.sources:
-        replace_source(monkeypatch, FIRST_ENTRY, source.id, quick)
-    monkeypatch.chdir(folder)
-    assert main(["run", "--json", "--workflow", FIRST_ENTRY.config.workflow_id]) == 0
-    run_id: str = json.loads(capsys.readouterr().out)["run_id"]
-    return run_id
-
-
-def assert_history_in(folder: Path, run_id: str) -> None:
-    """The history is `folder`/history.sqlite, holds the run, and nothing beside it but
-    SQLite's own journal files: no lock file left behind."""
-    names = {path.name for path in folder.iterdir()}
-    assert "history.sqlite" in names
-    assert names <= {"history.sqlite", "history.sqlite-wal", "history.sqlite-shm"}, names
-    db = open_history(history_location())
-    assert [record.run_id for record in recent_runs(db, None, None)] == [run_id]
-
-
-def test_a_run_outside_the_project_lands_in_the_user_data_folder_and_nothing_where_it_ran(
-    tmp_path: Path,
-    user_data: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    # An empty folder inside another project: its pyproject.toml is not this project's.
-    empty = a_project_named(tmp_path / "elsewhere", "another-project") / "empty"
-    empty.mkdir()
-
-    run_id = run_from(empty, monkeypatch, capsys)
-
-    assert list(empty.iterdir()) == []
-    assert sorted(path.name for path in empty.parent.iterdir()) == ["empty", "pyproject.toml"]
-    assert_history_in(user_data, run_id)
-
-
-def test_a_run_inside_the_project_lands_in_its_data_folder_unless_the_variable_says_otherwise(
-    tmp_path: Path,
-    user_data: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    project = a_project_named(tmp_path / "checkout", DISTRIBUTION)
-    deeper = project / "src" / "deeper"
-    deeper.mkdir(parents=True)
-
-    run_id = run_from(deeper, monkeypatch, capsys)
-
-    assert list(deeper.iterdir()) == []
-    assert_history_in(project / ".data", run_id)
-    assert not user_data.exists()
-
-    # The variable wins, inside the project too.
-    chosen = tmp_path / "chosen" / "runs.sqlite"
-    monkeypatch.setenv(HISTORY_DB_ENV, str(chosen))
-    other_run = run_from(deeper, monkeypatch, capsys)
-    assert [record.run_id for record in recent_runs(open_history(), None, None)] == [other_run]
-    in_project = open_history(HistoryLocation(sqlite_file=project / ".data" / "history.sqlite"))
-    assert [record.run_id for record in recent_runs(in_project, None, None)] == [run_id]
-
-
-def test_a_relative_sqlite_file_starts_at_the_project_root(
-    tmp_path: Path, user_data: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def resolved(sqlite_file: str) -> Path | None:
-        return history_location(
-            Settings(history=HistorySettings(sqlite_file=sqlite_file))
-        ).sqlite_file
-
-    # This very project, run from its root as after `pip install -e .`: as before, .data/.
-    monkeypatch.chdir(PROJECT)
-    assert resolved(".data/history.sqlite") == PROJECT / ".data" / "history.sqlite"
-    monkeypatch.chdir(PROJECT / "src")
-    assert resolved("state/runs.sqlite") == PROJECT / "state" / "runs.sqlite"
-    assert resolved(str(tmp_path / "kept.sqlite")) == tmp_path / "kept.sqlite"
-    # Outside the project, the file of that name in the user data folder.
-    monkeypatch.chdir(tmp_path)
-    assert resolved(".data/history.sqlite") == user_data / "history.sqlite"
-    assert resolved("state/runs.sqlite") == user_data / "runs.sqlite"
-    assert resolved(str(tmp_path / "kept.sqlite")) == tmp_path / "kept.sqlite"
-
-
-def test_history_says_which_database_it_reads(
-    tmp_path: Path,
-    user_data: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    # A long path, which a table title would break across lines.
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / ("a-long-folder-name-" * 6)))
-    history = tmp_path / ("a-long-folder-name-" * 6) / DISTRIBUTION / "history.sqlite"
-    monkeypatch.chdir(tmp_path)
-    assert main(["history"]) == 0
-    assert f"No runs yet in {history}." in capsys.readouterr().out.splitlines()
-    run_id = run_from(tmp_path, monkeypatch, capsys)
-
-    assert main(["history"]) == 0
-    output = capsys.readouterr().out
-    assert f"Recent runs in {history}:" in output.splitlines() and run_id[:8] in output
-    assert main(["history", "--json"]) == 0
-    captured = capsys.readouterr()
-    assert [record["run_id"] for record in json.loads(captured.out)] == [run_id]
-    assert captured.err == f"History: {history}\n"
 
 
 # Run in a fresh interpreter: the modules that Windows lacks cannot be imported, and once the

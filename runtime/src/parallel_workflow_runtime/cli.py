@@ -1,9 +1,9 @@
 """The command line: `run | list | history [show | prune | cursors | ticks] | serve | schedule
-[list | next | trigger] | engine-edits | bench`:
+[list | next | trigger] | engine-edits | bench`, and `--version`:
 the parser, and the dispatch to commands.py, where each command has one small function.
 
 Exit codes: 0 when every source succeeded, 1 when a source or the report failed, 2 for bad
-usage (unknown workflow id, broken config.yaml or settings.yaml, unusable report model,
+usage (unknown workflow id, broken config.yaml, settings.yaml or .env, unusable report model,
 history or executor), 130 when Ctrl-C stopped the run.
 """
 
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .entry import program_name
+from .project import current
 from .usage import DEFAULT_REQUEST, EXECUTOR_NAMES, USAGE_ERRORS, RunInterrupted
 
 # The waits the bench can time: its results are rounded to 0.1 ms, so a shorter wait would
@@ -31,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        # The project's .env, for the variables the environment does not set (project.py).
+        current().load_env_file()
         result: int = args.func(args)
         return result
     except USAGE_ERRORS as error:
@@ -46,9 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog=program_name(),
         description="Run the project's Agno workflows, which process data sources in parallel.",
     )
+    parser.add_argument(
+        "--version",
+        action=PrintVersions,
+        help="print the project's version, the runtime's and Agno's, and exit",
+    )
     # The options that several commands share.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--workflow", metavar="ID", help="workflow id (default: the only one)")
+    common.add_argument(
+        "--workflow",
+        metavar="ID",
+        help="workflow id; run and bench default to settings.yaml's default_workflow (or the"
+        " only one), the others to every workflow",
+    )
     common.add_argument("--json", action="store_true", help="print one JSON document")
     subcommands = parser.add_subparsers(dest="command", required=True)
     add_run(subcommands, common)
@@ -77,6 +90,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_options(bench)
     bench.set_defaults(func=command("bench_command"))
     return parser
+
+
+class PrintVersions(argparse.Action):
+    """`--version`: argparse's own action would work the line out whenever the parser is
+    built; this one reads the versions only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None):
+        super().__init__(
+            option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, help=help
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        print(current().versions())
+        parser.exit()
 
 
 Subcommands = argparse._SubParsersAction  # what add_subparsers() returns

@@ -33,9 +33,9 @@ from .history import (
     stored_run,
 )
 from .project import current
-from .registry import WorkflowEntry, discover
+from .registry import WorkflowEntry, default_entry, discover
 from .running import RunOutcome, execute
-from .settings import load_settings
+from .settings import history_elsewhere, load_settings
 from .steps import effective_report_model
 from .usage import RunInterrupted, UsageError
 from .views import (
@@ -73,6 +73,11 @@ def run_command(args: argparse.Namespace) -> int:
     # Progress goes to stderr when stdout carries the JSON document.
     console = Console(stderr=args.json, highlight=False, soft_wrap=True)
     db = history_for_run()
+    # A history outside the project's .data/ (an installed project's user data folder) is said
+    # once: a cron job's runs should not seem lost to someone looking in .data/.
+    elsewhere = history_elsewhere(load_settings())
+    if elsewhere is not None:
+        print(elsewhere, file=sys.stderr)
     # With --json, stdout carries the document alone: what the sources print goes to stderr.
     with printed_to_stderr() if args.json else contextlib.nullcontext():
         try:
@@ -86,11 +91,9 @@ def run_command(args: argparse.Namespace) -> int:
     for error in outcome.errors:
         print(f"error: {error}", file=sys.stderr)
     if html is not None and outcome.aggregation is not None:
-        status = "COMPLETED" if outcome.exit_code == 0 else "ERROR"
-        facts = [("run", outcome.run_id or ""), ("status", status)]
-        from .page import run_page, write_page
+        from .page import outcome_page, write_page
 
-        write_page(html, run_page(outcome.aggregation, outcome.report, facts))
+        write_page(html, outcome_page(outcome, db))  # the stored run's, as history show's
         print(f"The run's page: {html}", file=sys.stderr)
     return outcome.exit_code
 
@@ -532,11 +535,9 @@ def writable_page(path: Path | None) -> Path | None:
 
 
 def choose(entries: dict[str, WorkflowEntry], workflow_id: str | None) -> WorkflowEntry:
-    """The workflow `--workflow` names, or the only one there is."""
+    """The workflow `--workflow` names, else the default one (registry.default_entry)."""
     if workflow_id is None:
-        if len(entries) != 1:
-            raise UsageError(f"choose a workflow with --workflow: {', '.join(entries)}")
-        return next(iter(entries.values()))
+        return default_entry(entries)
     if workflow_id not in entries:
         raise UsageError(
             f"unknown workflow id {workflow_id!r}; known: {', '.join(entries) or 'none'}"

@@ -3,6 +3,10 @@
 Every folder under `workflows/` that holds a `config.yaml` is a workflow, and its `workflow.py`
 defines `get_<folder name>()`, e.g. `workflows/parallel_workflow/workflow.py` defines
 `get_parallel_workflow()`. Adding such a folder registers it: nothing here needs editing.
+
+The commands that run one workflow (`run`, `bench`) take the only one there is, else
+settings.yaml's `default_workflow`, which the template sets to the first workflow rendered:
+adding a second workflow leaves every `run` without --workflow running the first.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from .config import WorkflowConfig, load_config
 from .project import current
-from .usage import ConfigError
+from .settings import load_settings
+from .usage import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from agno.workflow import Workflow
@@ -57,3 +62,28 @@ def discover() -> dict[str, WorkflowEntry]:
             )
         entries[entry.config.workflow_id] = entry
     return entries
+
+
+def default_entry(entries: dict[str, WorkflowEntry]) -> WorkflowEntry:
+    """The workflow a command runs without --workflow: settings.yaml's `default_workflow`, or
+    the only one there is. UsageError when there are several and no default; ConfigError
+    when the default is not one of them (a renamed workflow_id, say), even if there is only
+    one: settings.yaml says something wrong, and running another workflow would hide it."""
+    default = load_settings().default_workflow
+    known = ", ".join(entries) or "none"
+    if default is not None:
+        if default not in entries:
+            raise ConfigError(
+                f"{current().settings_path}: default_workflow {default!r} is not a workflow"
+                f" of this project; known: {known}"
+            )
+        return entries[default]
+    if len(entries) == 1:
+        return next(iter(entries.values()))
+    if not entries:
+        raise ConfigError(
+            f"no workflows: no folder of {current().workflows_dir} holds a config.yaml"
+        )
+    raise UsageError(
+        f"choose a workflow with --workflow, or set default_workflow in settings.yaml: {known}"
+    )

@@ -6,15 +6,15 @@ each other's: for the package `parallel_workflow`, `PARALLEL_WORKFLOW_REPORT_MOD
 names.
 
 Where the SQLite history goes: the variable's path; else settings.yaml's `sqlite_file`, which
-a command run in the project (its folder or one below) takes from the project's root, and any
-other command puts in the user's data folder, so that a command run from wherever it happens
-to be writes nothing there and all of them share one history.
+starts at the project's folder (found from its package, project.py: wherever the command runs,
+it is the same history) and, for a project installed into site-packages, which has no folder,
+is the file of that name in the user's data folder: a command run from wherever it happens to
+be writes nothing there.
 """
 
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 from platformdirs import user_data_path
@@ -50,8 +50,8 @@ def history_db_env() -> str:
 class HistorySettings(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    # Relative: to the project's root, or its file name in the user's data folder outside the
-    # project (see sqlite_file below).
+    # Relative: to the project's folder, or its file name in the user's data folder for an
+    # installed project (see sqlite_file below).
     sqlite_file: Text = ".data/history.sqlite"
 
 
@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid")
 
     history: HistorySettings = HistorySettings()
+    # The workflow that `run` and `bench` run without --workflow when the project has several
+    # (registry.default_entry); the template renders the first workflow's id.
+    default_workflow: str | None = Field(
+        default=None, pattern=r"\S", description="a workflow id (config.yaml's), or null"
+    )
     serve: ServeSettings = ServeSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     # history_db_env(): the SQLite history's path instead of settings.yaml's.
@@ -156,16 +161,17 @@ def unparsable_variable(error: ValueError, env_prefix: str) -> str:
 
 def sqlite_file(settings: Settings) -> Path:
     """The SQLite history: history_db_env()'s path as it is, else settings.yaml's `sqlite_file`:
-    an absolute path as it is, a relative one from the project's root in the project, and
-    outside it the file of that name in the user's data folder (platformdirs:
-    ~/.local/share/<distribution>/ on Linux, ~/Library/Application Support/<distribution>/ on
-    macOS)."""
+    an absolute path as it is, a relative one from the project's folder (Project.root, found
+    from where its package is, not from the current folder), and for a project installed into
+    site-packages, which has no folder, the file of that name in the user's data folder
+    (platformdirs: ~/.local/share/<distribution>/ on Linux, ~/Library/Application
+    Support/<distribution>/ on macOS)."""
     if settings.history_db.strip():
         return Path(settings.history_db.strip())
     configured = Path(settings.history.sqlite_file)
     if configured.is_absolute():
         return configured
-    root = project_root()
+    root = current().root
     return root / configured if root is not None else user_data_folder() / configured.name
 
 
@@ -174,32 +180,15 @@ def user_data_folder() -> Path:
     return user_data_path(current().distribution)
 
 
-def project_root() -> Path | None:
-    """The project a command runs in: the current folder or the nearest one above it whose
-    pyproject.toml names this distribution; None outside it (an installed wheel run from
-    anywhere else, say)."""
-    try:
-        here = Path.cwd()
-    except OSError:  # the current folder was deleted
+def history_elsewhere(settings: Settings) -> str | None:
+    """A line saying where the history is when settings.yaml's relative `sqlite_file` could
+    not go into the project's folder (an installed project: the user data folder), which a
+    user who looks for it in `.data/` would not guess; None otherwise (in the project, or
+    where a variable or an absolute path put it on purpose)."""
+    chosen = settings.history_db.strip() or settings.database_url.strip()
+    if chosen or Path(settings.history.sqlite_file).is_absolute() or current().root is not None:
         return None
-    for folder in (here, *here.parents):
-        if declared_name(folder / "pyproject.toml") == normalized(current().distribution):
-            return folder
-    return None
-
-
-def declared_name(pyproject: Path) -> str | None:
-    """The `[project] name` of a pyproject.toml, normalized; None when there is none to read
-    (no such file, or one that is not TOML: it cannot be this project's)."""
-    try:
-        with pyproject.open("rb") as file:
-            project = tomllib.load(file).get("project")
-    except (OSError, ValueError):  # ValueError: not TOML, or not UTF-8
-        return None
-    name = project.get("name") if isinstance(project, dict) else None
-    return normalized(name) if isinstance(name, str) else None
-
-
-def normalized(name: str) -> str:
-    """A distribution name as pip compares them (PEP 503): `My_Project` is `my-project`."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return (
+        f"History: {sqlite_file(settings)} (this installed project's user data folder;"
+        f" {history_db_env()} or DATABASE_URL puts it elsewhere)"
+    )
