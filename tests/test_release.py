@@ -8,12 +8,15 @@ CHANGELOG.md without creating anything.
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from helpers import TEMPLATE, commit_all, git
 
@@ -313,3 +316,116 @@ def test_the_newest_release_builds_the_runtime_it_pins_into_dist(
     assert result.stdout.splitlines()[-2:] == [wheel, sdist]
     assert (repository / wheel).is_file() and (repository / sdist).is_file()
     assert tagged_commit(repository, "v2.0.0") == with_runtime
+
+
+def test_the_github_workflows_pass_actionlint(default_project: tuple[Path, str]) -> None:
+    """This repository's release workflow and the CI that every rendered project gets."""
+    project, _ = default_project
+    workflows = [
+        *sorted((TEMPLATE / ".github" / "workflows").glob("*.yml")),
+        project / ".github" / "workflows" / "ci.yml",
+    ]
+    assert len(workflows) >= 2
+    for workflow in workflows:
+        result = subprocess.run(
+            [str(TEMPLATE / ".venv" / "bin" / "actionlint"), "-no-color", str(workflow)],
+            cwd=workflow.parents[2],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def release_tag_check(tag: str, tagged: str) -> subprocess.CompletedProcess[str]:
+    """The release workflow's own step that checks a pushed tag, run on this checkout's main
+    as GitHub checks it out there."""
+    workflow = yaml.safe_load(
+        (TEMPLATE / ".github" / "workflows" / "release.yml").read_text(encoding="utf-8")
+    )
+    (step,) = [
+        step
+        for step in workflow["jobs"]["build"]["steps"]
+        if step.get("name") == "Check the tag against CHANGELOG.md"
+    ]
+    return subprocess.run(
+        ["bash", "-e", "-c", step["run"]],
+        cwd=TEMPLATE,
+        env=os.environ | {"TAG": tag, "TAGGED": tagged},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_release_workflow_publishes_only_the_commit_changelog_names() -> None:
+    text = (TEMPLATE / "CHANGELOG.md").read_text(encoding="utf-8")
+    version, commit = re.findall(r"^## \[(\d+\.\d+\.\d+)\] .*?^Commit: (\w+)$", text, re.M | re.S)[
+        0
+    ]
+    other = git(TEMPLATE, "rev-parse", f"{commit}~1").strip()
+
+    named = release_tag_check(f"v{version}", commit)
+    elsewhere = release_tag_check(f"v{version}", other)
+    unknown = release_tag_check("v99.0.0", commit)
+
+    assert named.returncode == 0, named.stdout + named.stderr
+    assert elsewhere.returncode == 1
+    assert f"::error::v{version} is {other}, but CHANGELOG.md on main names {commit}" in (
+        elsewhere.stdout
+    )
+    assert unknown.returncode == 1 and "names no commit for 99.0.0" in unknown.stdout
+
+
+# What a project rendered from this template gets: its files, and the runtime it installs.
+REACHES_USERS = (
+    "copier.yml",
+    "includes",
+    "template",
+    "runtime/src",
+    "runtime/pyproject.toml",
+    "runtime/VERSION",
+    "runtime/README.md",
+)
+
+
+def newest_releases() -> list[tuple[str, str]]:
+    """(version, commit) of each release CHANGELOG.md names, newest first."""
+    text = (TEMPLATE / "CHANGELOG.md").read_text(encoding="utf-8")
+    return re.findall(r"^## \[(\d+\.\d+\.\d+)\] .*?^Commit: (\w+)$", text, re.M | re.S)
+
+
+def test_every_change_that_reaches_users_projects_is_released() -> None:
+    """A change to what a rendered project gets is a release: the newest release CHANGELOG.md
+    names holds exactly what this checkout has there (its working tree included), so that
+    `copier update` brings every change to users (README.md, "Releasing")."""
+    version, commit = newest_releases()[0]
+    changed = git(TEMPLATE, "diff", "--stat", commit, "--", *REACHES_USERS).strip()
+    assert changed == "", (
+        f"changed since release {version} ({commit[:7]}), so no user gets it: release it"
+        f" (README.md, Releasing)\n{changed}"
+    )
+
+
+def test_a_release_that_changes_the_runtime_gives_it_a_new_version() -> None:
+    """Between two releases, a change to the runtime moves runtime/VERSION: a project's
+    history of runtimes (and an index, for those who publish it) tells them apart."""
+    releases = [
+        (version, commit)
+        for version, commit in newest_releases()
+        if subprocess.run(
+            ["git", "cat-file", "-e", f"{commit}:runtime/VERSION"],
+            cwd=TEMPLATE,
+            capture_output=True,
+        ).returncode
+        == 0
+    ]
+    assert releases, "no release holds runtime/"
+    for (newer, newer_commit), (older, older_commit) in itertools.pairwise(releases):
+        changed = git(TEMPLATE, "diff", "--stat", older_commit, newer_commit, "--", "runtime/src")
+        versions = [
+            git(TEMPLATE, "show", f"{commit}:runtime/VERSION").strip()
+            for commit in (older_commit, newer_commit)
+        ]
+        if changed.strip():
+            assert versions[0] != versions[1], f"{older} and {newer} ship runtime {versions[0]}"
