@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -23,8 +24,10 @@ from fastapi.testclient import TestClient
 from rich.console import Console
 
 from parallel_workflow_runtime.cli import main
+from parallel_workflow_runtime.cursors import CursorStore
 from parallel_workflow_runtime.history import open_history
 from parallel_workflow_runtime.http_app import build_app
+from parallel_workflow_runtime.interruption import INTERRUPTION, Interruption
 from parallel_workflow_runtime.page import run_page
 from parallel_workflow_runtime.registry import WorkflowEntry
 from parallel_workflow_runtime.report import render_report
@@ -39,6 +42,9 @@ from parallel_workflow_runtime.timeline import (
     straggler,
 )
 from parallel_workflow_runtime.views import print_summary
+
+from .test_connectors import file_source, write_config
+from .test_connectors import run as run_connectors
 
 HOSTILE_NAMES = [
     "Plain name",
@@ -720,3 +726,129 @@ def test_a_real_browser_draws_a_bar_per_source(entry: WorkflowEntry, tmp_path: P
         assert driver.execute_script("return document.scripts.length") == 0
     finally:
         driver.quit()
+
+
+# --- the page's waited column, against the waits its timeline draws -----------------------
+
+
+def waited_cells(page: str) -> dict[str, float]:
+    """The sources table's `waited` column, by source id."""
+    (table,) = [t for t in page_tree(page).iter("table") if t.attrib.get("class") == "sources"]
+    header, *rows = table.iter("tr")
+    column = [cell.text for cell in header].index("waited")
+    return {row[0].text or "": float(row[column].text or "nan") for row in rows}
+
+
+def drawn_waits(page: str, source_id: str) -> list[float]:
+    """The seconds of each wait for a slot drawn in the source's row, as its tooltip says."""
+    found = []
+    for rect in svg_rects(page, source_id):
+        if rect.attrib["class"] == "wait":
+            seconds = re.search(
+                r"waiting for a slot, ([\d.]+) s,", rect.findtext(f"{SVG}title") or ""
+            )
+            assert seconds is not None
+            found.append(float(seconds[1]))
+    return found
+
+
+def assert_waited_as_drawn(page: str, source_ids: list[str]) -> dict[str, float]:
+    """Each source's `waited` figure is its row's waits for a slot added up (each tooltip is
+    rounded to the millisecond: so much apart, each); the figures, by source id."""
+    cells = waited_cells(page)
+    assert set(cells) == set(source_ids)
+    for source_id in source_ids:
+        waits_drawn = drawn_waits(page, source_id)
+        assert cells[source_id] == pytest.approx(
+            sum(waits_drawn), abs=0.0006 * (len(waits_drawn) + 1)
+        ), source_id
+    return cells
+
+
+def test_the_waited_column_adds_up_the_waits_the_timeline_draws(
+    entry: WorkflowEntry,
+) -> None:
+    # Sources that take turns, one slot between four: the later ones wait, and say so.
+    functions = {f"turn{n}": waits(0.05) for n in range(4)}
+    taking_turns = run_with(entry, functions, max_concurrency=1)
+    page = run_page(taking_turns, None)
+    cells = assert_waited_as_drawn(page, list(functions))
+    assert max(cells.values()) >= 0.1  # the last waited for three turns
+    for result in taking_turns.sources:
+        # The timing's own figure: what `run --json`, `history show --json` and the trace's
+        # attempts (`history show --trace`) say.
+        assert result.timing is not None
+        assert cells[result.id] == pytest.approx(result.timing.waited_seconds, abs=0.0011)
+
+
+def test_a_wait_for_the_cursor_is_not_drawn_as_a_wait_for_a_slot(
+    folder_with_logs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another run holds the source's cursor, and lets go of it 0.3 s after this run first
+    # finds it held: the source waits for its cursor, then gets a slot at once (16 slots).
+    store = CursorStore.of(open_history())
+    assert store.claim("connectors", "logs", "another-run") is None
+    claim = CursorStore.claim
+    releases: list[threading.Timer] = []
+
+    def claim_then_release(
+        self: CursorStore, workflow_id: str, source_id: str, run_id: str
+    ) -> dict[str, Any] | bool | None:
+        state = claim(self, workflow_id, source_id, run_id)
+        if state is False and not releases:
+            releases.append(threading.Timer(0.3, store.settle, (workflow_id, "another-run", {})))
+            releases[0].start()
+        return state
+
+    monkeypatch.setattr(CursorStore, "claim", claim_then_release)
+    try:
+        aggregation = run_connectors(folder_with_logs / "config.yaml")
+    finally:
+        for release in releases:
+            release.join()
+    (logs,) = aggregation.sources
+    assert releases and logs.ok and logs.timing is not None, logs.error
+    first = logs.timing.attempts[0]
+    assert first.queued is not None and first.queued - logs.timing.queued >= 0.3
+    page = run_page(aggregation, None)
+    cells = assert_waited_as_drawn(page, ["logs"])
+    assert cells["logs"] == pytest.approx(logs.timing.waited_seconds, abs=0.0011)
+    # The wait for the cursor is no wait for a slot, in the page, the terminal and the report.
+    assert not [span for span in spans(logs) if span.kind == "wait" and long(span)]
+    assert "logs, waiting for a slot" not in mermaid_gantt(aggregation)
+
+
+@pytest.fixture
+def folder_with_logs(tmp_path: Path) -> Path:
+    """A workflow of one `file` source, `logs`: JSONL files read incrementally (a cursor)."""
+    folder = tmp_path / "workflow"
+    (folder / "logs").mkdir(parents=True)
+    (folder / "logs" / "day.jsonl").write_text('{"id": 1}\n{"id": 2}\n', encoding="utf-8")
+    write_config(folder, file_source("logs", "logs", "*.jsonl", "jsonl"))
+    return folder
+
+
+def test_a_source_cancelled_while_it_waited_shows_that_wait_as_its_waited(
+    entry: WorkflowEntry,
+) -> None:
+    # One slot: `first` takes it and Ctrl-C comes (its Interruption) while `second` waits.
+    interruption = Interruption()
+
+    async def first(source: Source) -> SourceSummary:
+        await asyncio.sleep(0.2)
+        interruption.interrupt()
+        await asyncio.sleep(30)
+        return SourceSummary(records=1)
+
+    # The run's Interruption, as `run` sets it (running.execute); this test's alone.
+    token = INTERRUPTION.set(interruption)
+    try:
+        state = run_state(entry, {"first": first, "second": waits(0.01)}, max_concurrency=1)
+    finally:
+        INTERRUPTION.reset(token)
+    aggregation = Aggregation.model_validate(state["aggregation"])
+    cancelled = {result.id: result for result in aggregation.sources}["second"]
+    assert cancelled.status is SourceState.CANCELLED and cancelled.timing is not None
+    assert not cancelled.timing.attempts  # it never started
+    cells = assert_waited_as_drawn(run_page(aggregation, None), ["first", "second"])
+    assert cells["second"] >= 0.15  # it waited for the slot until Ctrl-C

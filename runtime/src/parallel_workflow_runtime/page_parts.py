@@ -10,7 +10,16 @@ from collections.abc import Callable, Sequence
 from html import escape
 
 from .results import Aggregation, SourceResult
-from .timeline import SPAN_NAMES, Span, SpanKind, axis_seconds, spans, straggler, ticks
+from .timeline import (
+    SPAN_NAMES,
+    Span,
+    SpanKind,
+    axis_seconds,
+    slot_wait_seconds,
+    spans,
+    straggler,
+    ticks,
+)
 
 ROW = 18  # pixels per source in the SVG
 LABEL = 220  # pixels for the names on the left of the bench's bars
@@ -167,7 +176,8 @@ def sources_table(aggregation: Aggregation) -> str:
     )
     rows = []
     for result in aggregation.sources:
-        waited = f"{result.timing.waited_seconds:.3f}" if result.timing is not None else ""
+        # Added up from the waits the timeline draws in the source's row, as they are drawn.
+        waited = f"{slot_wait_seconds(result):.3f}" if result.timing is not None else ""
         cells = [
             escape(result.id),
             escape(result.name),

@@ -47,6 +47,12 @@ def spans(result: SourceResult) -> list[Span]:
             waiting = min(max(queued, cursor), attempt.started)
             if waiting > cursor:
                 found.append(Span("pause", cursor, waiting))
+        elif attempt.queued is not None:
+            # The first attempt waits for a slot from `queued` too. Before it, from when its
+            # step began, a connector source claims its cursor (which waits while another run
+            # holds it): not a wait for a slot, and so not drawn as one. Runs stored before
+            # the attempts recorded `queued` draw the whole gap as the wait, as they did.
+            waiting = min(max(attempt.queued, cursor), attempt.started)
         if attempt.started > waiting:
             found.append(Span("wait", waiting, attempt.started))
         kind: SpanKind = "run" if attempt.state == SourceState.OK else "failed"
@@ -55,6 +61,13 @@ def spans(result: SourceResult) -> list[Span]:
     if timing.finished > cursor and not timing.attempts:
         found.append(Span("wait", cursor, timing.finished))  # cancelled before it started
     return found
+
+
+def slot_wait_seconds(result: SourceResult) -> float:
+    """How long the source waited for a slot: its waits as the timeline draws them, added
+    up, so that the figure and the bars never disagree (the timing's own `waited_seconds`
+    leaves out a wait that Ctrl-C cut short, which the bars draw)."""
+    return sum(span.end - span.start for span in spans(result) if span.kind == "wait")
 
 
 def axis_seconds(aggregation: Aggregation) -> float:
