@@ -43,6 +43,7 @@ from parallel_workflow_runtime.timeline import (
 )
 from parallel_workflow_runtime.views import print_summary
 
+from .conftest import RecordingModel
 from .test_connectors import file_source, write_config
 from .test_connectors import run as run_connectors
 
@@ -852,3 +853,67 @@ def test_a_source_cancelled_while_it_waited_shows_that_wait_as_its_waited(
     assert not cancelled.timing.attempts  # it never started
     cells = assert_waited_as_drawn(run_page(aggregation, None), ["first", "second"])
     assert cells["second"] >= 0.15  # it waited for the slot until Ctrl-C
+
+
+# --- the report on the page, under the page's own headings and SVG timeline ---------------
+
+
+class TimelineCopyingModel(RecordingModel):
+    """A report model that does as the Report Agent is told: a title, the Mermaid gantt it was
+    sent under a heading Timeline with the straggler named, and sections of its own around
+    (one with a Mermaid chart of its own)."""
+
+    def invoke(self, messages: list[Any], **kwargs: Any) -> Any:
+        sent = "\n".join(str(message.content) for message in messages)
+        block = sent[sent.index("```mermaid") :]
+        block = block[: block.index("```", len("```mermaid")) + 3]
+        self.reply = (
+            "# Weekly data report\n\nEvery source was read.\n\n"
+            f"## Timeline\n\n{block}\n\nThe slowest source ended last.\n\n"
+            "## Next steps\n\n- Nothing to do.\n\n"
+            "```mermaid\nflowchart LR\n  read --> report\n```\n"
+        )
+        return super().invoke(messages, **kwargs)
+
+
+def test_the_page_shows_the_report_once_and_its_timeline_as_svg_only(
+    entry: WorkflowEntry,
+) -> None:
+    # The offline report of a run with a failure: its Failed sources section stays.
+    aggregation = run_with(entry, {"ok": waits(0.05), "broken": fails_first(5)})
+    report = render_report(aggregation)
+    assert report.startswith(f"# {entry.config.name}: report\n") and "```mermaid" in report
+    page = run_page(aggregation, report)
+    tree = page_tree(page)
+    (title,) = tree.iter("h1")  # the page's, not the report's too
+    assert title.text == f"{entry.config.name}: run"
+    assert f"{entry.config.name}: report" not in page
+    # The timeline as SVG, not as the Mermaid source of it again, nor its colour key.
+    assert "mermaid" not in page.lower() and "gantt" not in page and "dateFormat" not in page
+    assert "In the chart" not in page
+    (report_div,) = [d for d in tree.iter("div") if d.attrib.get("class") == "report"]
+    text = "".join(report_div.itertext())
+    assert "ended last" not in text  # said once, under the SVG
+    assert page.count("ended last") == 1
+    # The rest of the report is there, its sections under the page's Report heading.
+    assert "1 of 2 sources processed" in text and "RuntimeError: attempt 1 fails" in text
+    assert [h.text for h in report_div.iter("h3")] == ["Failed sources"]
+    assert not [h for level in ("h1", "h2") for h in report_div.iter(level)]
+
+    # A report an Agent wrote as told: its own sections stay, the copied chart goes.
+    model = TimelineCopyingModel()
+    workflow = entry.factory(report_model=model)
+    state: dict[str, Any] = {}
+    output = asyncio.run(workflow.arun(input="weekly", session_state=state))
+    written = str(output.content)
+    assert written == model.reply and "```mermaid\ngantt" in written
+    agent_page = run_page(Aggregation.model_validate(state["aggregation"]), written)
+    (report_div,) = [
+        d for d in page_tree(agent_page).iter("div") if d.attrib.get("class") == "report"
+    ]
+    assert [h.text for h in report_div.iter("h3")] == ["Next steps"]
+    text = "".join(report_div.itertext())
+    assert "Every source was read." in text and "Nothing to do." in text
+    assert "gantt" not in text and "ended last" not in text
+    assert "flowchart LR" in text  # another chart than the timeline stays: nothing else draws it
+    assert "Weekly data report" not in agent_page  # the page's headings say what it is

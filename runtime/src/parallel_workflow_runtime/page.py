@@ -8,13 +8,15 @@ The page is well-formed XML as well as HTML, so that a strict parser can check i
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
 from .history import RunRecord
 from .page_parts import (
@@ -29,7 +31,7 @@ from .page_parts import (
     timeline_svg,
 )
 from .results import Aggregation
-from .timeline import describe_straggler
+from .timeline import describe_straggler, mermaid_key
 from .trace_view import TraceSpan, trace_html
 from .usage import HistoryError, PageError
 
@@ -110,10 +112,83 @@ def html_document(title: str, body: Sequence[str]) -> str:
     return "\n".join(part for part in parts if part) + "\n"
 
 
+# The line that starts a Mermaid gantt chart (after any front matter, directive or comment).
+GANTT_LINE = re.compile(r"^\s*gantt\s*$", re.MULTILINE)
+
+
 def report_html(report: str) -> str:
-    """The Markdown report as HTML (XHTML-style tags, raw HTML in it escaped)."""
-    renderer = MarkdownIt("commonmark", {"xhtmlOut": True, "html": False}).enable("table")
-    return f'<div class="report">{renderer.render(report)}</div>'
+    """The Markdown report as HTML (XHTML-style tags, raw HTML in it escaped), as it reads
+    under the page's own Report heading: without its title and its Mermaid timeline, which
+    the page already shows (page_report_blocks), its other headings under the page's."""
+    markdown = MarkdownIt("commonmark", {"xhtmlOut": True, "html": False}).enable("table")
+    env: dict[str, Any] = {}  # the report's link references, from parsing to rendering
+    blocks = page_report_blocks(markdown.parse(report, env))
+    return f'<div class="report">{markdown.renderer.render(blocks, markdown.options, env)}</div>'
+
+
+def page_report_blocks(tokens: list[Token]) -> list[Token]:
+    """The report's blocks (markdown-it's tokens) that the page does not show already.
+
+    - Its leading `#` title goes: the page's h1 and its Report heading say what it is.
+    - A ```mermaid gantt block goes, as the SVG timeline above draws the same chart. When it is
+      the first thing under a heading (the offline report's "Timeline", and where the Agent
+      is told to put it), that whole section goes: its line on the source that ended last
+      is under the SVG too.
+    - The key to the chart's colours goes with it (the SVG has its own legend, in others).
+    - The other headings move one level down (at least to h3), under the page's h2s, so that
+      the page keeps one h1 and an outline that reads.
+    """
+    kept = list(tokens)
+    if kept and kept[0].type == "heading_open" and kept[0].tag == "h1":
+        del kept[:3]  # heading_open, its inline text, heading_close
+    index = 0
+    while index < len(kept):
+        token = kept[index]
+        if is_mermaid_gantt(token):
+            heading = index - 3  # heading_open, inline, heading_close, then the fence
+            if token.level == 0 and heading >= 0 and kept[heading].type == "heading_open":
+                del kept[heading : section_end(kept, heading)]
+                index = heading
+            else:
+                del kept[index]  # inside a list item, or after some text of its own
+        elif token.type == "paragraph_open" and kept[index + 1].content == mermaid_key():
+            del kept[index : index + 3]  # paragraph_open, its inline text, paragraph_close
+        else:
+            index += 1
+    for token in kept:
+        if token.type in ("heading_open", "heading_close"):
+            token.tag = f"h{min(6, max(3, heading_level(token) + 1))}"
+    return kept
+
+
+def is_mermaid_gantt(token: Token) -> bool:
+    """A fenced block of a Mermaid gantt chart: the timeline, which the SVG draws. Another
+    Mermaid chart stays (as its source: the page runs no script that could draw it)."""
+    return (
+        token.type == "fence"
+        and token.info.strip().lower().split()[:1] == ["mermaid"]
+        and GANTT_LINE.search(token.content) is not None
+    )
+
+
+def heading_level(token: Token) -> int:
+    return int(token.tag.removeprefix("h"))
+
+
+def section_end(tokens: list[Token], heading: int) -> int:
+    """Where the section of the heading at `heading` ends: at the next heading of its level
+    or higher outside any list or quote, or at the end."""
+    level = heading_level(tokens[heading])
+    return next(
+        (
+            index
+            for index in range(heading + 1, len(tokens))
+            if tokens[index].type == "heading_open"
+            and tokens[index].level == 0
+            and heading_level(tokens[index]) <= level
+        ),
+        len(tokens),
+    )
 
 
 def record_page(record: RunRecord, spans: Sequence[TraceSpan] | None = None) -> str:
