@@ -43,7 +43,7 @@ from parallel_workflow_runtime.timeline import (
 )
 from parallel_workflow_runtime.views import print_summary
 
-from .conftest import RecordingModel
+from .conftest import WORKFLOWS, RecordingModel, replace_source
 from .test_connectors import file_source, write_config
 from .test_connectors import run as run_connectors
 
@@ -917,3 +917,121 @@ def test_the_page_shows_the_report_once_and_its_timeline_as_svg_only(
     assert "gantt" not in text and "ended last" not in text
     assert "flowchart LR" in text  # another chart than the timeline stays: nothing else draws it
     assert "Weekly data report" not in agent_page  # the page's headings say what it is
+
+
+# --- the page's status, against the one `history` lists -----------------------------------
+
+
+def page_facts(page: str) -> dict[str, str]:
+    """The facts table at the top of a run's page, as {fact: value}."""
+    table = next(page_tree(page).iter("table"))  # the first table is the facts'
+    return {row.findtext("th") or "": row.findtext("td") or "" for row in table.iter("tr")}
+
+
+def test_run_html_says_the_status_that_history_lists(
+    entry: WorkflowEntry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A source that fails: `run` exits 1, yet the run completed, and `history` says so.
+    first = entry.config.sources[0]
+
+    def fails(source: Source) -> SourceSummary:
+        raise RuntimeError("this source fails")
+
+    replace_source(monkeypatch, entry, first.id, fails)
+    page_file = tmp_path / "run.html"
+    workflow = ["--workflow", entry.config.workflow_id]
+    assert main(["run", *workflow, "--json", "--html", str(page_file)]) == 1
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    assert main(["history", "--json", *workflow]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert listed["run_id"] == run_id and listed["status"] == "COMPLETED"
+
+    page = page_file.read_text()
+    facts = page_facts(page)
+    assert (facts["run"], facts["status"]) == (run_id, listed["status"])
+    assert facts["sources"] == f"{len(entry.config.sources)} (1 failed)"
+    # The very page `history show --html` writes (and `serve` answers) of the stored run.
+    shown = tmp_path / "shown.html"
+    assert main(["history", "show", run_id, "--html", str(shown)]) == 0
+    assert shown.read_text() == page
+
+
+def test_run_html_without_a_history_says_the_run_is_not_in_it(
+    entry: WorkflowEntry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the library-only install runs: no SQLite support, so no history to read a status from.
+    import parallel_workflow_runtime.commands as commands
+
+    monkeypatch.setattr(commands, "history_for_run", lambda: None)
+    replace_source(monkeypatch, entry, entry.config.sources[0].id, waits(0.01))
+    page_file = tmp_path / "run.html"
+    assert main(["run", "--workflow", entry.config.workflow_id, "--html", str(page_file)]) in (0, 1)
+    assert page_facts(page_file.read_text())["status"] == "not in the history"
+
+
+def test_a_real_browser_shows_the_run_page_as_history_lists_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run --html` of a run with a failed source and sources that wait for a slot, as
+    Chromium shows it: the status `history` lists, the report once with no Mermaid source,
+    and each source's waited figure as its row's waits for a slot add up."""
+    from selenium.webdriver.common.by import By
+
+    # The example project's workflow with fewer slots than sources (mixed: 2 for 5).
+    entry = next(e for e in WORKFLOWS.values() if e.config.max_concurrency < len(e.config.sources))
+    first, *others = entry.config.sources
+
+    def fails(source: Source) -> SourceSummary:
+        raise RuntimeError("this source fails")
+
+    replace_source(monkeypatch, entry, first.id, fails)
+    for source in others:
+        replace_source(monkeypatch, entry, source.id, waits(0.05))
+    page_file = tmp_path / "run.html"
+    workflow = ["--workflow", entry.config.workflow_id]
+    assert main(["run", *workflow, "--html", str(page_file)]) == 1
+    capsys.readouterr()
+    assert main(["history", "--json", *workflow]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+
+    driver = chromium()
+    try:
+        driver.get(page_file.as_uri())
+        facts = {
+            row.find_element(By.TAG_NAME, "th").text: row.find_element(By.TAG_NAME, "td").text
+            for row in driver.find_elements(By.CSS_SELECTOR, "table.facts tr")
+        }
+        assert facts["status"] == listed["status"] == "COMPLETED"
+        assert [h.text for h in driver.find_elements(By.TAG_NAME, "h1")] == [
+            f"{entry.config.name}: run"
+        ]
+        shown = driver.find_element(By.TAG_NAME, "body").text
+        assert "gantt" not in shown and "mermaid" not in shown.lower()
+        assert shown.count("ended last") == 1
+        report = driver.find_element(By.CSS_SELECTOR, "div.report")
+        assert [h.text for h in report.find_elements(By.TAG_NAME, "h3")] == ["Failed sources"]
+        header = [th.text for th in driver.find_elements(By.CSS_SELECTOR, "table.sources th")]
+        column = header.index("waited")
+        rows = driver.find_elements(By.CSS_SELECTOR, "table.sources tr")[1:]
+        waited = {
+            cells[0].text: float(cells[column].text)
+            for cells in (row.find_elements(By.TAG_NAME, "td") for row in rows)
+        }
+        drawn: dict[str, list[float]] = driver.execute_script(
+            "const drawn = {};"
+            "for (const row of document.querySelectorAll('svg.timeline g.source')) {"
+            "  drawn[row.dataset.source] = [...row.querySelectorAll('rect.wait > title')]"
+            "    .map(t => parseFloat(t.textContent.split('waiting for a slot, ')[1])); }"
+            "return drawn;"
+        )
+        assert set(waited) == set(drawn) == {source.id for source in entry.config.sources}
+        for source_id, seconds in drawn.items():
+            assert waited[source_id] == pytest.approx(sum(seconds), abs=0.0006 * len(seconds))
+        assert max(waited.values()) >= 0.05  # they took turns at the one slot
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert errors == []
+    finally:
+        driver.quit()

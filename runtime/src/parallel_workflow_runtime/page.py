@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from .history import RunRecord
+from .history import RunRecord, stored_run
 from .page_parts import (
     COLOURS,
     LABEL,
@@ -32,11 +32,14 @@ from .page_parts import (
 )
 from .results import Aggregation
 from .timeline import describe_straggler, mermaid_key
-from .trace_view import TraceSpan, trace_html
+from .trace_view import TraceSpan, run_spans, trace_html
 from .usage import HistoryError, PageError
 
 if TYPE_CHECKING:
+    from agno.db.base import BaseDb
+
     from .bench_results import BenchResults
+    from .running import RunOutcome
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #0f172a; }
@@ -202,6 +205,24 @@ def record_page(record: RunRecord, spans: Sequence[TraceSpan] | None = None) -> 
         [("run", record.run_id), ("status", record.status)],
         spans,
     )
+
+
+def outcome_page(outcome: RunOutcome, db: BaseDb | None) -> str:
+    """The page `run --html` writes of the run it has just run. Once the run is in the
+    history, the page of the run as stored: the same as `history show RUN_ID --html` writes
+    and `serve` answers, with the status `history` lists (COMPLETED also when a source failed:
+    `run`'s exit code says that, and the page's sources line). Otherwise (no history, or its
+    save failed) the page of the outcome, with no status: nothing recorded one."""
+    if outcome.aggregation is None:
+        raise PageError("the run stopped before its Aggregation step: no page to write")
+    if db is not None and outcome.run_id is not None:
+        try:
+            record = stored_run(db, outcome.run_id)
+            return record_page(record, run_spans(db, record.run_id))
+        except HistoryError:
+            pass  # not saved: `run` has said so in an error line
+    facts = [("run", outcome.run_id or ""), ("status", "not in the history")]
+    return run_page(outcome.aggregation, outcome.report, facts)
 
 
 def write_page(path: Path, page: str) -> None:
