@@ -6,8 +6,10 @@ rendered from a clone of main."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -203,3 +205,50 @@ def test_a_clone_of_main_renders_an_unreleased_version_until_scripts_release(
     assert result.returncode == 0, result.stderr
     answers = (tmp_path / "released" / ANSWERS_FILE).read_text(encoding="utf-8")
     assert yaml.safe_load(answers)["_commit"] == f"v{top[1]}"
+
+
+def test_the_readmes_copy_from_a_clone_gives_a_project_that_checks_and_takes_updates(
+    published: str, tmp_path: Path
+) -> None:
+    """README, "Versions and updates": its commands as written (the repository's URL for
+    `<repository>`), then, in the project, what Copier's messages say: commit, and later
+    `copier check-update` and `copier update`, which must find the template again."""
+    readme = (TEMPLATE / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Versions and updates\n", 1)[1].split("\n## ", 1)[0]
+    block = next(
+        part.split("```", 1)[0]
+        for part in section.split("```bash\n")[1:]
+        if "scripts/release" in part.split("```", 1)[0]
+    )
+    commands = [line.split("  #", 1)[0].strip() for line in block.strip().splitlines()]
+    assert commands[0].startswith("git clone <repository> ") and "copier copy" in commands[-1]
+    commands[0] = commands[0].replace("<repository>", published.removeprefix("git+"))
+    environment = os.environ | {"PATH": f"{TEMPLATE / '.venv' / 'bin'}:{os.environ['PATH']}"}
+    ran = subprocess.run(
+        ["bash", "-e", "-c", " && ".join(commands)],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    project = tmp_path / "my-project"
+    commit_all(project, "rendered", init=True)
+
+    answers = yaml.safe_load((project / ANSWERS_FILE).read_text(encoding="utf-8"))
+    for command in (["check-update"], ["update", "--defaults"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "copier", *command, "--answers-file", ANSWERS_FILE],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        if command == ["check-update"]:
+            assert "up-to-date" in result.stdout + result.stderr
+    after = yaml.safe_load((project / ANSWERS_FILE).read_text(encoding="utf-8"))
+    assert after["_commit"] == answers["_commit"] and after["_src_path"] == str(
+        tmp_path / "parallel-workflow"
+    )
