@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -19,11 +21,55 @@ from helpers import (
 
 
 def test_copy_needs_no_trust_and_says_what_to_run_next(default_project: tuple[Path, str]) -> None:
+    """Copier's closing message: a git repository first (pre-commit and `copier update` fail
+    without one), the install, `check`, `run` and the tests, in the order to type them
+    (tests/test_day_one.py runs them)."""
     project, output = default_project
 
     assert (project / "src" / "parallel_workflow" / "workflows" / "parallel_workflow").is_dir()
-    assert '.venv/bin/pip install -e ".[dev]"' in output
-    assert ".venv/bin/python -m parallel_workflow run" in output
+    commands = [
+        line.strip().split("  #")[0]
+        for line in output.split("\nNext:\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    ]
+    assert commands == [
+        f"cd {project}",
+        'git init -q && git add -A && git commit -qm "Rendered from parallel-workflow"',
+        'python3 -m venv .venv && .venv/bin/pip install -e ".[dev]"',
+        ".venv/bin/python -m parallel_workflow check",
+        ".venv/bin/python -m parallel_workflow run",
+        ".venv/bin/python -m pytest",
+    ]
+
+
+def test_a_copy_from_a_relative_path_says_it_cannot_be_installed_or_updated(
+    tmp_path: Path,
+) -> None:
+    """Copier records a relative path as it was given: nothing finds the template there later
+    (pip, for the runtime; `copier update`). The copy says so, and how to copy instead."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "copier",
+            "copy",
+            "--defaults",
+            "--vcs-ref=HEAD",
+            ".",
+            str(tmp_path / "p"),
+        ],
+        cwd=TEMPLATE,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    said = " ".join((result.stdout + result.stderr).split())
+    assert "This project was copied from a relative path, .: nothing can find the template" in said
+    assert 'copier copy "$PWD" <destination>' in said
+    # The dependency falls back to the range, which pip reports in its own words if no
+    # index has it, rather than a git URL that points nowhere.
+    pyproject = (tmp_path / "p" / "pyproject.toml").read_text(encoding="utf-8")
+    assert "~=" in pyproject and "git+" not in pyproject
 
 
 def test_rendered_files_look_hand_written(default_project: tuple[Path, str]) -> None:
