@@ -252,3 +252,47 @@ def test_the_readmes_copy_from_a_clone_gives_a_project_that_checks_and_takes_upd
     assert after["_commit"] == answers["_commit"] and after["_src_path"] == str(
         tmp_path / "parallel-workflow"
     )
+
+
+READMES = (
+    TEMPLATE / "README.md",
+    TEMPLATE / "runtime" / "README.md",
+    TEMPLATE / "template" / "README.md.jinja",
+)
+
+
+def versions_a_readme_may_name() -> set[str]:
+    """What a README may say by number: a release of the template or the runtime (history:
+    "from 0.5.0 on"), the Copier it needs and the Agno it was measured with (both read from
+    where they are declared)."""
+    changelogs = (TEMPLATE / "CHANGELOG.md", TEMPLATE / "runtime" / "CHANGELOG.md")
+    released = {
+        version
+        for changelog in changelogs
+        for version in re.findall(r"^## \[(\d+\.\d+\.\d+)\]", changelog.read_text("utf-8"), re.M)
+    }
+    copier_yml = yaml.safe_load((TEMPLATE / "copier.yml").read_text(encoding="utf-8"))
+    runtime = (TEMPLATE / "runtime" / "pyproject.toml").read_text(encoding="utf-8")
+    (agno,) = re.findall(r'^    "agno>=([\d.]+)",$', runtime, re.M)
+    config = next((TEMPLATE / "template").rglob("config.yaml.jinja")).read_text("utf-8")
+    (workflow_version,) = re.findall(r'^  version: "([\d.]+)"$', config, re.M)
+    return released | {copier_yml["_min_copier_version"], agno, workflow_version}
+
+
+def test_the_readmes_type_no_version_that_should_be_derived() -> None:
+    """Versions in the READMEs are derived, not typed: no range (a project's comes from
+    runtime/VERSION, and the top README named one the projects did not pin), the rendered
+    README never spells out the runtime's version (Jinja reads it), and every other version
+    named is one that exists."""
+    allowed = versions_a_readme_may_name()
+    current = (TEMPLATE / "runtime" / "VERSION").read_text(encoding="utf-8").strip()
+    for readme in READMES:
+        text = readme.read_text(encoding="utf-8")
+        assert not re.search(r"~=\s*\d", text), f"{readme.name} types a version range"
+        for found in re.finditer(r"(?<![\w.])(\d+\.\d+\.\d+)(?!\.?\w)", text):
+            version, before = found[1], text[max(found.start() - 6, 0) : found.start()]
+            if version == "1.0.0" and re.search(r"until\s$", before):
+                continue  # the announced end of 0.4.0's import paths
+            assert version in allowed, f"{readme.relative_to(TEMPLATE)} names {version}"
+        if readme.suffix == ".jinja":
+            assert current not in text, f"{readme.name} types the runtime's version {current}"
