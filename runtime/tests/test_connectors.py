@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import pickle
+import re
 import sqlite3
 import subprocess
 import sys
@@ -780,6 +781,32 @@ def test_http_sources_on_a_dask_cluster_read_their_secret_from_the_workers(
     assert results["one"].details["pid"] != os.getpid()
 
 
+def test_where_the_token_is_set_on_the_workers_only_they_read_the_api_not_the_sample(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, api_server: str, secret_dask_cluster: str
+) -> None:
+    """Whether an `http` source reads its sample is decided where it reads: here the token is
+    set on the Dask workers, not in the process that runs the workflow and claims the cursor,
+    so the workers read the API, and the cursor is kept with the API as its target."""
+    monkeypatch.setenv(DASK_ADDRESS_ENV, secret_dask_cluster)
+    monkeypatch.delenv("API_TOKEN", raising=False)
+    (folder / "data").mkdir()
+    (folder / "data" / "events.jsonl").write_text('{"id": 999, "updated_at": "2027-01-01"}\n')
+    dataset = f"ks{os.getpid()}"
+    config = write_config(
+        folder,
+        http_source(
+            "one", api_server, f"{dataset}/pages", sample_file="data/events.jsonl", **PAGED
+        ),
+    )
+
+    result = by_id(run(config, executor="dask"))["one"]
+
+    assert result.ok, result.error
+    assert (keys(result), result.warnings) == (list(range(1, 24)), [])
+    [cursor] = CursorStore.of(open_history()).all("connectors")
+    assert (cursor.state or {})["target"] == f"{api_server}/{dataset}/pages, cursor updated_at"
+
+
 def test_history_cursors_and_run_full_refresh_on_the_command_line(
     folder: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -809,9 +836,10 @@ def test_history_cursors_and_run_full_refresh_on_the_command_line(
         .read_text()
         .replace("def get_example_project", "def get_connectors")
     )
-    (tmp_path / "workflows" / "settings.yaml").write_text(
-        (example.parent / "settings.yaml").read_text()
-    )
+    # The project's settings, its default workflow this one (the only one in this folder).
+    settings = (example.parent / "settings.yaml").read_text()
+    settings = re.sub(r"(?m)^default_workflow:.*$", 'default_workflow: "connectors"', settings)
+    (tmp_path / "workflows" / "settings.yaml").write_text(settings)
     (target / "config.yaml").write_text(config.read_text())
     (target / "users.sqlite").write_bytes(database.read_bytes())
     environment = user_environment(USERS_URL=f"sqlite:///{target / 'users.sqlite'}")

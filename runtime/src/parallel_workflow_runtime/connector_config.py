@@ -199,6 +199,10 @@ class HttpBlock(_Block):
         float | None,
         Field(gt=0, allow_inf_nan=False, description="a positive number of seconds, or null"),
     ] = None
+    # Read instead of the API until it is configured (the offline demo): a JSON Lines file in
+    # the workflow's folder, one item of the endpoint per line. It is read while the auth's
+    # environment variable is not set, or, with no auth, for as long as it is here.
+    sample_file: Name | None = None
 
     @field_validator("headers")
     @classmethod
@@ -224,6 +228,17 @@ class FileBlock(_Block):
     # Each run reads the files changed since the last run (by their modification time).
     incremental: bool = True
     chunk_size: Count = 10_000
+
+
+def secret_variable(auth: BearerAuth | ApiKeyAuth | HttpBasicAuth | None) -> str | None:
+    """The environment variable that holds an `http` auth's secret (None: no auth)."""
+    if isinstance(auth, BearerAuth):
+        return auth.token_env
+    if isinstance(auth, ApiKeyAuth):
+        return auth.api_key_env
+    if isinstance(auth, HttpBasicAuth):
+        return auth.password_env
+    return None
 
 
 ConnectorBlock = SqlBlock | HttpBlock | FileBlock

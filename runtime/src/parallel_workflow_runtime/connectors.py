@@ -7,8 +7,17 @@ cursor the run starts from. It reads where the source runs, with the secrets of 
 environment, and returns the summary with the cursor it reached, which the runner keeps in the
 history once the run is recorded (cursors.py).
 
-dlt is imported when a connector reads, not before: it takes two seconds to import, and a
-project of `python` sources never needs it.
+What it reads is its `Target`, worked out where it reads: a bundled sample until the block is
+configured (`sql`'s sqlite_file while url_env is unset, `http`'s sample_file while the auth's
+variable is unset), else the database, API or folder the block names. The cursor is kept with
+the target's identity: a cursor of another target is not applied to this one (the read starts
+again, and says why).
+
+dlt is imported when a connector first reads, not before (connector_imports.py): it takes
+two seconds to import, and a project of `python` sources never needs it.
+
+`probe` and `environment_variables` are for the `check` command: they reach a source's target
+without reading its rows, and list the environment variables its block names.
 """
 
 from __future__ import annotations
@@ -22,13 +31,24 @@ import inspect
 import json
 import math
 import os
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .config import Source
-from .connector_config import FileBlock, HttpBlock, SqlBlock, cursor_of
+from .connector_config import (
+    ConnectorBlock,
+    FileBlock,
+    HttpBlock,
+    SqlBlock,
+    cursor_of,
+    secret_variable,
+)
+from .connector_imports import EXTRAS, dlt_module, imported_once
 from .database import masked_text
 from .executor_base import awaited
 from .results import SourceError, SourceSummary, one_line
@@ -40,15 +60,16 @@ Rows = Iterator[Row]
 Chunks = Iterator[Any]
 ConnectorFunction = Callable[[Source, Rows], SourceSummary]
 
-# The dlt packages each kind needs, for the message when one is missing.
-EXTRAS = {"sql": "sql", "http": "http", "file": "file"}
+__all__ = ["EXTRAS", "ConnectorRun", "dlt_module", "environment_variables", "probe"]
 
 
 @dataclass(frozen=True)
 class ConnectorRun:
     """Reads a connector source's rows and calls its module's `run(source, rows)` with them.
 
-    `start` is the cursor state this run starts from (None: the block's initial value).
+    `start` is the cursor state this run starts from (None: the block's initial value), as
+    the history keeps it: with the identity of the target it was reached on, which this read
+    compares with its own before it starts from it.
     """
 
     function: ConnectorFunction
@@ -58,7 +79,14 @@ class ConnectorRun:
         secrets = Secrets()
         deadline = Deadline.of(source)
         try:
-            rows, tracker = open_rows(source, self.start, secrets, deadline)
+            # Before anything is read, in every thread and process: see connector_imports.py.
+            imported_once(source.kind)
+            # The target is worked out here, where the source reads, and not where the runner
+            # claimed the cursor: only here is the environment the read's own (on a Dask
+            # worker, the URL and the token may be set on the workers alone).
+            target = target_of(source, secrets)
+            start, reset = resumed(self.start, target, source)
+            rows, tracker = open_rows(source, start, secrets, deadline, target)
             reading = Reading(source, rows, tracker, deadline, secrets)
             summary = self.function(source, reading)
             if inspect.isawaitable(summary):  # an async def run: on a loop of this thread's own
@@ -69,10 +97,17 @@ class ConnectorRun:
             raise SourceError(secrets.scrubbed(one_line(error))) from None
         if not isinstance(summary, dict):
             return summary  # the runner says what is wrong with it
+        # What it read (a sample) and from where (a cursor reset) first, then run()'s own.
+        warnings = [line for line in (target.note, reset) if line]
+        warnings += summary.get("warnings", [])
         if reading.exhausted or tracker.state() is None:
-            return {**summary, "cursor": tracker.state()}
-        warnings = [*summary.get("warnings", []), UNREAD]
-        return {**summary, "cursor": self.start, "warnings": warnings}
+            cursor = tracker.state()
+        else:
+            cursor = start
+            warnings.append(UNREAD)
+        if not warnings:
+            return {**summary, "cursor": target.kept(cursor)}
+        return {**summary, "cursor": target.kept(cursor), "warnings": warnings}
 
     def starting_at(self, start: dict[str, Any] | None) -> ConnectorRun:
         return ConnectorRun(self.function, start)
@@ -188,18 +223,187 @@ def connector_error(source: Source, error: BaseException, secrets: Secrets) -> s
     return secrets.scrubbed(f"{source.kind}: {type(original).__name__}: {message}")
 
 
-def open_rows(
-    source: Source, start: dict[str, Any] | None, secrets: Secrets, deadline: Deadline
-) -> tuple[Chunks, CursorTracker]:
-    """The rows of a connector source, newer than `start`, as dlt yields them (in chunks),
-    and what tracks its cursor."""
+@dataclass(frozen=True)
+class Target:
+    """What a connector source reads this time, worked out from the environment where it
+    reads: the database, API or folder its block names, or its bundled sample.
+
+    `identity` is kept with the cursor the read reaches, and names the target in messages;
+    `note` is the line that says a sample is read; `location` is what the connector opens
+    (sql: the SQLAlchemy URL, a secret; file: the folder or URL; http: None)."""
+
+    identity: str
+    where: str  # the identity's first part: the URL, the sample, the endpoint, the folder
+    note: str | None = None
+    sample: Path | None = None
+    location: str | None = field(default=None, repr=False)
+
+    def kept(self, state: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A cursor state as the history keeps it: with this target's identity."""
+        return None if state is None else {**state, "target": self.identity}
+
+
+def target_of(source: Source, secrets: Secrets) -> Target:
+    """The target of a connector source, from this process's environment; a SourceError when
+    it has none (a variable unset and no sample, a sample that is not there)."""
     block = source.connector
     if isinstance(block, SqlBlock):
+        return sql_target(source, block, secrets)
+    if isinstance(block, HttpBlock):
+        return http_target(source, block)
+    if isinstance(block, FileBlock):
+        location = (
+            block.path if "://" in block.path else str((source.folder / block.path).resolve())
+        )
+        where = without_user_info(location)
+        identity = f"{where}, glob {block.glob}, format {block.format}"
+        return Target(identity, where, location=location)
+    raise SourceError(f"source {source.id!r} of kind {source.kind} has no connector block")
+
+
+def sql_target(source: Source, block: SqlBlock, secrets: Secrets) -> Target:
+    if block.table is not None:
+        table = f"{block.table_schema}.{block.table}" if block.table_schema else block.table
+        what = f"table {table}"
+    else:
+        what = f"query {' '.join(str(block.query).split())}"
+    cursor = f", cursor {block.cursor}" if block.cursor else ""
+    if os.environ.get(block.url_env) or block.sqlite_file is None:
+        url = secrets.read(block.url_env, f"sql.url_env of source {source.id!r}")
+        where = database_shown(url)
+        return Target(f"{where}, {what}{cursor}", where, location=url)
+    sample = source.folder / block.sqlite_file
+    if not sample.is_file():
+        raise SourceError(f"sql: {block.url_env} is not set and {block.sqlite_file} does not exist")
+    where = f"sample {block.sqlite_file}"
+    note = (
+        f"read the bundled sample {block.sqlite_file}: {block.url_env} is not set (set it to"
+        " the database's URL to read the database, then remove sqlite_file)"
+    )
+    # Read-only: the offline demo's file is never written by a read.
+    url = f"sqlite:///file:{sample.resolve()}?mode=ro&uri=true"
+    return Target(f"{where}, {what}{cursor}", where, note, sample, url)
+
+
+def database_shown(url: str) -> str:
+    """A database URL as a target's identity: the database (backend, user, host, port,
+    name), not how it is reached: no password, driver or query options, which may change
+    (or hold a secret) while the database stays the same."""
+    from sqlalchemy.engine import URL, make_url
+
+    parsed = make_url(url)
+    # A URL made anew from the parts that say which database: URL.set(password=None) would
+    # keep the password (None there means "unchanged").
+    shown: str = URL.create(
+        parsed.get_backend_name(),
+        username=parsed.username,
+        host=parsed.host,
+        port=parsed.port,
+        database=parsed.database,
+    ).render_as_string(hide_password=False)
+    return shown
+
+
+def http_target(source: Source, block: HttpBlock) -> Target:
+    endpoint = without_user_info(endpoint_url(block))
+    cursor = cursor_of(block)
+    cursor_part = f", cursor {cursor}" if cursor else ""
+    if block.sample_file is None:
+        return Target(endpoint + cursor_part, endpoint)
+    variable = secret_variable(block.auth)
+    if variable is not None and os.environ.get(variable):
+        return Target(endpoint + cursor_part, endpoint)  # configured: the API, sample or not
+    sample = source.folder / block.sample_file
+    if variable is None:  # nothing tells a configured API from the demo's: sample_file does
+        reason = f"sample_file is set (remove it to read {endpoint})"
+        missing = f"http: the sample_file {block.sample_file} does not exist (remove it to read"
+        missing += f" {endpoint})"
+    else:
+        reason = f"{variable} is not set (set it and base_url to read the API, then remove"
+        reason += " sample_file)"
+        missing = f"http: {variable} is not set and {block.sample_file} does not exist"
+    if not sample.is_file():
+        raise SourceError(missing)
+    where = f"sample {block.sample_file}"
+    note = f"read the bundled sample {block.sample_file}: {reason}"
+    return Target(where + cursor_part, where, note, sample)
+
+
+def endpoint_url(block: HttpBlock) -> str:
+    """The URL of the endpoint's first page, as dlt joins base_url and path."""
+    if not block.path:
+        return block.base_url
+    return block.base_url.rstrip("/") + "/" + block.path.lstrip("/")
+
+
+def without_user_info(url: str) -> str:
+    """A URL without the user name and password it may carry (https://user:secret@host/)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+def resumed(
+    start: dict[str, Any] | None, target: Target, source: Source
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The cursor this read starts from: `start`, unless it was reached on another target or
+    over another column; then none (the block's initial value), with the line that says why.
+
+    A cursor kept by 0.7.0 carries no target: it is taken as this target's."""
+    if start is None:
+        return None, None
+    initial = initial_value_of(source.connector)
+    restart = "read from the start" if initial is None else f"read from {initial}"
+    kept_target = start.get("target")
+    if kept_target is not None and kept_target != target.identity:
+        return None, (
+            f"cursor reset: its target changed from {shortened(kept_target)} to"
+            f" {shortened(target.identity)}; {restart}"
+        )
+    if start.get("field") != source.cursor:
+        return None, (
+            f"cursor reset: its column changed from {start.get('field')} to {source.cursor};"
+            f" {restart}"
+        )
+    return start, None
+
+
+def initial_value_of(block: ConnectorBlock | None) -> Any:
+    if isinstance(block, SqlBlock):
+        return block.initial_value
+    if isinstance(block, HttpBlock) and block.incremental is not None:
+        return block.incremental.initial_value
+    return None
+
+
+def shortened(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def open_rows(
+    source: Source,
+    start: dict[str, Any] | None,
+    secrets: Secrets,
+    deadline: Deadline,
+    target: Target | None = None,
+) -> tuple[Chunks, CursorTracker]:
+    """The rows of a connector source's target (by default, the one this process's
+    environment gives), newer than `start`, as dlt yields them (in chunks), and what tracks
+    its cursor."""
+    block = source.connector
+    if target is None:
+        target = target_of(source, secrets)
+    if isinstance(block, SqlBlock):
         tracker = CursorTracker(block.cursor, start, block.initial_value)
-        return sql_rows(source, block, tracker.since(), secrets, deadline), tracker
+        assert target.location is not None
+        return sql_rows(target.location, block, tracker.since(), deadline), tracker
     if isinstance(block, HttpBlock):
         initial = block.incremental.initial_value if block.incremental else None
         tracker = CursorTracker(cursor_of(block), start, initial)
+        if target.sample is not None:
+            # The items the API would answer, filtered by the cursor as the API's are.
+            return sample_items(target.sample, target.where), tracker
         return http_rows(source, block, tracker.since(), secrets, deadline), tracker
     if isinstance(block, FileBlock):
         # The cursor is the files' modification time: it filters files, not rows.
@@ -208,25 +412,31 @@ def open_rows(
     raise SourceError(f"source {source.id!r} of kind {source.kind} has no connector block")
 
 
-def dlt_module(kind: str) -> Any:
-    """dlt, or a SourceError that says what to install."""
-    try:
-        import dlt
-    except ImportError:
-        raise SourceError(
-            f"kind {kind} needs dlt and its {kind} packages: pip install -e '.[{EXTRAS[kind]}]'"
-            f" in the project (the extra parallel-workflow-runtime[{EXTRAS[kind]}])"
-        ) from None
-    return dlt
+SAMPLE_CHUNK = 1_000  # items of a sample handed on at once, as an API's page would be
 
 
-def sql_rows(
-    source: Source, block: SqlBlock, since: Any, secrets: Secrets, deadline: Deadline
-) -> Chunks:
+def sample_items(path: Path, shown_as: str) -> Chunks:
+    """The items of an `http` source's sample, a JSON Lines file (blank lines skipped)."""
+    chunk: list[Any] = []
+    with path.open("rb") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                chunk.append(json.loads(line))
+            except ValueError as error:  # not JSON, or not UTF-8
+                raise SourceError(f"http: {shown_as} line {number}: {error}") from None
+            if len(chunk) == SAMPLE_CHUNK:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk
+
+
+def sql_rows(url: str, block: SqlBlock, since: Any, deadline: Deadline) -> Chunks:
     dlt = dlt_module("sql")
     import sqlalchemy
 
-    url = sql_url(source, block, secrets)
     engine = sqlalchemy.create_engine(url, connect_args=connect_args(url, deadline))
     try:
         if block.table is not None:
@@ -250,16 +460,6 @@ def sql_rows(
             yield from query_rows(engine, block, since)
     finally:
         engine.dispose()
-
-
-def sql_url(source: Source, block: SqlBlock, secrets: Secrets) -> str:
-    if os.environ.get(block.url_env) or block.sqlite_file is None:
-        return secrets.read(block.url_env, f"sql.url_env of source {source.id!r}")
-    sqlite_file = source.folder / block.sqlite_file
-    if not sqlite_file.is_file():
-        raise SourceError(f"sql: {block.url_env} is not set and {block.sqlite_file} does not exist")
-    # Read-only: the offline demo's file is never written by a read.
-    return f"sqlite:///file:{sqlite_file.resolve()}?mode=ro&uri=true"
 
 
 def connect_args(url: str, deadline: Deadline) -> dict[str, Any]:
@@ -298,31 +498,16 @@ def http_rows(
     source: Source, block: HttpBlock, since: Any, secrets: Secrets, deadline: Deadline
 ) -> Chunks:
     dlt_module("http")
-    from dlt.sources.helpers.requests import Client
     from dlt.sources.rest_api import rest_api_resources
 
-    timeout = deadline.remaining(block.request_timeout_seconds or 60.0)
-    if block.request_timeout_seconds is not None:
-        timeout = min(timeout, block.request_timeout_seconds)
-    session = Client(
-        request_timeout=timeout,
-        request_max_attempts=block.request_max_attempts,
-        raise_for_status=False,  # dlt checks each answer itself (its response_actions)
-    ).session
-    # Each request (dlt's retries too) ends by the source's deadline, or does not start.
-    adapter = deadline_adapter(deadline)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    read_environment_once(session, block.base_url, netrc=block.auth is None)
+    session = http_session(block, deadline, block.request_max_attempts)
     client: dict[str, Any] = {"base_url": block.base_url, "session": session}
     if block.headers:
         client["headers"] = dict(block.headers)
     if block.auth is not None:
         client["auth"] = http_auth(source, block, secrets)
     if block.paginator is not None:
-        client["paginator"] = block.paginator.model_dump(exclude_unset=True) | {
-            "type": block.paginator.type
-        }
+        client["paginator"] = paginator_config(block)
     endpoint: dict[str, Any] = {"path": block.path, "method": block.method}
     if block.params:
         endpoint["params"] = dict(block.params)
@@ -342,6 +527,33 @@ def http_rows(
     # The resource alone: a dlt source around it would build a schema no one reads, per run.
     (resource,) = rest_api_resources(config)
     yield from resource
+
+
+def http_session(block: HttpBlock, deadline: Deadline, max_attempts: int) -> Any:
+    """dlt's requests session for a read of `block`: dlt's retries (at most `max_attempts`
+    tries of a request), each request ending by the deadline."""
+    from dlt.sources.helpers.requests import Client
+
+    timeout = deadline.remaining(block.request_timeout_seconds or 60.0)
+    if block.request_timeout_seconds is not None:
+        timeout = min(timeout, block.request_timeout_seconds)
+    session = Client(
+        request_timeout=timeout,
+        request_max_attempts=max_attempts,
+        raise_for_status=False,  # dlt checks each answer itself (its response_actions)
+    ).session
+    # Each request (dlt's retries too) ends by the source's deadline, or does not start.
+    adapter = deadline_adapter(deadline)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    read_environment_once(session, block.base_url, netrc=block.auth is None)
+    return session
+
+
+def paginator_config(block: HttpBlock) -> dict[str, Any]:
+    """The block's paginator as dlt's configuration: only what config.yaml sets, and its type."""
+    assert block.paginator is not None
+    return block.paginator.model_dump(exclude_unset=True) | {"type": block.paginator.type}
 
 
 @functools.cache
@@ -432,6 +644,181 @@ def file_rows(source: Source, block: FileBlock, files: CursorTracker) -> Chunks:
     yield from changed.add_filter(files.admit) | readers[block.format]()
     if not listed:
         raise SourceError(f"file: no file in {block.path} matches {block.glob!r}")
+
+
+# --- for `check`: a source's target reached, and the variables its block names ----------------
+
+
+def probe(source: Source, timeout: float) -> str:
+    """Reach a connector source's target without reading its rows or moving its cursor: `sql`
+    connects and finds its table (or runs its query for no rows) with the cursor column,
+    `http` asks for the first page (with its auth) and counts its items, `file` lists the
+    files that match; a source that reads its bundled sample probes the sample.
+
+    One line of what it reached, e.g. "sample data/orders.sqlite: table records"; else a
+    SourceError of one line, without a secret. Within `timeout` seconds in any case, even
+    against a peer that accepts and never answers: the probe runs in a thread of its own,
+    left behind if it has not finished by then (its connection's own timeouts, a second
+    longer, end it soon after). dlt's first import is not timed: it is not the target's time.
+    """
+    if source.connector is None:
+        raise SourceError(f"source {source.id!r} is of kind {source.kind}: it has no target")
+    imported_once(source.kind)
+    secrets = Secrets()
+    outcome: list[tuple[bool, Any]] = []
+    try:
+        target = target_of(source, secrets)
+        # The connection's own timeouts a second later than the wait below: what happens at
+        # `timeout` is always that wait giving up (one message), never a race of the two.
+        deadline = Deadline(time.monotonic() + timeout + 1.0, timeout + 1.0)
+
+        def reach() -> None:
+            try:
+                outcome.append((True, reached(source, target, secrets, deadline)))
+            except BaseException as error:  # handed over to the caller's thread
+                outcome.append((False, error))
+
+        worker = threading.Thread(target=reach, name=f"probe {source.id}", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if not outcome:
+            raise SourceError(f"{source.kind}: {target.where}: no answer within {timeout:g} s")
+        succeeded, value = outcome[0]
+        if not succeeded:
+            raise value
+    except SourceError as error:
+        raise SourceError(secrets.scrubbed(str(error))) from None
+    except Exception as error:
+        raise SourceError(connector_error(source, error, secrets)) from None
+    return str(value)
+
+
+def reached(source: Source, target: Target, secrets: Secrets, deadline: Deadline) -> str:
+    """What `probe` reached of the target, in its own thread."""
+    block = source.connector
+    if isinstance(block, SqlBlock):
+        return sql_reached(block, target, deadline)
+    if isinstance(block, HttpBlock):
+        if target.sample is not None:
+            items = sum(len(chunk) for chunk in sample_items(target.sample, target.where))
+            return f"{target.where}: {items} items"
+        return http_reached(source, block, target, secrets, deadline)
+    assert isinstance(block, FileBlock)
+    return files_reached(source, block)
+
+
+def sql_reached(block: SqlBlock, target: Target, deadline: Deadline) -> str:
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    url = str(target.location)
+    database = make_url(url).database or ""
+    if (
+        make_url(url).get_backend_name() == "sqlite"
+        and database not in ("", ":memory:")
+        and not database.startswith("file:")
+        and not Path(database).is_file()
+    ):  # SQLite would make an empty database there: a probe writes nothing
+        raise SourceError(f"sql: the SQLite file {database} does not exist")
+    engine = sqlalchemy.create_engine(url, connect_args=connect_args(url, deadline))
+    try:
+        with engine.connect() as connection:
+            if block.table is not None:
+                inspector = sqlalchemy.inspect(connection)
+                name = f"{block.table_schema}.{block.table}" if block.table_schema else block.table
+                if not inspector.has_table(block.table, schema=block.table_schema):
+                    raise SourceError(f"sql: {target.where} has no table {name}")
+                columns = [
+                    column["name"]
+                    for column in inspector.get_columns(block.table, schema=block.table_schema)
+                ]
+                found = f"table {name}"
+            else:
+                result = connection.execute(
+                    sqlalchemy.text(f"SELECT * FROM ({block.query}) AS source_query WHERE 1 = 0")
+                )
+                columns = list(result.keys())
+                result.close()
+                found = f"query of {len(columns)} column{'' if len(columns) == 1 else 's'}"
+    finally:
+        engine.dispose()
+    if block.cursor and block.cursor not in columns:
+        raise SourceError(
+            f"sql: the {found} of {target.where} has no column {block.cursor} (sql.cursor)"
+        )
+    return f"{target.where}: {found}"
+
+
+def http_reached(
+    source: Source, block: HttpBlock, target: Target, secrets: Secrets, deadline: Deadline
+) -> str:
+    from dlt.sources.helpers.rest_client import RESTClient
+    from dlt.sources.rest_api.config_setup import create_auth, create_paginator
+
+    client = RESTClient(
+        base_url=block.base_url,
+        headers=dict(block.headers) or None,
+        # dlt's own conversions of the dicts its rest_api config takes (a TypedDict there).
+        auth=create_auth(http_auth(source, block, secrets)) if block.auth else None,  # type: ignore[arg-type]
+        paginator=create_paginator(paginator_config(block)) if block.paginator else None,  # type: ignore[arg-type]
+        data_selector=compiled_json_path(block.data_selector) if block.data_selector else None,
+        # One try: `check` says what the first answer was, dlt's retries would hide it.
+        session=http_session(block, deadline, max_attempts=1),
+    )
+    pages: Generator[list[Any], None, None] = client.paginate(  # type: ignore[assignment]
+        path=block.path,
+        method=block.method,
+        params=dict(block.params) or None,
+        json=block.json_body,
+    )
+    try:
+        first: list[Any] = next(pages, [])
+    finally:
+        pages.close()
+    return f"{target.where}: first page, {len(first)} items"
+
+
+def files_reached(source: Source, block: FileBlock) -> str:
+    from dlt.sources.filesystem import filesystem
+
+    if "://" in block.path:
+        bucket_url = block.path
+    else:
+        folder = source.folder / block.path
+        if not folder.is_dir():
+            raise SourceError(f"file: the folder {block.path} does not exist")
+        bucket_url = str(folder.resolve())
+    # The listing only: dlt's filesystem resource yields the files' names, dates and sizes.
+    count = sum(
+        len(chunk) if isinstance(chunk, list) else 1
+        for chunk in filesystem(bucket_url=bucket_url, file_glob=block.glob)
+    )
+    if not count:
+        raise SourceError(f"file: no file in {block.path} matches {block.glob!r}")
+    return f"{block.path}: {count} {'file matches' if count == 1 else 'files match'} {block.glob}"
+
+
+def environment_variables(source: Source) -> list[tuple[str, str]]:
+    """The environment variables a source's block names, each with what it is for, e.g.
+    ("ORDERS_DB_URL", "the SQLAlchemy URL of Orders DB; unset: reads the sample
+    data/orders_db.sqlite"). Never their values."""
+    block = source.connector
+    if isinstance(block, SqlBlock):
+        unset = f"reads the sample {block.sqlite_file}" if block.sqlite_file else "the source fails"
+        return [(block.url_env, f"the SQLAlchemy URL of {source.name}; unset: {unset}")]
+    if isinstance(block, HttpBlock) and block.auth is not None:
+        auth = block.auth
+        if auth.type == "bearer":
+            what = "the bearer token"
+        elif auth.type == "api_key":
+            what = f"the API key ({auth.name} in the {auth.location})"
+        else:
+            what = f"the password of {auth.username}"
+        unset = f"reads the sample {block.sample_file}" if block.sample_file else "the source fails"
+        variable = secret_variable(auth)
+        assert variable is not None
+        return [(variable, f"{what} for the API of {source.name}; unset: {unset}")]
+    return []
 
 
 def flattened(chunks: Iterable[Any]) -> Iterator[Row]:

@@ -11,6 +11,12 @@ A source's cursor says how far it has read (connectors.CursorTracker). A run tha
 
 A claim lasts CLAIM_SECONDS and the run renews it while it runs: a run that was killed holds
 its cursors no longer than that.
+
+A cursor's state is JSON: its column (`field`), its `value`, the keys of the rows `seen` at
+that value, and the `target` it was reached on (connectors.Target: the database and table,
+the endpoint, the folder, or a bundled sample). A read whose target is another starts again
+from the initial value (connectors.resumed); a cursor kept by 0.7.0 has no target, and is
+taken as the current target's.
 """
 
 from __future__ import annotations
@@ -42,6 +48,12 @@ class StoredCursor:
     run_id: str | None  # the run that last advanced it
     updated_at: float | None
     claimed_by: str | None  # the run reading it now
+
+    @property
+    def target(self) -> str | None:
+        """What the cursor was reached on (None: kept by 0.7.0, which kept none)."""
+        target = (self.state or {}).get("target")
+        return target if isinstance(target, str) else None
 
 
 class CursorStore:

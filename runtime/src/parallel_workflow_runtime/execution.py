@@ -131,15 +131,14 @@ class SourceRunner:
         self, source: Source, function: ConnectorRun, run_id: str
     ) -> ConnectorRun:
         """The connector, reading from the source's cursor, which this run now holds (it
-        waits while another run holds it): without a history, from its initial value."""
+        waits while another run holds it): without a history, from its initial value.
+
+        Whether that cursor is still this source's (the same target, the same column) is the
+        connector's to say, where it reads (connectors.resumed)."""
         cursors = CURSORS.get()
-        field = cursor_of(source.connector)
-        if cursors is None or field is None:
+        if cursors is None or cursor_of(source.connector) is None:
             return function
-        state = await cursors.claim(source.id, run_id)
-        if state is not None and state.get("field") != field:
-            state = None  # the cursor is another column now: start again from its initial value
-        return function.starting_at(state)
+        return function.starting_at(await cursors.claim(source.id, run_id))
 
     @contextlib.asynccontextmanager
     async def own_executors(self, run_id: str) -> AsyncIterator[Executors]:
