@@ -1,10 +1,11 @@
-"""The command line: `run | list | history [show | prune | cursors | ticks] | serve | schedule
-[list | next | trigger] | engine-edits | bench`, and `--version`:
+"""The command line: `run | list | check | history [show | prune | cursors | ticks] | serve |
+schedule [list | next | trigger] | engine-edits | bench`, and `--version`:
 the parser, and the dispatch to commands.py, where each command has one small function.
 
-Exit codes: 0 when every source succeeded, 1 when a source or the report failed, 2 for bad
-usage (unknown workflow id, broken config.yaml, settings.yaml or .env, unusable report model,
-history or executor), 130 when Ctrl-C stopped the run.
+Exit codes: 0 when every source succeeded, 1 when a source or the report failed (`check`:
+when it found a problem), 2 for bad usage (unknown workflow id, broken config.yaml,
+settings.yaml or .env, unusable report model, history or executor), 130 when Ctrl-C stopped
+the run.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from typing import Any
 
 from .entry import program_name
 from .project import current
-from .usage import DEFAULT_REQUEST, EXECUTOR_NAMES, USAGE_ERRORS, RunInterrupted
+from .usage import (
+    CHECK_TIMEOUT_SECONDS,
+    DEFAULT_REQUEST,
+    EXECUTOR_NAMES,
+    USAGE_ERRORS,
+    RunInterrupted,
+)
 
 # The waits the bench can time: its results are rounded to 0.1 ms, so a shorter wait would
 # divide by zero; a longer one would look like a hang.
@@ -67,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run(subcommands, common)
     listing = subcommands.add_parser("list", help="list the workflows the registry discovers")
     listing.set_defaults(func=command("list_command"))
+    add_check(subcommands, common)
     add_history(subcommands, common)
     add_serve(subcommands)
     add_schedule(subcommands, common)
@@ -155,6 +163,25 @@ def add_run(subcommands: Subcommands, common: argparse.ArgumentParser) -> None:
         " initial value; their cursor then moves to where this read gets",
     )
     run.set_defaults(func=command("run_command"))
+
+
+def add_check(subcommands: Subcommands, common: argparse.ArgumentParser) -> None:
+    checking = subcommands.add_parser(
+        "check",
+        parents=[common],
+        help="is the project ready to run: its settings, workflows, variables and sources",
+        description="Load settings.yaml and every workflow, list each environment variable the"
+        " configuration names (set or unset, never its value), and try what each connector"
+        " source reads (connect, read a first page, list the files). Exit 1 on any problem.",
+    )
+    checking.add_argument(
+        "--timeout",
+        type=positive(float),
+        default=CHECK_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help=f"how long each source may take to answer (default: {CHECK_TIMEOUT_SECONDS:g})",
+    )
+    checking.set_defaults(func=command("check_command"))
 
 
 def add_history(subcommands: Subcommands, common: argparse.ArgumentParser) -> None:

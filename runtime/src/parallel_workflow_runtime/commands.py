@@ -161,6 +161,30 @@ def list_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_command(args: argparse.Namespace) -> int:
+    from .check import check_project, env_file_line, findings_table, problems
+
+    quiet_agno_logs(verbose=False)
+    findings = check_project(args.workflow, args.timeout)
+    count = problems(findings)
+    if args.json:
+        document = {
+            "ok": count == 0,
+            "problems": count,
+            "checks": [finding.to_json_dict() for finding in findings],
+        }
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+        return 1 if count else 0
+    # Piped output gets a wide page, as for history: the details are long lines.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    console.print(findings_table(findings))
+    loaded = env_file_line()
+    if loaded is not None:
+        print(loaded)
+    print(f"{count} problem{'s' if count != 1 else ''}." if count else "All is well.")
+    return 1 if count else 0
+
+
 def engine_edits_command(args: argparse.Namespace) -> int:
     from .engine_edits import EngineEditsError, removed_edits
 

@@ -22,6 +22,11 @@ EXECUTOR_NAMES: tuple[ExecutorName, ...] = get_args(ExecutorName)
 # What a run is asked to do when the command line or an HTTP request does not say.
 DEFAULT_REQUEST = "Process all data sources"
 
+# How long `check` waits for each source by default: long enough for a database or an API
+# across the world to answer, short enough that a check of sources that do not answer is
+# over in seconds (they are probed at once).
+CHECK_TIMEOUT_SECONDS = 5.0
+
 
 class UsageError(Exception):
     """Bad usage: printed as one line, exit code 2."""
