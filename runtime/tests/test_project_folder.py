@@ -344,6 +344,9 @@ def test_a_broken_env_file_is_one_line_naming_it_and_its_line_but_not_its_value(
         f"python -m {PACKAGE}: error: {project / '.env'}: line {line} is not NAME=value\n"
     )
     assert not (project / ".data").exists()
+    # python-dotenv's switch turns the file off (the rendered project's tests set it).
+    environment = as_a_user(project, tmp_path / "home", PYTHON_DOTENV_DISABLED="1")
+    assert command(tmp_path, environment, "history").returncode == 0
 
 
 def test_an_installed_project_reads_no_env_file(
