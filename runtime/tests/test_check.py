@@ -228,6 +228,15 @@ def test_a_fresh_project_reads_its_samples_and_all_is_well(
     assert "demo/orders (sql)" in table and "sample data/orders.sqlite: table records" in table
 
 
+def test_names_and_errors_are_shown_as_they_are_not_as_markup(
+    project: CheckedProject, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project.add_workflow("marked", [file_source("logs", "data/[bold]logs[/bold]")])
+
+    assert main(["check"]) == 1
+    assert "file: the folder data/[bold]logs[/bold] does not exist" in capsys.readouterr().out
+
+
 def test_every_problem_is_a_row_of_its_own_and_the_exit_code_is_1(
     project: CheckedProject, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -356,7 +365,9 @@ def test_the_report_model_needs_its_providers_key_and_sdk(
     code, found = check(capsys)
     assert code == 1
     assert found["OPENAI_API_KEY"]["status"] == "problem"
-    assert found["OPENAI_API_KEY"]["detail"] == "reported: the report model openai:gpt-4o-mini"
+    assert found["OPENAI_API_KEY"]["detail"] == (
+        "unset: reported: the report model openai:gpt-4o-mini"
+    )
     assert found[REPORT_MODEL_ENV]["status"] == "set"
 
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)

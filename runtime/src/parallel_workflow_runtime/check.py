@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +37,8 @@ from .settings import (
 from .usage import USAGE_ERRORS, UsageError
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from .history import HistoryLocation
 
 # How much longer than its timeout a probe may take before check stops waiting for it: the
@@ -65,8 +67,9 @@ PROVIDER_API_KEYS = {
 }
 
 # A finding's status: "ok" and "sample" (a source reading its bundled sample) are fine, as
-# are "set", "unset" and "not probed"; "problem" makes the exit code 1.
+# are "set", "unset", "not probed" and "not built"; "problem" makes the exit code 1.
 PROBLEM = "problem"
+STATUS_STYLES = {PROBLEM: "bold red", "ok": "green", "sample": "yellow"}
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,10 @@ class Variable:
             status = "set (.env)" if self.name in from_env_file else "set"
         else:
             status = PROBLEM if self.needed else "unset"
-        return Finding("variable", self.name, status, "; ".join(dict.fromkeys(self.uses)))
+        uses = "; ".join(dict.fromkeys(self.uses))
+        return Finding(
+            "variable", self.name, status, f"unset: {uses}" if status == PROBLEM else uses
+        )
 
 
 @dataclass
@@ -290,9 +296,9 @@ def sample_of(source: Source) -> str | None:
 
 
 def workflow_findings(config: WorkflowConfig, settings: Settings | None) -> list[Finding]:
-    """The workflow built as `run` builds it: workflow.py, every source's module, and the
-    report model (its provider's SDK). Not with a broken settings.yaml, which building reads
-    (its row is the problem)."""
+    """The workflow built as `run` builds it: its workflow.py and its report model (the
+    provider's SDK); the sources' modules are source_findings'. Not with a broken
+    settings.yaml, which building reads (its row is the problem)."""
     if settings is None:
         detail = "not built: settings.yaml has a problem"
         return [Finding("workflow", config.workflow_id, "not built", detail)]
@@ -379,28 +385,18 @@ def problems(findings: Iterable[Finding]) -> int:
     return sum(finding.problem for finding in findings)
 
 
-def findings_table(findings: list[Finding]) -> Any:
-    """The findings as a rich Table, problems in red."""
+def findings_table(findings: list[Finding]) -> Table:
+    """The findings as a rich Table, each status in its colour. Every cell is Text, never
+    markup: a name or an error may hold brackets."""
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=None, show_lines=False)
+    table = Table()
     for column in ("What", "Name", "Status", "Detail"):
         table.add_column(column, overflow="fold")
-    styles: dict[str, Callable[[str], str]] = {
-        PROBLEM: lambda text: f"[bold red]{text}[/]",
-        "ok": lambda text: f"[green]{text}[/]",
-        "sample": lambda text: f"[yellow]{text}[/]",
-    }
-    from rich.markup import escape
-
     for finding in findings:
-        style = styles.get(finding.status, lambda text: text)
-        table.add_row(
-            escape(finding.area),
-            escape(finding.name),
-            style(escape(finding.status)),
-            escape(finding.detail),
-        )
+        status = Text(finding.status, style=STATUS_STYLES.get(finding.status, ""))
+        table.add_row(Text(finding.area), Text(finding.name), status, Text(finding.detail))
     return table
 
 
