@@ -190,6 +190,7 @@ def test_a_missing_or_broken_sample_fails_its_source_alone_in_one_line(
     write_items(broken, range(1, 3), LATE)
     with broken.open("a", encoding="utf-8") as items:
         items.write("{'id': 3}\n")
+    (folder / "data" / "list.jsonl").write_text('{"id": 1}\n\n[1, 2]\n', encoding="utf-8")
     sqlite_table(folder / "fine.sqlite", 4)
 
     def http(source_id: str, sample_file: str, **block: Any) -> dict[str, Any]:
@@ -202,6 +203,7 @@ def test_a_missing_or_broken_sample_fails_its_source_alone_in_one_line(
         folder,
         http("missing", "data/nothing.jsonl"),
         http("broken", "data/broken.jsonl"),
+        http("not_an_object", "data/list.jsonl"),
         no_auth,
         sql_source("sql_missing", url_env="NOT_SET_ANYWHERE_URL", sqlite_file="nothing.sqlite"),
         sql_source("fine", url_env="NOT_SET_ANYWHERE_URL", sqlite_file="fine.sqlite"),
@@ -215,6 +217,7 @@ def test_a_missing_or_broken_sample_fails_its_source_alone_in_one_line(
         "missing": "http: EVENTS_TOKEN is not set and data/nothing.jsonl does not exist",
         "broken": "http: sample data/broken.jsonl line 3: Expecting property name enclosed in"
         " double quotes: line 1 column 2 (char 1)",
+        "not_an_object": "http: sample data/list.jsonl line 3: a list, not a JSON object",
         "no_auth": "http: the sample_file data/nothing.jsonl does not exist (remove it to read"
         " https://api.example.invalid/v1/events)",
         "sql_missing": "sql: NOT_SET_ANYWHERE_URL is not set and nothing.sqlite does not exist",

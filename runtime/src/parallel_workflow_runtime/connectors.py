@@ -416,16 +416,21 @@ SAMPLE_CHUNK = 1_000  # items of a sample handed on at once, as an API's page wo
 
 
 def sample_items(path: Path, shown_as: str) -> Chunks:
-    """The items of an `http` source's sample, a JSON Lines file (blank lines skipped)."""
+    """The items of an `http` source's sample, a JSON Lines file: a JSON object a line (blank
+    lines skipped)."""
     chunk: list[Any] = []
     with path.open("rb") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                chunk.append(json.loads(line))
+                item = json.loads(line)
             except ValueError as error:  # not JSON, or not UTF-8
                 raise SourceError(f"http: {shown_as} line {number}: {error}") from None
+            if not isinstance(item, dict):  # run(source, rows) is promised dicts
+                kind = type(item).__name__
+                raise SourceError(f"http: {shown_as} line {number}: a {kind}, not a JSON object")
+            chunk.append(item)
             if len(chunk) == SAMPLE_CHUNK:
                 yield chunk
                 chunk = []
