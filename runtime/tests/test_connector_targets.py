@@ -238,8 +238,8 @@ def test_sql_says_in_one_line_that_it_reads_its_sample_and_not_once_configured(
     configured = by_id(run(config))["users"]
 
     assert sample.warnings == [
-        "read the bundled sample demo.sqlite: USERS_URL is not set (set it to the database's"
-        " URL to read the database, then remove sqlite_file)"
+        "read the bundled sample demo.sqlite: USERS_URL is not set (set it to read the"
+        " database, then remove sqlite_file)"
     ]
     assert (again.records, again.warnings) == (0, sample.warnings)
     assert (configured.records, configured.warnings) == (

@@ -277,8 +277,8 @@ def sql_target(source: Source, block: SqlBlock, secrets: Secrets) -> Target:
         raise SourceError(f"sql: {block.url_env} is not set and {block.sqlite_file} does not exist")
     where = f"sample {block.sqlite_file}"
     note = (
-        f"read the bundled sample {block.sqlite_file}: {block.url_env} is not set (set it to"
-        " the database's URL to read the database, then remove sqlite_file)"
+        f"read the bundled sample {block.sqlite_file}: {block.url_env} is not set (set it to read"
+        " the database, then remove sqlite_file)"
     )
     # Read-only: the offline demo's file is never written by a read.
     url = f"sqlite:///file:{sample.resolve()}?mode=ro&uri=true"
