@@ -434,13 +434,19 @@ def test_connector_sources_through_an_update(template: Path, tmp_path: Path) -> 
     assert "(template 1.1)" in read(project, WORKFLOW / "sources" / "billing.py")
     assert_rendered_tests_pass(project)
     # The history kept the cursors: nothing new in the table or the folder, so nothing is read;
-    # the new http source fails alone, on its token, before it reaches the network.
+    # the new http source reads its bundled sample until BILLING_TOKEN is set, and says so.
     second = run_in(project, "-m", "parallel_workflow", "run", "--json")
-    assert second.returncode == 1, second.stderr
+    assert second.returncode == 0, second.stderr
     by_id = {source["id"]: source for source in json.loads(second.stdout)["sources"]}
     assert (by_id["user_database"]["records"], by_id["api_logs"]["records"]) == (0, 0)
     assert by_id["user_database"]["details"]["loaded_by"] == "the data team"
-    assert by_id["billing"]["error"].endswith("the environment variable BILLING_TOKEN is not set")
+    sample = project / WORKFLOW / "data" / "billing.jsonl"
+    items = len(sample.read_text(encoding="utf-8").splitlines())
+    assert by_id["billing"]["records"] == items > 0
+    assert by_id["billing"]["warnings"] == [
+        "read the bundled sample data/billing.jsonl: BILLING_TOKEN is not set (set it and"
+        " base_url to read the API, then remove sample_file)"
+    ]
 
 
 # 4

@@ -132,12 +132,13 @@ def test_config_yaml_holds_the_exact_display_names(rendered: tuple[Path, dict]) 
         assert re.fullmatch(r"[a-z_][a-z0-9_]*", source_id)
         assert (workflow_dir(project, answers) / "sources" / f"{source_id}.py").is_file()
     # Each kind's sample data: a python source's CSV, an sql source's SQLite file, a file
-    # source's folder of JSON lines; an http source has none.
+    # source's folder of JSON lines, an http source's JSON lines (the endpoint's items).
     data = workflow_dir(project, answers) / "data"
     samples = {
         "python": lambda source_id: data / f"{source_id}.csv",
         "sql": lambda source_id: data / f"{source_id}.sqlite",
         "file": lambda source_id: data / source_id / "2026-11-30.jsonl",
+        "http": lambda source_id: data / f"{source_id}.jsonl",
     }
     expected = {
         samples[source.get("kind", "python")](source["id"])
