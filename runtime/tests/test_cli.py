@@ -338,7 +338,7 @@ def test_the_package_runs_without_its_extras(entry: WorkflowEntry) -> None:
     document = json.loads(run.stdout)
     assert document["errors"] == [] and document["total_sources"] == len(entry.config.sources)
     assert serving.returncode == 2
-    assert 'serving needs the serve extra: pip install -e ".[serve]"' in serving.stderr
+    assert "serving needs the runtime's serve extra: keep serve in the extras of" in serving.stderr
 
 
 # The project's command line in a process where the modules named (comma-separated) in its

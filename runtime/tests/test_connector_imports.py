@@ -231,6 +231,6 @@ def test_a_missing_dlt_is_the_one_line_that_says_what_to_install() -> None:
         [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
     )
     assert done.stdout.strip() == (
-        "kind http needs dlt and its http packages: pip install -e '.[http]' in the project"
-        " (the extra parallel-workflow-runtime[http])"
+        "kind http needs the runtime's http extra: keep http in the extras of"
+        " parallel-workflow-runtime[...] in the project's pyproject.toml, then pip install -e ."
     ), done.stderr

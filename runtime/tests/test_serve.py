@@ -356,7 +356,7 @@ def test_serving_without_the_serve_extra_is_a_one_line_error(
     assert main(["serve", "--port", str(free_port())]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1
-    assert 'serving needs the serve extra: pip install -e ".[serve]"' in error
+    assert "serving needs the runtime's serve extra: keep serve in the extras of" in error
 
 
 def test_a_source_that_exits_fails_its_run_and_the_server_keeps_serving(

@@ -27,6 +27,7 @@ import threading
 from typing import Any
 
 from .results import SourceError
+from .usage import missing_extra
 
 # The dlt packages each kind needs, for the message when one is missing.
 EXTRAS = {"sql": "sql", "http": "http", "file": "file"}
@@ -96,8 +97,5 @@ def dlt_module(kind: str) -> Any:
     try:
         import dlt
     except ImportError:
-        raise SourceError(
-            f"kind {kind} needs dlt and its {kind} packages: pip install -e '.[{EXTRAS[kind]}]'"
-            f" in the project (the extra parallel-workflow-runtime[{EXTRAS[kind]}])"
-        ) from None
+        raise SourceError(missing_extra(f"kind {kind}", EXTRAS[kind])) from None
     return dlt

@@ -24,7 +24,7 @@ from .executor_base import (
 )
 from .project import current
 from .results import SourceError, SourceFunction, one_line
-from .usage import ExecutorError
+from .usage import ExecutorError, missing_extra
 
 if TYPE_CHECKING:
     from distributed import Client, Future, LocalCluster, Worker
@@ -38,7 +38,7 @@ DASK_DRAIN_SECONDS = 30.0
 # How long after the first source that losing the scheduler failed the others are gathered
 # into one warning: Dask cancels all its tasks at once, which then fail within milliseconds.
 LOST_SOURCES_GATHERED_SECONDS = 0.2
-DISTRIBUTED_EXTRA = 'executor: dask needs the distributed extra: pip install -e ".[distributed]"'
+DISTRIBUTED_EXTRA = missing_extra("executor: dask", "distributed")
 
 
 class DaskExecutor(Executor):

@@ -26,7 +26,7 @@ from .database import advisory_lock, create_private, file_lock, masked, reason
 from .results import Aggregation
 from .scheduler import TickStore
 from .settings import Settings, load_settings, sqlite_file
-from .usage import HistoryError
+from .usage import HistoryError, missing_extra
 
 if TYPE_CHECKING:
     from agno.db.base import BaseDb
@@ -98,18 +98,14 @@ def open_history(location: HistoryLocation | None = None) -> BaseDb:
         try:
             from .history_postgres import PostgresHistory
         except ImportError:
-            raise MissingExtra(
-                'DATABASE_URL needs PostgreSQL support: pip install -e ".[postgres]"'
-            ) from None
+            raise MissingExtra(missing_extra("DATABASE_URL (PostgreSQL)", "postgres")) from None
         db: BaseDb = PostgresHistory(db_url=location.database_url, id="history")
         lock: contextlib.AbstractContextManager[object] = advisory_lock(db)
     else:
         try:
             from .history_db import SqliteHistory
         except ImportError:
-            raise MissingExtra(
-                'the run history needs SQLite support: pip install -e ".[serve]"'
-            ) from None
+            raise MissingExtra(missing_extra("the run history (SQLite)", "serve")) from None
         assert location.sqlite_file is not None
         try:
             create_private(location.sqlite_file)

@@ -21,13 +21,13 @@ from .history import HistoryLocation, open_history
 from .project import current
 from .scheduler import TickStore
 from .settings import load_settings
-from .usage import ExecutorName, ServeError
+from .usage import ExecutorName, ServeError, missing_extra
 
 SECURITY_KEY_ENV = "OS_SECURITY_KEY"  # read by AgentOS's key check
 # Agno's key check lets every request through when these are set, trusting a JWT middleware
 # that this server does not have.
 JWT_ENVS = ("JWT_VERIFICATION_KEY", "JWT_JWKS_FILE")
-SERVE_EXTRA = 'serving needs the serve extra: pip install -e ".[serve]"'
+SERVE_EXTRA = missing_extra("serving", "serve")
 
 
 def serve(

@@ -28,6 +28,15 @@ DEFAULT_REQUEST = "Process all data sources"
 CHECK_TIMEOUT_SECONDS = 5.0
 
 
+def missing_extra(what: str, extra: str) -> str:
+    """The one line for a missing extra of the runtime. A rendered project installs them all in
+    its one requirement on the runtime, so the extra was taken out of that requirement."""
+    return (
+        f"{what} needs the runtime's {extra} extra: keep {extra} in the extras of"
+        " parallel-workflow-runtime[...] in the project's pyproject.toml, then pip install -e ."
+    )
+
+
 class UsageError(Exception):
     """Bad usage: printed as one line, exit code 2."""
 
