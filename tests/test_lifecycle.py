@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,7 +29,8 @@ from helpers import (
     git,
     project_env,
     run_in,
-    runtime_version,
+    runtime_commit,
+    runtime_requirement,
     template_snapshot,
 )
 from user_path import (
@@ -428,9 +428,9 @@ def test_connector_sources_through_an_update(template: Path, tmp_path: Path) -> 
     ]
     assert config["sources"][0]["sql"]["chunk_size"] == 50
     assert config["sources"][3]["http"]["auth"] == {"type": "bearer", "token_env": "BILLING_TOKEN"}
-    with (project / "pyproject.toml").open("rb") as file:
-        dependencies = tomllib.load(file)["project"]["dependencies"]
-    assert dependencies[0] == f"parallel-workflow-runtime[file,http,sql]~={runtime_version()}"
+    # The runtime at the commit of the release updated to, with every kind's connectors.
+    assert runtime_commit(project, str(template)) == git(template, "rev-parse", "v2.0.0").strip()
+    assert {"sql", "http", "file"} <= runtime_requirement(project).extras
     assert "(template 1.1)" in read(project, WORKFLOW / "sources" / "billing.py")
     assert_rendered_tests_pass(project)
     # The history kept the cursors: nothing new in the table or the folder, so nothing is read;
@@ -524,6 +524,7 @@ def test_a_second_workflow_is_added_beside_the_first_and_updated_on_its_own(
             ".copier-answers.nightly-reports.yml",
             ".gitignore",
             "README.md",
+            "pyproject.toml",  # the runtime at v2.0.0's commit
             str(second / "config.yaml"),
             str(second / "workflow.py"),
             str(second / "sources" / "returns.py"),
@@ -790,9 +791,10 @@ def test_a_0_5_0_project_updates_keeping_its_files_and_history_and_names_an_edit
     assert not [name for name in shims if (package / name).exists()]
     removed = removed_engine(project, result)
     assert engine_file in removed and "src/parallel_workflow/config.py" in removed
-    with (project / "pyproject.toml").open("rb") as file:
-        dependencies = tomllib.load(file)["project"]["dependencies"]
-    assert dependencies[0] == f"parallel-workflow-runtime~={runtime_version()}"
+    # The runtime, which 0.5.0 rendered into the project, is a dependency now: runtime/ of
+    # the template's repository at the release's commit.
+    release = git(releases, "rev-parse", f"{HEAD_RELEASE}^{{commit}}").strip()
+    assert runtime_commit(project, str(releases)) == release
 
     environment = reinstalled(project, tmp_path)
     edits = shell("python -m parallel_workflow engine-edits", project, environment)
@@ -894,9 +896,13 @@ def test_a_project_whose_sources_were_all_rewritten_passes_its_whole_suite_after
     assert re.search(r"\b\d+ passed\b", result.stdout)
 
 
-def test_a_release_that_changes_only_the_runtime_changes_only_the_range(tmp_path: Path) -> None:
-    """From 0.6.0 on an engine change reaches a project as a version: the template release
-    that brings runtime X.Y.Z+1 changes one line of the rendered project, its range."""
+@pytest.mark.parametrize("runtime_from", ["git", "index"])
+def test_a_release_that_changes_only_the_runtime_changes_one_line(
+    tmp_path: Path, runtime_from: str
+) -> None:
+    """From 0.6.0 on an engine change reaches a project as a new runtime: the template
+    release that brings it changes one line of the rendered project, the requirement on the
+    runtime (its commit; its range, for a project that takes it from an index)."""
     template = template_snapshot(tmp_path / "releases" / "parallel-workflow")
     git(template, "tag", "v1.0.0")
     version = (template / "runtime" / "VERSION").read_text(encoding="utf-8").strip()
@@ -907,7 +913,7 @@ def test_a_release_that_changes_only_the_runtime_changes_only_the_range(tmp_path
     commit_all(template, "runtime only")
     git(template, "tag", "v1.0.1")
     project = tmp_path / "project"
-    copy(template, project)
+    copy(template, project, runtime_from=runtime_from)
     commit_all(project, "rendered at v1.0.0", init=True)
 
     update(project)
@@ -916,7 +922,19 @@ def test_a_release_that_changes_only_the_runtime_changes_only_the_range(tmp_path
     assert sorted(line[3:] for line in changed) == [ANSWERS, "pyproject.toml"]
     diff = git(project, "diff", "--unified=0", "--", "pyproject.toml").splitlines()
     lines = [line for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---"))]
-    assert lines == [
-        f'-    "parallel-workflow-runtime~={version}",',
-        f'+    "parallel-workflow-runtime~={following}",',
-    ]
+    if runtime_from == "git":
+        old, new = (
+            git(template, "rev-parse", f"{tag}^{{commit}}").strip() for tag in ("v1.0.0", "v1.0.1")
+        )
+        url = f"git+file://localhost{template}@{{}}#subdirectory=runtime"
+        assert [line[:2] for line in lines] == ["- ", "+ "]
+        assert lines[0].endswith(f' @ {url.format(old)}",') and lines[1].endswith(
+            f' @ {url.format(new)}",'
+        )
+        assert runtime_commit(project, str(template)) == new
+    else:
+        extras = sorted(runtime_requirement(project).extras)
+        assert lines == [
+            f'-    "parallel-workflow-runtime[{",".join(extras)}]~={version}",',
+            f'+    "parallel-workflow-runtime[{",".join(extras)}]~={following}",',
+        ]
