@@ -7,11 +7,12 @@ import re
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
-# What running, testing and installing the project leaves behind, and your own .env (git
-# ignores it; .env.example is the project's): not part of it.
+# What running, testing and installing the project leaves behind, your own .env (git
+# ignores it; .env.example is the project's) and the uv.lock that `uv sync` writes (yours, to
+# commit or not): not part of it.
 LEFT_BEHIND = {
     ".git", ".venv", "venv", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache",
-    ".data", "build", "dist", ".env",
+    ".data", "build", "dist", ".env", "uv.lock",
 }  # fmt: skip
 CHECKED_FOLDERS = ("src", "tests", ".github")
 
