@@ -70,6 +70,13 @@ def copy(arguments: str, cwd: Path, environment: dict[str, str]) -> str:
     return result.stdout + result.stderr
 
 
+def copy_four_kinds(template: str, cwd: Path, environment: dict[str, str]) -> str:
+    """`copier copy` of a project with a source of each kind into my-project; its output."""
+    names = json.dumps(FOUR_KINDS)
+    arguments = f"--defaults --data source_count=4 --data 'source_names={names}'"
+    return copy(f"{arguments} {template} my-project", cwd, environment)
+
+
 def printed_commands(output: str) -> list[str]:
     """The commands of Copier's closing message: the indented lines of its "Next:" block."""
     block = output.split("\nNext:\n\n", 1)[1].split("\n\n", 1)[0]
@@ -141,12 +148,7 @@ def test_a_project_copied_from_the_template_url_installs_and_runs_as_copier_says
     published: str, tmp_path: Path
 ) -> None:
     environment = new_user(tmp_path)
-    names = json.dumps(FOUR_KINDS)
-    output = copy(
-        f"--defaults --data source_count=4 --data 'source_names={names}' {published} my-project",
-        tmp_path,
-        environment,
-    )
+    output = copy_four_kinds(published, tmp_path, environment)
 
     project, printed = run_printed(
         printed_commands(output), tmp_path, environment, offline=(" check", " run")
@@ -205,12 +207,7 @@ def test_a_project_copied_from_the_template_url_installs_and_runs_as_copier_says
 
 def test_the_same_with_uv_sync(published: str, tmp_path: Path) -> None:
     environment = new_user(tmp_path)
-    names = json.dumps(FOUR_KINDS)
-    output = copy(
-        f"--defaults --data source_count=4 --data 'source_names={names}' {published} my-project",
-        tmp_path,
-        environment,
-    )
+    output = copy_four_kinds(published, tmp_path, environment)
     uv_command, replaced = uv_instead(output)
     commands = [
         uv_command if command == replaced else command for command in printed_commands(output)

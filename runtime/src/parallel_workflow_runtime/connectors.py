@@ -621,17 +621,22 @@ def http_auth(source: Source, block: HttpBlock, secrets: Secrets) -> dict[str, A
     }
 
 
+def file_bucket_url(source: Source, block: FileBlock) -> str:
+    """Where a file source's files are, as dlt's filesystem takes it: a URL as written, or a
+    folder (relative to the workflow's folder) that must exist."""
+    if "://" in block.path:
+        return block.path
+    folder = source.folder / block.path
+    if not folder.is_dir():
+        raise SourceError(f"file: the folder {block.path} does not exist")
+    return str(folder.resolve())
+
+
 def file_rows(source: Source, block: FileBlock, files: CursorTracker) -> Chunks:
     dlt_module("file")
     from dlt.sources.filesystem import filesystem, read_csv, read_jsonl, read_parquet
 
-    if "://" in block.path:
-        bucket_url = block.path
-    else:
-        folder = source.folder / block.path
-        if not folder.is_dir():
-            raise SourceError(f"file: the folder {block.path} does not exist")
-        bucket_url = str(folder.resolve())
+    bucket_url = file_bucket_url(source, block)
     readers = {
         "csv": lambda: read_csv(chunksize=block.chunk_size),
         "jsonl": lambda: read_jsonl(chunksize=block.chunk_size),
@@ -786,13 +791,7 @@ def http_reached(
 def files_reached(source: Source, block: FileBlock) -> str:
     from dlt.sources.filesystem import filesystem
 
-    if "://" in block.path:
-        bucket_url = block.path
-    else:
-        folder = source.folder / block.path
-        if not folder.is_dir():
-            raise SourceError(f"file: the folder {block.path} does not exist")
-        bucket_url = str(folder.resolve())
+    bucket_url = file_bucket_url(source, block)
     # The listing only: dlt's filesystem resource yields the files' names, dates and sizes.
     count = sum(
         len(chunk) if isinstance(chunk, list) else 1
