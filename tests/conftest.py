@@ -34,6 +34,9 @@ LONGEST_FIRST = (
     "test_user_path.py::test_the_mixed_scenario",  # 390
     "test_user_path.py::test_the_defaults",  # 350
     "test_floors.py",  # 200
+    "test_day_one.py::test_a_project_copied",  # 120, from the package index
+    "test_day_one.py::test_a_0_5_0_project",  # 100
+    "test_day_one.py::test_the_same_with_uv_sync",  # 65
     "test_lifecycle.py::test_a_project_whose_sources_were_all_rewritten",  # 90
     "test_lifecycle.py::test_a_second_workflow",  # 70
     "test_lifecycle.py::test_a_project_from_0_4_0",  # 60
