@@ -461,3 +461,28 @@ def test_usage_errors_exit_2(project: CheckedProject, capsys: pytest.CaptureFixt
     code, found = check(capsys, "--workflow", "other")
     assert code == 0
     assert [name for name, f in found.items() if f["area"] == "source"] == ["other/one"]
+
+
+def test_a_source_module_that_blocks_when_imported_is_a_problem_within_the_timeout(
+    project: CheckedProject, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Building a workflow imports its sources' modules: one whose code waits at import (on a
+    connection that never answers, say) would hold check for ever. Here it waits 20 s."""
+    workflow = project.add_workflow(
+        "blocking", [{"id": "slow", "name": "Slow"}, {"id": "fine", "name": "Fine"}]
+    )
+    module = workflow / "sources" / "slow.py"
+    module.write_text("import time\n\ntime.sleep(20)\n" + module.read_text(encoding="utf-8"))
+
+    started = time.monotonic()
+    code, found = check(capsys, "--timeout", "1")
+    elapsed = time.monotonic() - started
+
+    assert code == 1
+    blocked = "sources/slow.py is still importing after 1 s: its code blocks when imported"
+    assert found["blocking/slow"]["status"] == "problem"
+    assert found["blocking/slow"]["detail"].startswith(blocked)
+    assert found["blocking/fine"]["status"] == "not probed"  # a python source, imported fine
+    assert found["blocking"]["status"] == "not built"
+    assert found["blocking"]["detail"].startswith(blocked)
+    assert elapsed < 6, f"check took {elapsed:.1f} s"

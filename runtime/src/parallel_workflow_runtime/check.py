@@ -15,10 +15,10 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .config import Source, WorkflowConfig, load_config
 from .connector_config import HttpBlock, SqlBlock
@@ -147,11 +147,19 @@ def check_project(workflow_id: str | None, timeout: float) -> list[Finding]:
         findings.append(default_workflow_finding(settings, configs, workflow_id))
         findings.append(history_finding(settings, timeout))
         add_project_variables(variables, settings, configs)
+    # The sources' modules first, each under the timeout: building a workflow imports them, and
+    # one whose code blocks when imported would hold the build, and check, for ever.
+    modules = module_problems(configs, timeout)
     for config in configs.values():
-        findings.extend(workflow_findings(config, settings))
+        blocked = [
+            problem
+            for (workflow, _), problem in modules.items()
+            if workflow == config.workflow_id and problem and problem.endswith(BLOCKS)
+        ]
+        findings.extend(workflow_findings(config, settings, timeout, blocked))
         for source in config.sources:
             add_source_variables(variables, config, source)
-    findings.extend(source_findings(configs, timeout))
+    findings.extend(source_findings(configs, modules, timeout))
     findings.extend(variables.findings())
     return findings
 
@@ -295,18 +303,26 @@ def sample_of(source: Source) -> str | None:
     return None
 
 
-def workflow_findings(config: WorkflowConfig, settings: Settings | None) -> list[Finding]:
-    """The workflow built as `run` builds it: its workflow.py and its report model (the
-    provider's SDK); the sources' modules are source_findings'. Not with a broken
-    settings.yaml, which building reads (its row is the problem)."""
+def workflow_findings(
+    config: WorkflowConfig, settings: Settings | None, timeout: float, blocked: list[str]
+) -> list[Finding]:
+    """The workflow built as `run` builds it, within `timeout`: its workflow.py and its report
+    model (the provider's SDK); the sources' modules are source_findings'. Not with a broken
+    settings.yaml, which building reads (its row is the problem), nor beside a source module
+    that blocks when imported (building would wait for it)."""
     if settings is None:
         detail = "not built: settings.yaml has a problem"
         return [Finding("workflow", config.workflow_id, "not built", detail)]
+    if blocked:
+        return [Finding("workflow", config.workflow_id, "not built", blocked[0])]
     entry = WorkflowEntry(folder=config.path.parent.name, config=config)
     try:
-        entry.factory(config=config)
+        built = within(timeout, lambda: entry.factory(config=config))
     except Exception as error:  # a user's module may raise anything
         detail = str(error) if isinstance(error, USAGE_ERRORS) else one_line(error)
+        return [Finding("workflow", config.workflow_id, PROBLEM, detail)]
+    if built is None:
+        detail = f"workflow.py is still building after {timeout:g} s{BLOCKS}"
         return [Finding("workflow", config.workflow_id, PROBLEM, detail)]
     sources = len(config.sources)
     model = report_model_of(config, settings) or "none: the offline report"
@@ -316,15 +332,19 @@ def workflow_findings(config: WorkflowConfig, settings: Settings | None) -> list
     ]
 
 
-def source_findings(configs: dict[str, WorkflowConfig], timeout: float) -> list[Finding]:
-    """A row per source, named `<workflow>/<source> (<kind>)`: its module imported (a
-    workflow builds without it; a run would fail the source), then each connector source's
-    target probed, all at once, under `timeout`."""
+def source_findings(
+    configs: dict[str, WorkflowConfig],
+    modules: dict[tuple[str, str], str | None],
+    timeout: float,
+) -> list[Finding]:
+    """A row per source, named `<workflow>/<source> (<kind>)`: what kept its module from
+    giving its `run` (a run would fail the source), else each connector source's target
+    probed, all at once, under `timeout`."""
     rows: list[tuple[str, Probe | Finding]] = []
     for config in configs.values():
         for source in config.sources:
             name = f"{config.workflow_id}/{source.id} ({source.kind})"
-            problem = module_problem(config, source)
+            problem = modules[config.workflow_id, source.id]
             if problem is not None:
                 rows.append((name, Finding("source", name, PROBLEM, problem)))
             elif source.connector is None:
@@ -337,14 +357,57 @@ def source_findings(configs: dict[str, WorkflowConfig], timeout: float) -> list[
     ]
 
 
-def module_problem(config: WorkflowConfig, source: Source) -> str | None:
-    """What keeps a source's module, sources/<id>.py, from giving its `run`; None if nothing."""
+# How a finding ends when a user's module did not return: its code blocks when imported.
+BLOCKS = ": its code blocks when imported (a wait, a connection that never answers, a loop)"
+
+Result = TypeVar("Result")
+
+
+def within(seconds: float, call: Callable[[], Result]) -> Result | None:
+    """`call()` in a daemon thread, waited for `seconds`: its result, its exception raised
+    here, or None when it has not returned by then. The thread of a call that never returns
+    is left behind; a daemon, it does not keep the process alive."""
+    outcome: list[tuple[bool, Any]] = []
+
+    def target() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as error:  # handed to the caller, whatever it is
+            outcome.append((False, error))
+
+    thread = threading.Thread(target=target, name="check-import", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if not outcome:
+        return None
+    returned, value = outcome[0]
+    if not returned:
+        raise value
+    return value
+
+
+def module_problems(
+    configs: dict[str, WorkflowConfig], timeout: float
+) -> dict[tuple[str, str], str | None]:
+    """What keeps each source's module, sources/<id>.py, from giving its `run` (None: nothing),
+    by (workflow id, source id). One module at a time, each within `timeout`: modules that
+    import the same heavy library at once could break each other's import."""
+    return {
+        (config.workflow_id, source.id): module_problem(config, source, timeout)
+        for config in configs.values()
+        for source in config.sources
+    }
+
+
+def module_problem(config: WorkflowConfig, source: Source, timeout: float) -> str | None:
     from .steps import CannotRun, load_source_function
 
     try:
-        function = load_source_function(config, source)
+        function = within(timeout, lambda: load_source_function(config, source))
     except USAGE_ERRORS as error:  # no module, or no run in it
         return str(error)
+    if function is None:
+        return f"sources/{source.id}.py is still importing after {timeout:g} s{BLOCKS}"
     return function.message if isinstance(function, CannotRun) else None
 
 
