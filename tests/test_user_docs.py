@@ -296,3 +296,24 @@ def test_the_readmes_type_no_version_that_should_be_derived() -> None:
             assert version in allowed, f"{readme.relative_to(TEMPLATE)} names {version}"
         if readme.suffix == ".jinja":
             assert current not in text, f"{readme.name} types the runtime's version {current}"
+
+
+def commands_of(script: str) -> str:
+    """A script of scripts/ without its comments: what it runs."""
+    text = (TEMPLATE / "scripts" / script).read_text(encoding="utf-8")
+    return "\n".join(
+        line.split(" #")[0] for line in text.splitlines() if not line.lstrip().startswith("#")
+    )
+
+
+def test_the_demo_installs_only_what_a_user_needs() -> None:
+    """README's first command, scripts/demo, and the bootstrap it runs install neither Arize
+    Phoenix (653 MB of the 2.6 GB the demo took, for the tracing tests alone) nor wheels of
+    ours: the project installs from the package index and the template's repository, as a
+    user's does. scripts/test installs both, for the tests."""
+    for script in ("demo", "bootstrap"):
+        commands = commands_of(script).lower()
+        for installed in ("phoenix", "wheelhouse", "find-links", "find_links"):
+            assert installed not in commands, f"scripts/{script} runs {installed}"
+    commands = commands_of("test")
+    assert "arize-phoenix" in commands and "scripts/wheelhouse" in commands
