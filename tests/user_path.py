@@ -103,9 +103,11 @@ def shell(
 
 
 def readme_install_command(readme: str) -> str:
-    """The install command of the rendered README's "Run it", as a user types it."""
+    """The install command of the rendered README's "Run it", as a user types it: in its
+    commands (its first code block), not in the prose around them."""
     run_it = readme.split("## Run it", 1)[1].split("\n## ", 1)[0]
-    (line,) = [line for line in run_it.splitlines() if "pip install -e" in line]
+    commands = run_it.split("```bash\n", 1)[1].split("```", 1)[0]
+    (line,) = [line for line in commands.splitlines() if "pip install -e" in line]
     return line.strip()
 
 

@@ -7,7 +7,6 @@ import contextlib
 import importlib
 import inspect
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -50,11 +49,19 @@ DISTRIBUTION = "example-project"
 
 def workflows_in(monkeypatch: pytest.MonkeyPatch, workflows_dir: Path) -> None:
     """The project's workflows in another folder, for one test, with a copy of its
-    settings.yaml unless the folder has one of its own."""
-    settings = workflows_dir / "settings.yaml"
-    if not settings.exists():
-        shutil.copyfile(SRC / PACKAGE / "workflows" / "settings.yaml", settings)
+    settings.yaml unless the folder has one of its own. The copy names no default workflow:
+    the example project's is not among the test's."""
+    if not (workflows_dir / "settings.yaml").exists():
+        copy_settings(workflows_dir)
     monkeypatch.setattr(project_module, "_registered", Project(PACKAGE, workflows_dir))
+
+
+def copy_settings(workflows_dir: Path) -> None:
+    """The example project's settings.yaml into a workflows folder of a test's own, without
+    its default workflow, which is none of the test's."""
+    text = (SRC / PACKAGE / "workflows" / "settings.yaml").read_text(encoding="utf-8")
+    kept = [line for line in text.splitlines() if not line.startswith("default_workflow:")]
+    (workflows_dir / "settings.yaml").write_text("\n".join(kept) + "\n", encoding="utf-8")
 
 
 def user_environment(**overrides: str) -> dict[str, str]:

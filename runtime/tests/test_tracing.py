@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from .conftest import (
     PROJECT,
     SRC,
     cli,
+    copy_settings,
     free_port,
     user_environment,
 )
@@ -88,7 +88,7 @@ def traced_workflows(
 ) -> Path:
     """A workflows folder with one workflow, `traced`, of `sources` (and `schedules`)."""
     example = SRC / "example_project" / "workflows"
-    shutil.copyfile(example / "settings.yaml", folder / "settings.yaml")
+    copy_settings(folder)
     workflow = folder / "traced"
     (workflow / "sources").mkdir(parents=True)
     (workflow / "__init__.py").write_text("")

@@ -12,6 +12,7 @@ A source that reads its bundled sample because its variable is unset (a fresh re
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -340,6 +341,7 @@ def source_findings(
     """A row per source, named `<workflow>/<source> (<kind>)`: what kept its module from
     giving its `run` (a run would fail the source), else each connector source's target
     probed, all at once, under `timeout`."""
+    connectors_imported(configs)
     rows: list[tuple[str, Probe | Finding]] = []
     for config in configs.values():
         for source in config.sources:
@@ -409,6 +411,18 @@ def module_problem(config: WorkflowConfig, source: Source, timeout: float) -> st
     if function is None:
         return f"sources/{source.id}.py is still importing after {timeout:g} s{BLOCKS}"
     return function.message if isinstance(function, CannotRun) else None
+
+
+def connectors_imported(configs: dict[str, WorkflowConfig]) -> None:
+    """dlt and what the connectors read with, imported before the probes start their clocks:
+    a second or two on a warm machine, far more on a cold and busy one, which the timeout is
+    not about (the target's answer is). A missing dlt is the probes' finding."""
+    from .connector_imports import imported_once
+
+    kinds = [s.kind for c in configs.values() for s in c.sources if s.connector is not None]
+    if kinds:
+        with contextlib.suppress(SourceError):
+            imported_once(kinds[0])
 
 
 class Probe:
