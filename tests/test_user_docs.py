@@ -196,8 +196,14 @@ def test_a_clone_of_main_renders_an_unreleased_version_until_scripts_release(
     answers = (tmp_path / "unreleased" / ANSWERS_FILE).read_text(encoding="utf-8")
     assert yaml.safe_load(answers)["_commit"] == head
 
+    # With uv on the PATH, as after scripts/bootstrap: it builds the newest release's runtime.
+    with_uv = os.environ | {"PATH": f"{TEMPLATE / '.venv' / 'bin'}:{os.environ['PATH']}"}
     released = subprocess.run(
-        [str(clone / "scripts" / "release")], capture_output=True, text=True, timeout=60
+        [str(clone / "scripts" / "release")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=with_uv,
     )
     assert released.returncode == 0, released.stderr
     assert f"v{top[1]} -> {top[2][:7]} (created)" in released.stdout.splitlines()
