@@ -240,7 +240,7 @@ def test_a_0_5_0_project_whose_sources_were_rewritten_takes_the_newest_release_w
     )
     released = ok(
         shell(
-            f"{TEMPLATE}/scripts/release",
+            f"{repository}/scripts/release",
             repository,
             os.environ | {"PATH": f"{TEMPLATE}/.venv/bin:{os.environ['PATH']}"},
         ),
@@ -263,7 +263,7 @@ def test_a_0_5_0_project_whose_sources_were_rewritten_takes_the_newest_release_w
 
     answers = yaml.safe_load((project / ANSWERS).read_text(encoding="utf-8"))
     assert answers["_commit"] == newest
-    added = git(project, "status", "--porcelain", "--", "tests").split()
+    added = git(project, "status", "--porcelain", "--untracked-files=all", "--", "tests").split()
     assert [path for path in added if re.search(r"tests/parallel_workflow/test_\w+\.py$", path)]
     after = (updated.stdout + updated.stderr).split("Updated ")[-1]
     commands = [line.strip() for line in after.splitlines() if line.startswith("    ")]
