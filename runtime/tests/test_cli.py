@@ -405,3 +405,29 @@ def test_version_names_the_project_the_runtime_and_agno_at_once() -> None:
     assert result.stdout == (
         f"example-project 0.0.0 (parallel-workflow-runtime {runtime}, agno {version('agno')})\n"
     )
+
+
+@pytest.mark.parametrize("listing", [["history"], ["history", "ticks"]])
+def test_a_limit_too_large_for_the_database_is_a_usage_error(listing: list[str]) -> None:
+    # SQLite and PostgreSQL hold a LIMIT of 64 bits: a larger one was an OverflowError (or
+    # "bigint out of range") traceback, once the history had a run.
+    assert cli("run", "--workflow", FIRST_WORKFLOW).returncode == 0
+
+    listed = cli(*listing, "--limit", "99999999999999999999")
+
+    assert listed.returncode == 2, listed.stderr
+    assert "Traceback" not in listed.stderr
+    assert listed.stderr.splitlines()[-1].endswith(
+        "error: argument --limit: must be at most 1000000, got 99999999999999999999"
+    )
+    assert cli(*listing, "--limit", "1000000").returncode == 0
+
+
+def test_schedule_next_refuses_more_fire_times_than_it_can_compute_at_once() -> None:
+    # Two million fire times kept croniter busy for minutes before printing anything.
+    asked = cli("schedule", "next", "nightly", "--count", "2000000")
+
+    assert asked.returncode == 2
+    assert asked.stderr.splitlines()[-1].endswith(
+        "error: argument --count: must be at most 1000, got 2000000"
+    )

@@ -33,6 +33,11 @@ from .usage import (
 # divide by zero; a longer one would look like a hang.
 MIN_LATENCY_SECONDS = 0.001
 MAX_LATENCY_SECONDS = 3600.0
+# The most runs or ticks a listing may ask for: SQLite's and PostgreSQL's LIMIT hold 64 bits,
+# and a larger number was a traceback (OverflowError, "bigint out of range").
+MAX_LISTED = 1_000_000
+# The most fire times `schedule next` computes: croniter takes minutes for millions.
+MAX_FIRES = 1000
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -189,7 +194,10 @@ def add_history(subcommands: Subcommands, common: argparse.ArgumentParser) -> No
         "history", parents=[common], help="list recent runs, from the command line and over HTTP"
     )
     history.add_argument(
-        "--limit", type=positive(int), default=20, help="how many runs (default: 20)"
+        "--limit",
+        type=positive(int, MAX_LISTED),
+        default=20,
+        help=f"how many runs (default: 20, at most {MAX_LISTED})",
     )
     history.set_defaults(func=command("history_command"))
     history_commands = history.add_subparsers(
@@ -226,7 +234,12 @@ def add_history(subcommands: Subcommands, common: argparse.ArgumentParser) -> No
         parents=[common],
         help="the schedules' ticks: each one's run, or why it was skipped",
     )
-    ticks.add_argument("--limit", type=positive(int), default=50, help="how many (default: 50)")
+    ticks.add_argument(
+        "--limit",
+        type=positive(int, MAX_LISTED),
+        default=50,
+        help=f"how many (default: 50, at most {MAX_LISTED})",
+    )
     ticks.set_defaults(func=command("ticks_command"))
 
 
@@ -243,7 +256,12 @@ def add_schedule(subcommands: Subcommands, common: argparse.ArgumentParser) -> N
         "next", parents=[common], help="a schedule's next fire times, in its timezone and UTC"
     )
     upcoming.add_argument("schedule", metavar="ID", help="<workflow_id>/<name>, or the name")
-    upcoming.add_argument("--count", type=positive(int), default=5, help="how many (default: 5)")
+    upcoming.add_argument(
+        "--count",
+        type=positive(int, MAX_FIRES),
+        default=5,
+        help=f"how many (default: 5, at most {MAX_FIRES})",
+    )
     upcoming.set_defaults(func=command("schedule_next_command"))
     trigger = commands.add_parser(
         "trigger",
@@ -390,8 +408,9 @@ def add_executor_option(parser: argparse.ArgumentParser, help_text: str) -> None
     parser.add_argument("--executor", choices=EXECUTOR_NAMES, help=help_text)
 
 
-def positive(kind: Callable[[str], float]) -> Callable[[str], Any]:
-    """An argparse type: `kind` of the text, refused unless greater than 0."""
+def positive(kind: Callable[[str], float], maximum: float = math.inf) -> Callable[[str], Any]:
+    """An argparse type: `kind` of the text, refused unless greater than 0 (and at most
+    `maximum`)."""
 
     def parse(text: str) -> Any:
         value = kind(text)
@@ -399,6 +418,8 @@ def positive(kind: Callable[[str], float]) -> Callable[[str], Any]:
             raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
         if value == math.inf:
             raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {text}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names it in "invalid int value: 'x'"
