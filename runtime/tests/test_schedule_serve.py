@@ -195,3 +195,22 @@ def test_serve_says_which_schedules_are_gone_from_config_yaml(
     assert "note: schedule(s) traced/old are in no config.yaml now" in log
     [tick] = ticks(workflows)
     assert tick["schedule"] == "traced/old" and tick["state"] == "ok"  # what ran stays
+
+
+def test_a_timezone_zoneinfo_cannot_open_is_one_line_from_schedule_list_and_run(
+    tmp_path: Path,
+) -> None:
+    # zoneinfo looks a name up as a file: a 300-character name was an OSError traceback
+    # ("File name too long") from every command that read config.yaml.
+    workflows = traced_workflows(
+        tmp_path,
+        {"nap": ("naps", {"seconds": 0.01})},
+        [{"name": "nightly", "cron": "0 3 * * *", "timezone": "A" * 300}],
+    )
+
+    for command in (["schedule", "list"], ["run"]):
+        done = traced_cli(workflows, *command)
+
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("\n") == 1, done.stderr
+        assert "schedules[0].timezone must be an IANA timezone name" in done.stderr

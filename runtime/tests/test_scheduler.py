@@ -355,6 +355,10 @@ async def test_trigger_runs_now_under_the_overlap_policy(store: TickStore) -> No
         ({"name": "x", "cron": "61 * * * *"}, "schedules[0].cron must be a cron expression"),
         ({"name": "x", "cron": "* * *"}, "five fields"),
         ({"name": "x", "cron": "0 3 * * *", "timezone": "Mars/Olympus"}, "IANA timezone"),
+        # zoneinfo opens a file by that name: too long a name, or a folder of zones, was an
+        # OSError traceback ("File name too long", "Is a directory")
+        ({"name": "x", "cron": "0 3 * * *", "timezone": "A" * 300}, "schedules[0].timezone"),
+        ({"name": "x", "cron": "0 3 * * *", "timezone": "Europe"}, "IANA timezone"),
         ({"name": "x", "cron": "0 3 * * *", "overlap": "sometimes"}, "skip, queue, allow"),
         ({"name": "x", "cron": "0 3 * * *", "on_missed": "later"}, "run_once, catch_up"),
         ({"name": "a b", "cron": "0 3 * * *"}, "schedules[0].name must be a name"),

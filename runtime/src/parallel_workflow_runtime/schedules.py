@@ -107,7 +107,9 @@ def timezone_problem(name: str) -> str | None:
     """Why `name` is not an IANA timezone, or None."""
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    # zoneinfo opens a file of that name (in tzdata or /usr/share/zoneinfo): a name too long
+    # for a file, or a folder of zones ("Europe"), is an OSError, not ZoneInfoNotFoundError.
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return "an IANA timezone name, e.g. UTC or Europe/Berlin"
     return None
 
