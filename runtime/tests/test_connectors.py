@@ -6,6 +6,7 @@ so the cursors are those a user's runs keep."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pickle
@@ -34,6 +35,7 @@ from parallel_workflow_runtime.settings import DASK_ADDRESS_ENV, load_settings
 
 from . import connector_sources
 from .conftest import FIRST_WORKFLOW, RUNTIME, WORKFLOWS, free_port, user_environment
+from .connector_project import connector_project
 from .test_executors import WORKER_PATH
 
 TOKEN = "s3cr3t-token-for-tests"
@@ -168,6 +170,49 @@ def test_config_refuses_a_bad_block_in_one_line_that_says_where(
     assert message in str(refused.value)
     assert "\n" not in str(refused.value)
     assert "abc" not in str(refused.value) and "u:p@" not in str(refused.value)
+
+
+def test_string_params_and_a_quoted_initial_value_are_read_by_every_command(
+    tmp_path: Path, api_server: str
+) -> None:
+    """Any string in http.params or a quoted initial_value crashed every command of every
+    workflow at 0.8.0 ("TypeError: must be real number, not str"): pydantic applied the
+    NaN check of the union's float to its strings too."""
+    database = tmp_path / "users.sqlite"
+    sqlite_table(database, 15)
+    dataset = f"s{os.getpid()}{time.monotonic_ns()}"
+    sources = [
+        sql_source(initial_value="2026-11-02"),
+        http_source("events", api_server, f"{dataset}/pages", params={"sort": "asc"}, **PAGED),
+    ]
+    _, cli = connector_project(
+        tmp_path / "workflows", sources, USERS_URL=f"sqlite:///{database}", API_TOKEN=TOKEN
+    )
+
+    listed = cli("list")
+    ran = cli("run", "--json")
+
+    assert listed.returncode == 0 and "connectors" in listed.stdout, listed.stderr
+    assert ran.returncode == 0, ran.stderr
+    records = {s["id"]: s["records"] for s in json.loads(ran.stdout)["sources"]}
+    assert records == {"users": 6, "events": 23}  # users from 2026-11-02 on: ids 10 to 15
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_nan_and_infinity_are_still_refused_in_params_and_initial_value(
+    folder: Path, value: float
+) -> None:
+    for entry, where in [
+        (sql_source(initial_value=value), "sources[0].sql.initial_value must be a string,"),
+        (
+            http_source("events", "http://x", "e", params={"sort": "asc", "n": value}),
+            "sources[0].http.params.n must be a string, a number (not NaN or infinite) or"
+            " true/false, got",
+        ),
+    ]:
+        with pytest.raises(ConfigError) as refused:
+            load_config(write_config(folder, entry))
+        assert where in str(refused.value) and "\n" not in str(refused.value)
 
 
 # --- sql --------------------------------------------------------------------------------------
@@ -437,6 +482,14 @@ def test_sixteen_concurrent_runs_on_a_fresh_history_read_each_row_exactly_once(
 @pytest.fixture(scope="module")
 def api_server() -> Iterator[str]:
     """api_server.py in a uvicorn process of its own: its base URL."""
+    with api_process("127.0.0.1") as base_url:
+        yield base_url
+
+
+@contextlib.contextmanager
+def api_process(host: str) -> Iterator[str]:
+    """api_server.py in a uvicorn process of its own on `host` (a loopback address): its base
+    URL, while it runs."""
     port = free_port()
     server = subprocess.Popen(
         [
@@ -445,7 +498,7 @@ def api_server() -> Iterator[str]:
             "uvicorn",
             "tests.api_server:app",
             "--host",
-            "127.0.0.1",
+            host,
             "--port",
             str(port),
             "--log-level",
@@ -458,7 +511,7 @@ def api_server() -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    base_url = f"http://127.0.0.1:{port}"
+    base_url = f"http://{host}:{port}"
     for _ in range(200):
         try:
             with urllib.request.urlopen(f"{base_url}/health", timeout=1):
@@ -467,10 +520,12 @@ def api_server() -> Iterator[str]:
             time.sleep(0.05)
     else:
         server.kill()
-        pytest.fail("the test API did not start")
-    yield base_url
-    server.terminate()
-    server.wait(timeout=15)
+        pytest.fail(f"the test API did not start on {host}")
+    try:
+        yield base_url
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
 
 
 def http_source(source_id: str, base_url: str, path: str, **block: Any) -> dict[str, Any]:

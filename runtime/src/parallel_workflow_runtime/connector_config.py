@@ -11,9 +11,10 @@ Unknown keys are refused, as everywhere in config.yaml.
 from __future__ import annotations
 
 import datetime
+import math
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # How a source gets its data: `python` runs sources/<id>.py's `run(source)` alone; the others
 # read the rows with dlt and hand them to its `run(source, rows)`.
@@ -40,15 +41,34 @@ EnvName = Annotated[
     ),
 ]
 Name = Annotated[str, Field(min_length=1, pattern=r"\S", description="a non-empty string")]
+
+
+def finite(rule: str) -> AfterValidator:
+    """Refuses NaN and infinity in a value that may also be a string or a date, with `rule`
+    as what the value must be.
+
+    Not pydantic's `allow_inf_nan=False`: put on a union that holds `str`, pydantic applies it
+    to the string too, and any string value (a param `{sort: asc}`, a quoted initial_value)
+    crashed every command with "TypeError: must be real number, not str". Nor that option on
+    the float member alone: the union's error then names each member (`initial_value.str`)."""
+
+    def checked(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(rule)
+        return value
+
+    return AfterValidator(checked)
+
+
+CURSOR_VALUE_RULE = "a string, a number (not NaN or infinite), a date or null"
+SCALAR_RULE = "a string, a number (not NaN or infinite) or true/false"
 # A cursor's first value: where the first run starts (null: from the beginning).
 CursorValue = Annotated[
     str | int | float | datetime.datetime | datetime.date | None,
-    Field(description="a string, a number, a date or null", allow_inf_nan=False),
+    Field(description=CURSOR_VALUE_RULE),
+    finite(CURSOR_VALUE_RULE),
 ]
-Scalar = Annotated[
-    str | int | float | bool,
-    Field(description="a string, a number or true/false", allow_inf_nan=False),
-]
+Scalar = Annotated[str | int | float | bool, Field(description=SCALAR_RULE), finite(SCALAR_RULE)]
 Count = Annotated[int, Field(ge=1, description="a whole number of at least 1")]
 OptionalCount = Annotated[int | None, Field(ge=0, description="a whole number or null")]
 
