@@ -7,6 +7,12 @@ apart. Rows are `{"id", "updated_at", "message"}`; `POST /{dataset}/rows?count=N
 The ways to page (page numbers, a cursor in the body, Link headers), to authenticate (bearer,
 API key, HTTP Basic) and to fail (429 with Retry-After, a 500 once, a slow page, HTML,
 malformed JSON) are routes of their own.
+
+For the cross-origin cases the tests start a second process of this app on another loopback
+address (127.0.0.2): `/{dataset}/leads` hands the first page with a next link (in the body and
+in a Link header) to the URL in `to`, `/{dataset}/moved` answers a 302 to it, and
+`/{dataset}/capture` answers the rest of the rows; each records what it received (headers,
+query, cookies), which `GET /{dataset}/received` returns.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import base64
 import datetime
 import os
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from fastapi import FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -26,6 +33,7 @@ PAGE_SIZE = 10
 
 datasets: dict[str, list[dict[str, Any]]] = {}
 requests_seen: dict[str, int] = {}  # by dataset and route, for the fail-once routes
+received: dict[str, list[dict[str, Any]]] = {}  # by dataset: what the recording routes got
 
 
 def rows_of(dataset: str) -> list[dict[str, Any]]:
@@ -151,3 +159,63 @@ def html(dataset: str) -> HTMLResponse:
 @app.get("/{dataset}/malformed")
 def malformed(dataset: str) -> Response:
     return Response('{"data": [{"id": 1}, {"id": ', media_type="application/json")
+
+
+def record(dataset: str, request: Request) -> None:
+    """What a request carried that could be a credential, as this server received it."""
+    received.setdefault(dataset, []).append(
+        {
+            "url": str(request.url),
+            "query": request.url.query,
+            "headers": dict(request.headers),
+            "cookies": dict(request.cookies),
+        }
+    )
+
+
+@app.get("/{dataset}/received")
+def what_was_received(dataset: str) -> list[dict[str, Any]]:
+    return received.get(dataset, [])
+
+
+@app.get("/{dataset}/leads")
+def leads(dataset: str, request: Request, to: str) -> Response:
+    """The first ten rows, with the next page at `to` (another origin, say): in the body as
+    `next` (json_link) and in a Link header (header_link). No auth is checked: what the
+    request carried is recorded."""
+    record(dataset, request)
+    rows = rows_of(dataset)[:PAGE_SIZE]
+    return JSONResponse({"data": rows, "next": to}, headers={"Link": f'<{to}>; rel="next"'})
+
+
+@app.get("/{dataset}/moved")
+def moved(dataset: str, request: Request, to: str) -> Response:
+    """A 302 to `to`, after recording what the request carried."""
+    record(dataset, request)
+    return Response(status_code=302, headers={"Location": to})
+
+
+@app.get("/{dataset}/capture")
+def capture(dataset: str, request: Request) -> Response:
+    """The rows after the first ten, and no next page; records what the request carried."""
+    record(dataset, request)
+    return JSONResponse({"data": rows_of(dataset)[PAGE_SIZE:], "next": None})
+
+
+@app.get("/{dataset}/echo")
+def echo(dataset: str, request: Request) -> Response:
+    """A 403 whose body repeats what the request carried, each value as it came and
+    percent-encoded both ways (as a careless or hostile API's error page may): an error line
+    made from it holds the credentials in every encoding a URL or a header gives them."""
+    carried = {**dict(request.query_params), **dict(request.headers)}
+    return JSONResponse(
+        {
+            "error": "forbidden",
+            "url": str(request.url),
+            "carried": {
+                name: [value, quote(value, safe=""), quote(value), quote_plus(value)]
+                for name, value in carried.items()
+            },
+        },
+        status_code=403,
+    )

@@ -23,6 +23,7 @@ without reading its rows, and list the environment variables its block names.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import decimal
 import functools
@@ -31,13 +32,14 @@ import inspect
 import json
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit
 
 from .config import Source
 from .connector_config import (
@@ -51,7 +53,7 @@ from .connector_config import (
 from .connector_imports import EXTRAS, dlt_module, imported_once
 from .database import masked_text
 from .executor_base import awaited
-from .results import SourceError, SourceSummary, one_line
+from .results import SourceError, SourceSummary
 
 Row = dict[str, Any]
 # What `run(source, rows)` of a connector source receives: each row once, as a dict.
@@ -77,6 +79,7 @@ class ConnectorRun:
 
     def __call__(self, source: Source) -> SourceSummary:
         secrets = Secrets()
+        notes = Notes()
         deadline = Deadline.of(source)
         try:
             # Before anything is read, in every thread and process: see connector_imports.py.
@@ -86,25 +89,30 @@ class ConnectorRun:
             # worker, the URL and the token may be set on the workers alone).
             target = target_of(source, secrets)
             start, reset = resumed(self.start, target, source)
-            rows, tracker = open_rows(source, start, secrets, deadline, target)
+            rows, tracker = open_rows(source, start, secrets, deadline, target, notes)
             reading = Reading(source, rows, tracker, deadline, secrets)
             summary = self.function(source, reading)
             if inspect.isawaitable(summary):  # an async def run: on a loop of this thread's own
                 summary = asyncio.run(awaited(summary))
         except SourceError as error:  # the connector's, already one line
-            raise SourceError(secrets.scrubbed(str(error))) from None
+            raise SourceError(secrets.scrubbed(notes.failed(str(error)))) from None
         except Exception as error:  # the processing's: its own words, without a secret
-            raise SourceError(secrets.scrubbed(one_line(error))) from None
+            # Scrubbed whole, before anything cuts the line: a secret cut in two would not be
+            # found, and its first half would stay.
+            raise SourceError(secrets.scrubbed(notes.failed(uncut_line(error)))) from None
         if not isinstance(summary, dict):
             return summary  # the runner says what is wrong with it
-        # What it read (a sample) and from where (a cursor reset) first, then run()'s own.
-        warnings = [line for line in (target.note, reset) if line]
-        warnings += summary.get("warnings", [])
         if reading.exhausted or tracker.state() is None:
-            cursor = tracker.state()
+            cursor, unread = tracker.state(), None
         else:
-            cursor = start
-            warnings.append(UNREAD)
+            cursor, unread = start, UNREAD
+        # What it read (a sample) and from where (a cursor reset) first, then what the read
+        # itself has to say, then run()'s own: each without a secret.
+        # (Ours name a target by its identity, which holds no secret; run()'s may hold any.)
+        warnings = [line for line in (target.note, reset) if line] + notes.warnings
+        warnings += [secrets.scrubbed(line) for line in summary.get("warnings", [])]
+        warnings += [unread] if unread else []
+        summary = secrets.scrubbed_summary(summary)
         if not warnings:
             return {**summary, "cursor": target.kept(cursor)}
         return {**summary, "cursor": target.kept(cursor), "warnings": warnings}
@@ -191,23 +199,101 @@ class Deadline:
 
 
 @dataclass
+class Notes:
+    """What a read has to say besides its rows: `warnings`, lines for the source's result (the
+    cursor kept fewer keys, credentials were withheld from a host), and `hints`, what a
+    failure's line should add (why a host may have refused the request)."""
+
+    warnings: list[str] = field(default_factory=list)
+    hints: list[str] = field(default_factory=list)
+
+    def warn(self, line: str) -> None:
+        if line not in self.warnings:
+            self.warnings.append(line)
+
+    def hint(self, line: str) -> None:
+        if line not in self.hints:
+            self.hints.append(line)
+
+    def failed(self, message: str) -> str:
+        """A failure's line, with the hints that explain it."""
+        return "".join([message, *(f" ({hint})" for hint in self.hints)])
+
+
+@dataclass
 class Secrets:
-    """The secrets a connector read from the environment: no error line repeats them."""
+    """The secrets a connector read from the environment: no line that leaves the source (an
+    error, a warning, run()'s details) repeats them, in any encoding a request gives them:
+    percent-encoded in a URL (quote and quote_plus, either case of hex), and HTTP Basic
+    credentials as base64."""
 
     values: list[str] = field(default_factory=list)
+    _forms: list[str] | None = field(default=None, repr=False)
 
     def read(self, name: str, what: str) -> str:
         value = os.environ.get(name, "")
         if not value:
             raise SourceError(f"{what}: the environment variable {name} is not set")
-        self.values.append(value)
+        self.add(value)
         return value
+
+    def add(self, value: str) -> None:
+        if value and value not in self.values:
+            self.values.append(value)
+            self._forms = None
+
+    def add_basic(self, username: str, password: str) -> None:
+        """HTTP Basic credentials: the password, and the base64 of `username:password` that
+        the Authorization header carries (an API that echoes headers shows it)."""
+        self.add(password)
+        self.add(basic_credentials(username, password).removeprefix("Basic "))
+
+    def forms(self) -> list[str]:
+        """Every form of every secret to scrub, the longest first (a secret may hold
+        another)."""
+        if self._forms is None:
+            forms: set[str] = set()
+            for value in self.values:
+                encoded = {quote(value, safe=""), quote(value), quote_plus(value)}
+                # Hex digits in lower case too: an API may re-encode what it was sent.
+                encoded |= {PERCENT.sub(lambda m: m[0].lower(), form) for form in encoded}
+                forms |= {value, *encoded}
+            self._forms = sorted(forms, key=len, reverse=True)
+        return self._forms
 
     def scrubbed(self, text: str) -> str:
         text = masked_text(text)
-        for value in self.values:
-            text = text.replace(value, "***")
+        for form in self.forms():
+            text = text.replace(form, "***")
         return text
+
+    def scrubbed_summary(self, summary: SourceSummary) -> SourceSummary:
+        """run()'s summary with every string of its details scrubbed (run() may put an
+        error's text there)."""
+        if not self.values or not isinstance(summary.get("details"), dict):
+            return summary
+        return {**summary, "details": self._scrubbed_value(summary["details"])}
+
+    def _scrubbed_value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.scrubbed(value)
+        if isinstance(value, dict):
+            return {key: self._scrubbed_value(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._scrubbed_value(item) for item in value]
+        return value
+
+
+PERCENT = re.compile(r"%[0-9A-F]{2}")
+
+
+def uncut_line(error: BaseException) -> str:
+    """`Type: message` of an exception, not yet cut to a line's length (results.one_line
+    cuts it)."""
+    message = str(error)
+    if isinstance(error, SourceError):
+        return message
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
 def connector_error(source: Source, error: BaseException, secrets: Secrets) -> str:
@@ -216,11 +302,14 @@ def connector_error(source: Source, error: BaseException, secrets: Secrets) -> s
     cause = error
     while cause.__cause__ is not None:  # an exception raised `from` another: the other
         cause = cause.__cause__
+    if isinstance(cause, SourceError):  # ours, raised inside dlt (which wrapped it)
+        return secrets.scrubbed(str(cause))
     original = getattr(cause, "orig", None) or cause
-    message = " ".join(str(original).split()) or type(original).__name__
+    # Scrubbed before its spaces are joined: a secret may hold a line break or two spaces.
+    message = " ".join(secrets.scrubbed(str(original)).split()) or type(original).__name__
     # SQLAlchemy appends a link to its documentation and the statement: noise on one line.
     message = message.split(" (Background on this error at:")[0].split(" [SQL: ")[0]
-    return secrets.scrubbed(f"{source.kind}: {type(original).__name__}: {message}")
+    return f"{source.kind}: {type(original).__name__}: {message}"
 
 
 @dataclass(frozen=True)
@@ -270,7 +359,7 @@ def sql_target(source: Source, block: SqlBlock, secrets: Secrets) -> Target:
     cursor = f", cursor {block.cursor}" if block.cursor else ""
     if os.environ.get(block.url_env) or block.sqlite_file is None:
         url = secrets.read(block.url_env, f"sql.url_env of source {source.id!r}")
-        where = database_shown(url)
+        where = database_shown(url, secrets)
         return Target(f"{where}, {what}{cursor}", where, location=url)
     sample = source.folder / block.sqlite_file
     if not sample.is_file():
@@ -285,13 +374,16 @@ def sql_target(source: Source, block: SqlBlock, secrets: Secrets) -> Target:
     return Target(f"{where}, {what}{cursor}", where, note, sample, url)
 
 
-def database_shown(url: str) -> str:
+def database_shown(url: str, secrets: Secrets | None = None) -> str:
     """A database URL as a target's identity: the database (backend, user, host, port,
     name), not how it is reached: no password, driver or query options, which may change
-    (or hold a secret) while the database stays the same."""
+    (or hold a secret) while the database stays the same. Its password goes to `secrets`:
+    a driver's error may quote it alone."""
     from sqlalchemy.engine import URL, make_url
 
     parsed = make_url(url)
+    if secrets is not None and parsed.password and len(str(parsed.password)) >= 4:
+        secrets.add(str(parsed.password))  # (shorter, it would blot out words of the error)
     # A URL made anew from the parts that say which database: URL.set(password=None) would
     # keep the password (None there means "unchanged").
     shown: str = URL.create(
@@ -387,13 +479,16 @@ def open_rows(
     secrets: Secrets,
     deadline: Deadline,
     target: Target | None = None,
+    notes: Notes | None = None,
 ) -> tuple[Chunks, CursorTracker]:
     """The rows of a connector source's target (by default, the one this process's
     environment gives), newer than `start`, as dlt yields them (in chunks), and what tracks
-    its cursor."""
+    its cursor. What the read has to say besides goes to `notes`."""
     block = source.connector
     if target is None:
         target = target_of(source, secrets)
+    if notes is None:
+        notes = Notes()
     if isinstance(block, SqlBlock):
         tracker = CursorTracker(block.cursor, start, block.initial_value)
         assert target.location is not None
@@ -404,7 +499,7 @@ def open_rows(
         if target.sample is not None:
             # The items the API would answer, filtered by the cursor as the API's are.
             return sample_items(target.sample, target.where), tracker
-        return http_rows(source, block, tracker.since(), secrets, deadline), tracker
+        return http_rows(source, block, tracker.since(), secrets, deadline, notes), tracker
     if isinstance(block, FileBlock):
         # The cursor is the files' modification time: it filters files, not rows.
         files = CursorTracker(cursor_of(block), start, None, key=lambda item: item["file_url"])
@@ -500,17 +595,23 @@ def query_rows(engine: Any, block: SqlBlock, since: Any) -> Chunks:
 
 
 def http_rows(
-    source: Source, block: HttpBlock, since: Any, secrets: Secrets, deadline: Deadline
+    source: Source,
+    block: HttpBlock,
+    since: Any,
+    secrets: Secrets,
+    deadline: Deadline,
+    notes: Notes,
 ) -> Chunks:
     dlt_module("http")
     from dlt.sources.rest_api import rest_api_resources
 
-    session = http_session(block, deadline, block.request_max_attempts)
+    credentials = http_credentials(source, block, secrets, notes)
+    session = http_session(block, deadline, block.request_max_attempts, credentials)
+    # No `auth` for dlt: it would put the credentials on every request, to whatever host a
+    # next-page link names. The session's adapter adds them, to base_url's origin alone.
     client: dict[str, Any] = {"base_url": block.base_url, "session": session}
     if block.headers:
         client["headers"] = dict(block.headers)
-    if block.auth is not None:
-        client["auth"] = http_auth(source, block, secrets)
     if block.paginator is not None:
         client["paginator"] = paginator_config(block)
     endpoint: dict[str, Any] = {"path": block.path, "method": block.method}
@@ -534,9 +635,12 @@ def http_rows(
     yield from resource
 
 
-def http_session(block: HttpBlock, deadline: Deadline, max_attempts: int) -> Any:
+def http_session(
+    block: HttpBlock, deadline: Deadline, max_attempts: int, credentials: Credentials
+) -> Any:
     """dlt's requests session for a read of `block`: dlt's retries (at most `max_attempts`
-    tries of a request), each request ending by the deadline."""
+    tries of a request), each request ending by the deadline, the credentials on those to
+    base_url's origin alone."""
     from dlt.sources.helpers.requests import Client
 
     timeout = deadline.remaining(block.request_timeout_seconds or 60.0)
@@ -547,11 +651,13 @@ def http_session(block: HttpBlock, deadline: Deadline, max_attempts: int) -> Any
         request_max_attempts=max_attempts,
         raise_for_status=False,  # dlt checks each answer itself (its response_actions)
     ).session
-    # Each request (dlt's retries too) ends by the source's deadline, or does not start.
-    adapter = deadline_adapter(deadline)
+    # Each request (dlt's retries and redirects too) passes this adapter: it ends by the
+    # source's deadline, or does not start, and gets the credentials if it goes to base_url's
+    # origin.
+    adapter = http_adapter(deadline, credentials)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    read_environment_once(session, block.base_url, netrc=block.auth is None)
+    read_environment_once(session, block.base_url)
     return session
 
 
@@ -568,57 +674,179 @@ def compiled_json_path(path: str) -> Any:
     return compile_path(path)
 
 
-def read_environment_once(session: Any, base_url: str, netrc: bool) -> None:
+def read_environment_once(session: Any, base_url: str) -> None:
     """What requests reads from the environment on every request (proxies, no_proxy, CA
-    bundle, ~/.netrc), read once for the whole read: that lookup cost a third of the CPU of
-    each page, which the sources on `thread` share. A next-page link to another host gets
-    the proxies of `base_url`'s."""
+    bundle), read once for the whole read: that lookup cost a third of the CPU of each page,
+    which the sources on `thread` share. A next-page link to another host gets the proxies of
+    `base_url`'s. (~/.netrc is read by http_credentials: its password is a credential.)"""
     import requests.utils
 
     session.proxies.update(requests.utils.get_environ_proxies(base_url))
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     if bundle and session.verify is True:
         session.verify = bundle
-    if netrc and session.auth is None:
-        session.auth = requests.utils.get_netrc_auth(base_url)
     session.trust_env = False
 
 
-def deadline_adapter(deadline: Deadline) -> Any:
-    """A requests adapter whose requests never outlast `deadline`: a thread cannot be stopped,
-    so a source's read on `thread` ends by its timeout only if each request does."""
+Origin = tuple[str, str, int]
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> Origin:
+    """A URL's origin: its scheme, host and port (the scheme's default port if it has none)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or DEFAULT_PORTS.get(scheme, 0)
+
+
+def origin_shown(origin: Origin) -> str:
+    scheme, host, port = origin
+    host = f"[{host}]" if ":" in host else host
+    return (
+        f"{scheme}://{host}" if port == DEFAULT_PORTS.get(scheme) else f"{scheme}://{host}:{port}"
+    )
+
+
+@dataclass
+class Credentials:
+    """What an `http` source authenticates with, for base_url's origin (scheme, host, port)
+    alone: a request to another origin, where a next-page link or a redirect leads, goes
+    without them, and the source's warnings say so.
+
+    Why dropped and not refused: it is what browsers, curl and requests do with a redirect
+    (an API may answer a download or a next page from a CDN or a storage bucket, which needs
+    no credentials); a host that wanted them answers 401 or 403, and that failure's line says
+    the credentials were not sent there."""
+
+    origin: Origin
+    headers: dict[str, str] = field(default_factory=dict)  # Authorization, an API key header
+    query: dict[str, str] = field(default_factory=dict)  # an API key in the query
+    cookies: dict[str, str] = field(default_factory=dict)  # an API key as a cookie
+    notes: Notes = field(default_factory=Notes)
+
+    def __bool__(self) -> bool:
+        return bool(self.headers or self.query or self.cookies)
+
+    def applied(self, request: Any) -> Any:
+        """The request as it goes out: a copy with the credentials if it goes to base_url's
+        origin, else as it is, without them.
+
+        A copy, so that the request requests keeps (it copies it to follow a redirect) never
+        holds them: a redirect to another origin cannot carry them (requests strips only
+        Authorization, and only when the host changes)."""
+        if not self:
+            return request
+        origin = origin_of(request.url)
+        if origin != self.origin:
+            self.withheld(origin)
+            return self.stripped(request)
+        request = request.copy()
+        request.headers.update(self.headers)
+        if self.query:
+            request.prepare_url(request.url, self.query)
+        if self.cookies:
+            ours = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
+            theirs = request.headers.get("Cookie")
+            request.headers["Cookie"] = f"{theirs}; {ours}" if theirs else ours
+        return request
+
+    def stripped(self, request: Any) -> Any:
+        """A request to another origin without anything named like a credential of ours, in
+        case one got there by another way than this adapter (a hook, a library's default)."""
+        names = {"authorization", *(name.lower() for name in self.headers)}
+        if not any(name.lower() in names for name in request.headers) and not (
+            self.query and any(f"{name}=" in request.url for name in self.query)
+        ):
+            return request
+        request = request.copy()
+        for name in list(request.headers):
+            if name.lower() in names:
+                del request.headers[name]
+        if self.query:
+            parts = urlsplit(request.url)
+            kept = [
+                (key, value)
+                for key, value in parse_qsl(parts.query, keep_blank_values=True)
+                if key not in self.query
+            ]
+            request.url = parts._replace(query=urlencode(kept)).geturl()
+        return request
+
+    def withheld(self, origin: Origin) -> None:
+        there, ours = origin_shown(origin), origin_shown(self.origin)
+        self.notes.warn(
+            f"http: sent the requests to {there} (a next page or a redirect) without"
+            f" credentials: they go only to base_url's origin {ours}"
+        )
+        self.notes.hint(
+            f"credentials were not sent to {there}: they go only to base_url's origin {ours}"
+        )
+
+
+# What a cookie value may hold (RFC 6265's cookie-octet): no space, quote, comma, semicolon or
+# backslash, nor a control character.
+COOKIE_VALUE = re.compile(r"[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]*")
+
+
+def http_credentials(
+    source: Source, block: HttpBlock, secrets: Secrets, notes: Notes
+) -> Credentials:
+    """The credentials of an `http` block's auth, read from the environment (with no auth
+    block, those ~/.netrc has for base_url's host, as requests would send)."""
+    import requests.utils
+
+    credentials = Credentials(origin_of(block.base_url), notes=notes)
+    auth = block.auth
+    what = f"http.auth of source {source.id!r}"
+    if auth is None:
+        netrc = requests.utils.get_netrc_auth(block.base_url)
+        if netrc is not None:
+            username, password = netrc
+            secrets.add_basic(username, password)
+            credentials.headers["Authorization"] = basic_credentials(username, password)
+    elif auth.type == "bearer":
+        credentials.headers["Authorization"] = f"Bearer {secrets.read(auth.token_env, what)}"
+    elif auth.type == "http_basic":
+        password = secrets.read(auth.password_env, what)
+        secrets.add_basic(auth.username, password)
+        credentials.headers["Authorization"] = basic_credentials(auth.username, password)
+    elif auth.location == "header":
+        credentials.headers[auth.name] = secrets.read(auth.api_key_env, what)
+    elif auth.location == "query":
+        credentials.query[auth.name] = secrets.read(auth.api_key_env, what)
+    else:  # a cookie, which dlt's APIKeyAuth does not do (NotImplementedError)
+        key = secrets.read(auth.api_key_env, what)
+        if not COOKIE_VALUE.fullmatch(key):
+            raise SourceError(
+                f"{what}: the API key in {auth.api_key_env} holds a character a cookie cannot"
+                " carry (a space, a quote, a comma, a semicolon or a backslash): send it in a"
+                " header or the query (http.auth.location)"
+            )
+        credentials.cookies[auth.name] = key
+    return credentials
+
+
+def basic_credentials(username: str, password: str) -> str:
+    """The Authorization header of HTTP Basic auth, as dlt's HttpBasicAuth makes it (UTF-8)."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def http_adapter(deadline: Deadline, credentials: Credentials) -> Any:
+    """A requests adapter whose requests never outlast `deadline` (a thread cannot be stopped,
+    so a source's read on `thread` ends by its timeout only if each request does), and carry
+    the credentials only to base_url's origin: every request of the session passes here, the
+    first, each next page and each redirect, as it goes on the wire."""
     from requests.adapters import HTTPAdapter
 
-    class DeadlineAdapter(HTTPAdapter):
+    class SourceAdapter(HTTPAdapter):
         def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
             deadline.check()  # not retried by dlt: a SourceError is none of its errors
             timeout = kwargs.get("timeout")
             if isinstance(timeout, int | float) or timeout is None:
                 kwargs["timeout"] = deadline.remaining(timeout or 60.0)
-            return super().send(request, *args, **kwargs)
+            return super().send(credentials.applied(request), *args, **kwargs)
 
-    return DeadlineAdapter()
-
-
-def http_auth(source: Source, block: HttpBlock, secrets: Secrets) -> dict[str, Any]:
-    auth = block.auth
-    what = f"http.auth of source {source.id!r}"
-    if auth is None:
-        return {}
-    if auth.type == "bearer":
-        return {"type": "bearer", "token": secrets.read(auth.token_env, what)}
-    if auth.type == "api_key":
-        return {
-            "type": "api_key",
-            "name": auth.name,
-            "api_key": secrets.read(auth.api_key_env, what),
-            "location": auth.location,
-        }
-    return {
-        "type": "http_basic",
-        "username": auth.username,
-        "password": secrets.read(auth.password_env, what),
-    }
+    return SourceAdapter()
 
 
 def file_bucket_url(source: Source, block: FileBlock) -> str:
@@ -763,17 +991,18 @@ def http_reached(
     source: Source, block: HttpBlock, target: Target, secrets: Secrets, deadline: Deadline
 ) -> str:
     from dlt.sources.helpers.rest_client import RESTClient
-    from dlt.sources.rest_api.config_setup import create_auth, create_paginator
+    from dlt.sources.rest_api.config_setup import create_paginator
 
+    credentials = http_credentials(source, block, secrets, Notes())
     client = RESTClient(
         base_url=block.base_url,
         headers=dict(block.headers) or None,
-        # dlt's own conversions of the dicts its rest_api config takes (a TypedDict there).
-        auth=create_auth(http_auth(source, block, secrets)) if block.auth else None,  # type: ignore[arg-type]
+        # dlt's own conversion of the dict its rest_api config takes (a TypedDict there).
         paginator=create_paginator(paginator_config(block)) if block.paginator else None,  # type: ignore[arg-type]
         data_selector=compiled_json_path(block.data_selector) if block.data_selector else None,
-        # One try: `check` says what the first answer was, dlt's retries would hide it.
-        session=http_session(block, deadline, max_attempts=1),
+        # One try: `check` says what the first answer was, dlt's retries would hide it. The
+        # credentials go with the session, to base_url's origin alone, as in a read.
+        session=http_session(block, deadline, 1, credentials),
     )
     pages: Generator[list[Any], None, None] = client.paginate(  # type: ignore[assignment]
         path=block.path,
