@@ -22,6 +22,7 @@ import sqlalchemy
 
 from parallel_workflow_runtime.config import ConfigError, load_config
 from parallel_workflow_runtime.scheduler import (
+    CATCHING_UP,
     RUNNING,
     SKIPPED,
     Scheduler,
@@ -88,13 +89,15 @@ class Runs:
     started: list[Tick] = field(default_factory=list)
     ends: dict[datetime, asyncio.Event] = field(default_factory=dict)
 
-    async def __call__(self, schedule: Schedule, tick: Tick) -> tuple[str | None, bool]:
+    async def __call__(
+        self, schedule: Schedule, tick: Tick, run_id: str
+    ) -> tuple[str | None, bool]:
         self.started.append(tick)
         self.ends[tick.at] = asyncio.Event()
         if self.instant:
             self.ends[tick.at].set()
         await self.ends[tick.at].wait()
-        return f"run-{len(self.started)}", True
+        return run_id, True
 
     def end_all(self) -> None:
         """End the runs under way, and any that starts from now on at once."""
@@ -111,6 +114,7 @@ def scheduler(
         schedules=[schedule],
         start_run=runs,
         clock=clock,
+        database_clock=clock,  # the database's clock, and this replica's agrees with it
         poll_seconds=1.0,
         **options,
     )
@@ -344,6 +348,140 @@ async def test_trigger_runs_now_under_the_overlap_policy(store: TickStore) -> No
     runs.end_all()
     assert (await first).state == RUNNING
     assert [tick.state for tick in store.rows()] == [SKIPPED, "ok"]
+
+
+EVERY_10_SECONDS = "* * * * * */10"  # croniter: a sixth field, seconds
+
+
+@pytest.mark.parametrize("overlap", ["skip", "queue", "allow"])
+async def test_catch_up_runs_every_missed_tick_in_order_whatever_overlap_says(
+    store: TickStore, overlap: Overlap
+) -> None:
+    # Both replicas down for 60 s: under overlap skip, of the 7 ticks due when one came back,
+    # the oldest ran and the other 6 were skipped as overlapping it, and the next on-time
+    # tick too.
+    schedule = Schedule(workflow_id="w", name="c", cron=EVERY_10_SECONDS,
+                        on_missed="catch_up", overlap=overlap)  # fmt: skip
+    clock = Clock(START - timedelta(seconds=1))
+    runs = Runs()
+    before = scheduler(store, schedule, clock, runs)
+    await before.poll()
+    clock.now = START
+    await before.poll()  # 12:00:00 runs; then both replicas are down from 12:00:05 to 12:01:05
+    await before.wait()
+    clock.now = START + timedelta(seconds=65)
+    runs.instant = False
+    again = scheduler(store, schedule, clock, runs)
+    at_most_at_once = 0
+    for _ in range(60):  # each run takes 2 s
+        await again.poll()
+        await asyncio.sleep(0)
+        running = [tick for tick in runs.started if not runs.ends[tick.at].is_set()]
+        at_most_at_once = max(at_most_at_once, len(running))
+        for tick in running:
+            if clock.now - tick.decided_at >= timedelta(seconds=2):  # type: ignore[operator]
+                runs.ends[tick.at].set()
+        await asyncio.sleep(0.01)  # the ended run records its end, and starts the next
+        clock.move(seconds=1)
+    runs.end_all()
+    await again.wait()
+
+    ticks = {tick.at.strftime("%M:%S"): tick for tick in store.rows()}
+    caught_up = ["00:10", "00:20", "00:30", "00:40", "00:50", "01:00"]
+    assert [ticks[at].state for at in caught_up] == ["ok"] * 6
+    assert all(ticks[at].reason == CATCHING_UP for at in caught_up)
+    started = [tick.at.strftime("%M:%S") for tick in runs.started]
+    assert [at for at in started if at in caught_up] == caught_up  # oldest first
+    if overlap != "allow":  # one run at a time: the catch-up's, then the ticks after it
+        assert at_most_at_once == 1
+    # The ticks that came while it caught up follow overlap: 01:10 came while the catch-up's
+    # runs (2 s each, from 01:05) still ran.
+    expected = {"skip": SKIPPED, "queue": "ok", "allow": "ok"}[overlap]
+    assert ticks["01:10"].state == expected, ticks["01:10"]
+    assert ticks["01:20"].state == "ok"
+    if overlap == "skip":
+        assert "catching up" in str(ticks["01:10"].reason)
+
+
+async def test_catch_up_keeps_the_newest_max_catch_up_ticks(store: TickStore) -> None:
+    schedule = Schedule(workflow_id="w", name="c", cron=EVERY_10_SECONDS,
+                        on_missed="catch_up", max_catch_up=3)  # fmt: skip
+    clock = Clock(START - timedelta(seconds=1))
+    runs = Runs()
+    first = scheduler(store, schedule, clock, runs)
+    await first.poll()
+    clock.now = START
+    await first.poll()
+    await first.wait()
+    clock.now = START + timedelta(minutes=2)  # 11 ticks missed, 01:30 to 02:00 on time
+    again = scheduler(store, schedule, clock, runs)
+
+    await again.poll()
+    await again.wait()
+
+    ok = [tick.at.strftime("%M:%S") for tick in reversed(store.rows()) if tick.state == "ok"]
+    assert ok == ["00:00", "01:00", "01:10", "01:20", "01:30", "01:40", "01:50", "02:00"]
+    skipped = [tick for tick in store.rows() if tick.state == SKIPPED]
+    assert len(skipped) == 5 and all("max_catch_up 3" in str(t.reason) for t in skipped)
+
+
+# --- clocks -------------------------------------------------------------------------------
+
+
+async def test_a_replica_whose_clock_is_two_hours_ahead_decides_nothing(
+    store: TickStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Deciding by its own clock, it recorded every tick up to its "now" as missed, 2 h
+    # ahead; then the healthy replica found those ticks decided and fired nothing for 2 h.
+    schedule = Schedule(workflow_id="w", name="s", cron=EVERY_10_SECONDS, on_missed="skip")
+    database = Clock(START - timedelta(seconds=1))
+    runs = Runs()
+    healthy = scheduler(store, schedule, database, runs, replica="healthy")
+    ahead = Scheduler(
+        store=store, schedules=[schedule], start_run=runs, poll_seconds=1.0, replica="ahead",
+        clock=lambda: database.now + timedelta(hours=2), database_clock=database,
+    )  # fmt: skip
+    for second in range(-1, 120):  # together for 30 s, then the healthy one alone
+        database.now = START + timedelta(seconds=second)
+        await healthy.poll()
+        if second < 30:
+            await ahead.poll()
+        await healthy.wait()  # each run takes less than a second
+
+    ticks = list(reversed(store.rows()))
+    assert [tick.at for tick in ticks] == [START + timedelta(seconds=s) for s in range(0, 120, 10)]
+    assert {(tick.state, tick.replica) for tick in ticks} == {("ok", "healthy")}
+    warnings = [r.getMessage() for r in caplog.records if "clock" in r.getMessage()]
+    assert warnings == [
+        "scheduler: this replica's clock is 7200 s ahead of the history database's: it "
+        "decides no ticks until they agree within scheduler.poll_seconds (1 s); set this "
+        "machine's clock right (NTP)"
+    ]
+
+
+async def test_ticks_recorded_ahead_of_the_database_do_not_silence_the_schedule(
+    store: TickStore,
+) -> None:
+    # What a replica whose clock ran 2 h ahead left, before replicas checked their clocks:
+    # each tick up to its "now" recorded as missed.
+    schedule = Schedule(workflow_id="w", name="s", cron=EVERY_10_SECONDS, on_missed="skip")
+    with store.engine.begin() as connection:
+        for second in range(0, 7200, 10):
+            at = START + timedelta(seconds=second)
+            store.add(connection, Tick(schedule.key, at, SKIPPED, reason="missed",
+                      replica="ahead", decided_at=START + timedelta(hours=2)))  # fmt: skip
+    clock = Clock(START - timedelta(seconds=1))
+    runs = Runs()
+    healthy = scheduler(store, schedule, clock, runs, replica="healthy")
+
+    for second in range(-1, 60):
+        clock.now = START + timedelta(seconds=second)
+        await healthy.poll()
+        await healthy.wait()  # each run takes less than a second
+
+    assert [tick.at.strftime("%M:%S") for tick in runs.started] == [
+        "00:00", "00:10", "00:20", "00:30", "00:40", "00:50"
+    ]  # fmt: skip
 
 
 # --- config.yaml --------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -61,8 +62,13 @@ def serving_scheduler(
     """The scheduler of a `serve` replica: each run a copy of its workflow, run as an HTTP run
     is (with a stand-in in the history while it runs)."""
 
-    async def start_run(schedule: Schedule, tick: Tick) -> tuple[str | None, bool]:
+    async def start_run(schedule: Schedule, tick: Tick, run_id: str) -> tuple[str | None, bool]:
         run = workflows[schedule.workflow_id].deep_copy()
+        # Agno makes a run's id up as the run starts, and tells it only once the run is over;
+        # the scheduler gives it one beforehand, so that a run stopped midway (serve's
+        # SIGTERM, max_runtime_seconds), which Agno stores as cancelled, has it in its tick.
+        # `run` is this run's own copy: its arun, and no other's, takes the id.
+        run.arun = functools.partial(run.arun, run_id=run_id)  # type: ignore[method-assign,assignment]
         with stand_in(db, schedule.workflow_id, run):
             outcome = await run_workflow(
                 run, request_of(schedule, tick), db=db, executors=executors
