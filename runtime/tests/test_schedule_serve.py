@@ -14,13 +14,16 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy
 import yaml
+
+from parallel_workflow_runtime.scheduler import TickStore
 
 from .conftest import DATABASE_URL_ENV, ENV_PREFIX, PROJECT, free_port, user_environment
 from .test_tracing import TRACED_PROGRAM, traced_cli, traced_workflows
@@ -35,13 +38,39 @@ def ticks(workflows: Path, **environment: str) -> list[dict[str, Any]]:
     return list(reversed(json.loads(listed.stdout)))  # oldest first
 
 
+# A replica whose own clock is CLOCK_OFFSET_ENV seconds off, as faketime would make it, for
+# Python: time.time() and datetime.now() read that far ahead, before anything is imported (but
+# psycopg's C module, which checks the size of the datetime type it finds). The database's
+# clock, PostgreSQL's in its own process, stays as it is.
+CLOCK_OFFSET_ENV = "TEST_CLOCK_OFFSET_SECONDS"
+SHIFTED_CLOCK = f"""
+import datetime, os, time
+import psycopg
+offset = float(os.environ[{CLOCK_OFFSET_ENV!r}])
+real_time, real_time_ns = time.time, time.time_ns
+time.time = lambda: real_time() + offset
+time.time_ns = lambda: real_time_ns() + int(offset * 1e9)
+class ShiftedDatetime(datetime.datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return super().now(tz) + datetime.timedelta(seconds=offset)
+    @classmethod
+    def utcnow(cls):
+        return super().utcnow() + datetime.timedelta(seconds=offset)
+datetime.datetime = ShiftedDatetime
+"""
+
+
 def replica(
     workflows: Path, log: Path, environment: dict[str, str]
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
+    program = TRACED_PROGRAM
+    if CLOCK_OFFSET_ENV in environment:
+        program = SHIFTED_CLOCK + TRACED_PROGRAM
     with log.open("a") as output:
         process = subprocess.Popen(
-            [sys.executable, "-c", TRACED_PROGRAM, str(workflows), "serve", "--port", str(port)],
+            [sys.executable, "-c", program, str(workflows), "serve", "--port", str(port)],
             cwd=PROJECT,
             env=user_environment(**environment),
             stdout=output,
@@ -214,3 +243,85 @@ def test_a_timezone_zoneinfo_cannot_open_is_one_line_from_schedule_list_and_run(
         assert done.returncode == 2, done.stderr
         assert done.stderr.count("\n") == 1, done.stderr
         assert "schedules[0].timezone must be an IANA timezone name" in done.stderr
+
+
+def test_a_replica_stopped_with_sigterm_mid_run_records_its_tick_with_the_run(
+    tmp_path: Path, stopped_at_the_end: list[subprocess.Popen[bytes]]
+) -> None:
+    # The run was stopped and stored (cancelled) under its id, but its tick said cancelled
+    # (or failed) with no run id: which run had it been?
+    name = f"term-{uuid.uuid4().hex[:12]}"
+    workflows = traced_workflows(
+        tmp_path,
+        {"nap": ("naps", {"seconds": 6})},
+        [{"name": name, "cron": EVERY_3_SECONDS, "on_missed": "skip"}],
+    )
+    environment = {f"{ENV_PREFIX}SCHEDULER": FAST_SCHEDULER}
+    server, _ = replica(workflows, tmp_path / "serve.log", environment)
+    stopped_at_the_end.append(server)
+    deadline = time.monotonic() + 20
+    while not [t for t in ticks(workflows, **environment) if t["state"] == "running"]:
+        assert time.monotonic() < deadline, "no tick was running"
+        time.sleep(0.2)
+    time.sleep(1)  # mid-run: the nap lasts 6 s
+
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=60)
+
+    [tick] = [t for t in ticks(workflows, **environment) if t["state"] != "skipped"]
+    assert tick["state"] == "cancelled" and tick["run_id"], tick
+    assert tick["reason"] == "the server stopped while it ran"
+    shown = traced_cli(workflows, "history", "show", tick["run_id"], "--json", **environment)
+    assert shown.returncode == 0, shown.stderr
+    run = json.loads(shown.stdout)
+    assert (run["run_id"], run["status"]) == (tick["run_id"], "CANCELLED"), run
+
+
+def test_a_replica_whose_clock_runs_two_hours_ahead_decides_no_tick_and_silences_no_one(
+    tmp_path: Path,
+    postgres_history: dict[str, str],
+    stopped_at_the_end: list[subprocess.Popen[bytes]],
+) -> None:
+    # Joining the history for a while, it recorded every tick up to its own "now" (2 h ahead)
+    # as missed; after it left, the healthy replica fired nothing for 2 h.
+    name = f"skew-{uuid.uuid4().hex[:12]}"
+    workflows = traced_workflows(
+        tmp_path,
+        {"nap": ("naps", {"seconds": 0.2})},
+        [{"name": name, "cron": EVERY_3_SECONDS, "on_missed": "skip"}],
+    )
+    environment = {**postgres_history, f"{ENV_PREFIX}SCHEDULER": FAST_SCHEDULER}
+    healthy, _ = replica(workflows, tmp_path / "healthy.log", environment)
+    stopped_at_the_end.append(healthy)
+    ahead_environment = {**environment, CLOCK_OFFSET_ENV: "7200"}
+    ahead, _ = replica(workflows, tmp_path / "ahead.log", ahead_environment)
+    stopped_at_the_end.append(ahead)
+    time.sleep(15)  # together
+    ahead.send_signal(signal.SIGTERM)
+    ahead.wait(timeout=60)
+    time.sleep(10)  # the healthy one alone
+    healthy.send_signal(signal.SIGTERM)
+    healthy.wait(timeout=60)
+    stopped = datetime.now(UTC)
+
+    engine = sqlalchemy.create_engine(postgres_history[DATABASE_URL_ENV])
+    store = TickStore(engine)
+    mine = list(reversed(store.rows(schedule=f"traced/{name}")))
+    # Gone from the history others share: ticks ahead of time, had there been any, would
+    # come first in their `history ticks`.
+    with engine.begin() as connection:
+        connection.execute(store.table.delete().where(store.table.c.schedule == f"traced/{name}"))
+    engine.dispose()
+    assert mine, (tmp_path / "healthy.log").read_text()
+    assert all(str(healthy.pid) in str(tick.replica) for tick in mine), mine
+    assert all(tick.at <= stopped for tick in mine), mine[-1]
+    # Every 3 s from the first tick to the last, through the other's stay and after it.
+    assert all(b.at - a.at == timedelta(seconds=3) for a, b in itertools.pairwise(mine)), mine
+    assert stopped - mine[-1].at < timedelta(seconds=6)
+    assert {tick.state for tick in mine[:-1]} == {"ok"}, mine
+    said = [line for line in (tmp_path / "ahead.log").read_text().splitlines() if "clock" in line]
+    assert said == [
+        "scheduler: this replica's clock is 7200 s ahead of the history database's: it decides "
+        "no ticks until they agree within scheduler.poll_seconds (0.5 s); set this machine's "
+        "clock right (NTP)"
+    ]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,10 @@ from .running import run_workflow
 from .scheduler import Scheduler, Tick, TickStore
 from .schedules import Schedule
 from .usage import UsageError
+
+# How long a scheduled run that `serve` stopped may take to be stored (Agno stores it from a
+# task of its own): a write to the history, a second at most but on a server under load.
+STORE_WAIT_SECONDS = 10.0
 
 if TYPE_CHECKING:
     from agno.db.base import BaseDb
@@ -69,10 +74,17 @@ def serving_scheduler(
         # SIGTERM, max_runtime_seconds), which Agno stores as cancelled, has it in its tick.
         # `run` is this run's own copy: its arun, and no other's, takes the id.
         run.arun = functools.partial(run.arun, run_id=run_id)  # type: ignore[method-assign,assignment]
-        with stand_in(db, schedule.workflow_id, run):
-            outcome = await run_workflow(
-                run, request_of(schedule, tick), db=db, executors=executors
-            )
+        try:
+            with stand_in(db, schedule.workflow_id, run):
+                outcome = await run_workflow(
+                    run, request_of(schedule, tick), db=db, executors=executors
+                )
+        except asyncio.CancelledError:
+            # Agno stores a cancelled run from a task of its own, so that the write outlives
+            # the cancellation; `serve` stopping would end the loop under that task, and the
+            # run would be in the history under no id at all.
+            await stored(db, run_id, STORE_WAIT_SECONDS)
+            raise
         return outcome.run_id, outcome.exit_code == 0
 
     return Scheduler(
@@ -82,6 +94,16 @@ def serving_scheduler(
         poll_seconds=timing.poll_seconds,
         stale_seconds=timing.stale_seconds,
     )
+
+
+async def stored(db: BaseDb, run_id: str, seconds: float) -> bool:
+    """Whether run `run_id` is in the history, waiting up to `seconds` for it."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while await asyncio.to_thread(db.get_run, run_id) is None:
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 def find_schedule(configs: Mapping[str, WorkflowConfig], key: str) -> Schedule:
