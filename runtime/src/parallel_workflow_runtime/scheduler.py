@@ -8,9 +8,13 @@ none is lost while one of them runs. What a replica decides for a tick:
 
 - `running`: it starts the run (the same run as `run` or an HTTP run: limits, history,
   timeline, traces), renews `heartbeat_at` at each of its polls while it runs, and ends the
-  row `ok`, `failed` or `cancelled` with the run's id. A row whose heartbeat stopped for
-  STALE_SECONDS (its replica was killed) ends `failed`, and no longer counts as running.
-- `queued` (overlap: queue): started, oldest first, once the schedule's last run has ended.
+  row `ok`, `failed` or `cancelled` with the run's id (the scheduler gives the run its id
+  before it starts: a run that `serve` stopped is cancelled under it). A row whose heartbeat
+  stopped for STALE_SECONDS (its replica was killed) ends `failed`, and no longer counts as
+  running; until then, under overlap: skip, the ticks that come are skipped.
+- `queued` (overlap: queue, or on_missed: catch_up): started, oldest first, once the
+  schedule's last run has ended (as soon as it ends, on the replica that ran it; otherwise
+  at the next poll of any replica).
 - `skipped`, with its reason: missed while no replica ran (on_missed), or its last run still
   running (overlap: skip). `history ticks` lists them.
 
