@@ -9,8 +9,20 @@ A source's cursor says how far it has read (connectors.CursorTracker). A run tha
    releases it. A failed, timed-out or cancelled source, or a run that was not recorded,
    releases it unchanged: the next run reads those rows again, nothing is skipped.
 
-A claim lasts CLAIM_SECONDS and the run renews it while it runs: a run that was killed holds
-its cursors no longer than that.
+A run claims the cursors of all its connector sources at once, when the first of them starts:
+one transaction that takes them all or none (CursorStore.claim_all), so that two runs never
+each hold one cursor while waiting for the other's (they did, and waited for ever). A run
+that finds one held waits until it can take them all, and says so (one line naming the
+source, the run that holds it and how long that claim lasts); each source waits at most its
+own `timeout_seconds` (null: no limit) but at least as long as a claim lasts (wait_limit),
+then times out without an attempt. The wait is counted in the source's `waited_seconds`.
+
+A claim lasts CLAIM_SECONDS, timed by the database's clock (the runs sharing a history may run
+on machines whose clocks disagree), and a thread of the run renews it every RENEW_SECONDS,
+whatever the run's event loop is doing (a source that blocks it holds up no renewal): a run
+that was killed holds its cursors no longer than that. A run whose claim was taken all the
+same (its process was stopped, or could not reach the database, for longer than a claim lasts)
+fails that source instead of keeping what it read, and never advances that cursor.
 
 A cursor's state is JSON: its column (`field`), its `value`, the keys of the rows `seen` at
 that value, and the `target` it was reached on (connectors.Target: the database and table,
@@ -24,20 +36,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import random
+import threading
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agno.db.base import BaseDb
-    from sqlalchemy import Engine, Table
+    from sqlalchemy import ColumnElement, Connection, Engine, Table
+
+log = logging.getLogger("parallel_workflow_runtime")
 
 TABLE = "parallel_workflow_cursors"
 CLAIM_SECONDS = 60.0
 RENEW_SECONDS = 15.0
-WAIT_SECONDS = 0.2  # between two looks at a cursor another run holds
+WAIT_SECONDS = 0.2  # between two looks at cursors another run holds (on average)
+SHOWN_EVERY_SECONDS = 10.0  # the wait's line again, at most this often, when the holder changes
+
+State = dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -54,6 +74,19 @@ class StoredCursor:
         """What the cursor was reached on (None: kept by 0.7.0, which kept none)."""
         target = (self.state or {}).get("target")
         return target if isinstance(target, str) else None
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Another run's live claim on one of the cursors a run asked for."""
+
+    source_id: str
+    run_id: str | None  # None: it changed hands while we looked (look again)
+    seconds_left: float  # how long the claim lasts unless its run renews it
+
+
+class _Taken(Exception):
+    """One of the cursors asked for is held by another run: the claim is rolled back."""
 
 
 class CursorStore:
@@ -83,97 +116,204 @@ class CursorStore:
         """Create the table if it is not there (open_history calls it under its lock)."""
         self.table.create(self.engine, checkfirst=True)
 
+    def now(self) -> ColumnElement[Any]:
+        """The database's clock, in seconds since 1970, as SQL: claims are timed by it, and not
+        by the clocks of the machines whose runs share the history, which may disagree."""
+        from sqlalchemy import func, literal, literal_column
+
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            return literal_column("((julianday('now') - 2440587.5) * 86400.0)")
+        if dialect == "postgresql":
+            return func.extract("epoch", func.clock_timestamp())
+        return literal(time.time())
+
     def claim(self, workflow_id: str, source_id: str, run_id: str) -> dict[str, Any] | bool | None:
-        """The cursor's state if `run_id` now holds it, False if another live run does."""
-        from sqlalchemy import and_, or_, select
+        """One cursor, as claim_all takes them: its state if `run_id` now holds it, False if
+        another live run does."""
+        claimed = self.claim_all(workflow_id, [source_id], run_id)
+        return False if isinstance(claimed, Holder) else claimed[source_id]
+
+    def claim_all(
+        self, workflow_id: str, source_ids: Iterable[str], run_id: str
+    ) -> dict[str, State] | Holder:
+        """Every one of these cursors for `run_id`, or none of them: their states (by source
+        id) if it now holds them all, else a claim of another live run that is in the way.
+
+        In one transaction, one cursor after another in the order of their ids, which is the
+        same for every run: on PostgreSQL a run waits for the row another's transaction is
+        claiming, and the same order means that two never wait for each other."""
+        from sqlalchemy import select
+
+        table = self.table
+        ids = sorted(set(source_ids))
+        self._create(workflow_id, ids)
+        # A look first, which writes nothing: runs that wait look often, and a write would
+        # take the SQLite file's one write lock each time.
+        holder = self.holder(workflow_id, ids, run_id)
+        if holder is not None:
+            return holder
+        now = self.now()
+        try:
+            with self.engine.begin() as connection:
+                for source_id in ids:
+                    claimed = connection.execute(
+                        table.update()
+                        .where(
+                            table.c.workflow_id == workflow_id,
+                            table.c.source_id == source_id,
+                            (table.c.claimed_by.is_(None))
+                            | (table.c.claimed_until < now)
+                            | (table.c.claimed_by == run_id),
+                        )
+                        .values(claimed_by=run_id, claimed_until=now + CLAIM_SECONDS)
+                    ).rowcount
+                    if not claimed:
+                        raise _Taken(source_id)  # rolls back what it took so far
+                rows = connection.execute(
+                    select(table.c.source_id, table.c.state).where(
+                        table.c.workflow_id == workflow_id, table.c.source_id.in_(ids)
+                    )
+                ).all()
+        except _Taken as taken:
+            return self.holder(workflow_id, ids, run_id) or Holder(str(taken), None, 0.0)
+        return {row.source_id: None if row.state is None else json.loads(row.state) for row in rows}
+
+    def _create(self, workflow_id: str, source_ids: list[str]) -> None:
+        """The rows of these cursors, unclaimed and without a state where there were none:
+        claim_all then only updates rows. (`all` shows no such row: nothing has read it.)"""
+        from sqlalchemy import select
         from sqlalchemy.exc import IntegrityError
 
         table = self.table
-        key = and_(table.c.workflow_id == workflow_id, table.c.source_id == source_id)
-        now = time.time()
-        with self.engine.begin() as connection:
-            claimed = connection.execute(
-                table.update()
-                .where(
-                    key,
-                    or_(
-                        table.c.claimed_by.is_(None),
-                        table.c.claimed_until < now,
-                        table.c.claimed_by == run_id,
-                    ),
-                )
-                .values(claimed_by=run_id, claimed_until=now + CLAIM_SECONDS)
-            ).rowcount
-            if claimed:
-                state = connection.execute(select(table.c.state).where(key)).scalar_one()
-                return json.loads(state) if state is not None else None
-            exists = connection.execute(select(table.c.source_id).where(key)).first()
-        if exists:
-            return False
-        try:
-            with self.engine.begin() as connection:
+        with self.engine.connect() as connection:
+            existing = set(
                 connection.execute(
-                    table.insert().values(
-                        workflow_id=workflow_id,
-                        source_id=source_id,
-                        claimed_by=run_id,
-                        claimed_until=now + CLAIM_SECONDS,
+                    select(table.c.source_id).where(
+                        table.c.workflow_id == workflow_id, table.c.source_id.in_(source_ids)
                     )
-                )
-        except IntegrityError:
-            return False  # another run created it a moment ago, and holds it
-        return None
-
-    def renew(self, workflow_id: str, run_id: str) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(
-                self.table.update()
-                .where(self.table.c.workflow_id == workflow_id, self.table.c.claimed_by == run_id)
-                .values(claimed_until=time.time() + CLAIM_SECONDS)
+                ).scalars()
             )
+        for source_id in source_ids:
+            if source_id in existing:
+                continue
+            # Each in a transaction of its own: another run may create it at the same moment.
+            with contextlib.suppress(IntegrityError), self.engine.begin() as connection:
+                connection.execute(
+                    table.insert().values(workflow_id=workflow_id, source_id=source_id)
+                )
+
+    def holder(self, workflow_id: str, source_ids: Iterable[str], run_id: str) -> Holder | None:
+        """The first of these cursors (by id) that a run other than `run_id` holds now."""
+        from sqlalchemy import select
+
+        table = self.table
+        now = self.now()
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(
+                    table.c.source_id,
+                    table.c.claimed_by,
+                    (table.c.claimed_until - now).label("seconds_left"),
+                )
+                .where(
+                    table.c.workflow_id == workflow_id,
+                    table.c.source_id.in_(sorted(set(source_ids))),
+                    table.c.claimed_by.is_not(None),
+                    table.c.claimed_by != run_id,
+                    table.c.claimed_until >= now,
+                )
+                .order_by(table.c.source_id)
+                .limit(1)
+            ).first()
+        if row is None:
+            return None
+        return Holder(row.source_id, row.claimed_by, float(row.seconds_left))
+
+    def renew(self, workflow_id: str, run_id: str, source_ids: Iterable[str]) -> set[str]:
+        """Make `run_id`'s claims on these cursors last CLAIM_SECONDS from now; the ids of those
+        it still held. (A claim that ran out and nobody took is still its own, and is renewed:
+        nobody read those rows meanwhile.)"""
+        now = self.now()
+        held: set[str] = set()
+        with self.engine.begin() as connection:
+            for source_id in sorted(set(source_ids)):  # the order claim_all takes them in
+                renewed = {"claimed_until": now + CLAIM_SECONDS}
+                if self._update_held(connection, workflow_id, source_id, run_id, renewed):
+                    held.add(source_id)
+        return held
+
+    def _update_held(
+        self,
+        connection: Connection,
+        workflow_id: str,
+        source_id: str,
+        run_id: str,
+        values: dict[str, Any],
+    ) -> int:
+        """Update one cursor's row with `values` if `run_id` holds it (whether or not its
+        claim ran out); how many rows that was, 0 or 1."""
+        table = self.table
+        return connection.execute(
+            table.update()
+            .where(
+                table.c.workflow_id == workflow_id,
+                table.c.source_id == source_id,
+                table.c.claimed_by == run_id,
+            )
+            .values(**values)
+        ).rowcount
 
     def settle(
-        self, workflow_id: str, run_id: str, reached: dict[str, dict[str, Any] | None]
-    ) -> None:
-        """Advance the cursors `run_id` reached (by source id) and release all it holds, in
-        one transaction."""
+        self,
+        workflow_id: str,
+        run_id: str,
+        reached: dict[str, State],
+        source_ids: Iterable[str] | None = None,
+    ) -> set[str]:
+        """Advance the cursors `run_id` reached (by source id) and release all it holds (of
+        `source_ids`; None: of the workflow), in one transaction. The ids of the cursors it
+        reached but no longer held, taken by another run meanwhile: those did not move."""
+        from sqlalchemy import select
+
         table = self.table
         now = time.time()
+        not_kept: set[str] = set()
         with self.engine.begin() as connection:
-            for source_id, state in reached.items():
-                connection.execute(
-                    table.update()
-                    .where(
-                        table.c.workflow_id == workflow_id,
-                        table.c.source_id == source_id,
-                        table.c.claimed_by == run_id,
+            if source_ids is None:
+                source_ids = connection.execute(
+                    select(table.c.source_id).where(
+                        table.c.workflow_id == workflow_id, table.c.claimed_by == run_id
                     )
-                    .values(
+                ).scalars()
+            for source_id in sorted(set(source_ids) | set(reached)):
+                values: dict[str, Any] = {"claimed_by": None, "claimed_until": None}
+                if source_id in reached:
+                    state = reached[source_id]
+                    values.update(
                         state=None if state is None else json.dumps(state),
                         run_id=run_id,
                         updated_at=now,
                     )
-                )
-            connection.execute(
-                table.update()
-                .where(table.c.workflow_id == workflow_id, table.c.claimed_by == run_id)
-                .values(claimed_by=None, claimed_until=None)
-            )
+                updated = self._update_held(connection, workflow_id, source_id, run_id, values)
+                if not updated and source_id in reached:
+                    not_kept.add(source_id)
+        return not_kept
 
     def all(self, workflow_id: str | None = None) -> list[StoredCursor]:
         from sqlalchemy import or_, select
 
         table = self.table
-        now = time.time()
-        # A source that never got a cursor (it has not succeeded yet) and that nobody reads.
-        query = (
-            select(table)
-            .where(or_(table.c.state.is_not(None), table.c.claimed_until > now))
-            .order_by(table.c.workflow_id, table.c.source_id)
-        )
-        if workflow_id is not None:
-            query = query.where(table.c.workflow_id == workflow_id)
         with self.engine.connect() as connection:
+            now = float(connection.execute(select(self.now())).scalar_one())
+            # A source that never got a cursor (it has not succeeded yet) and that nobody reads.
+            query = (
+                select(table)
+                .where(or_(table.c.state.is_not(None), table.c.claimed_until > now))
+                .order_by(table.c.workflow_id, table.c.source_id)
+            )
+            if workflow_id is not None:
+                query = query.where(table.c.workflow_id == workflow_id)
             rows = connection.execute(query).mappings().all()
         return [
             StoredCursor(
@@ -190,9 +330,14 @@ class CursorStore:
         ]
 
 
+class CursorWaitTimedOut(Exception):
+    """A source waited its whole timeout for its cursor: the message says who held it."""
+
+
 @dataclass
 class CursorSession:
-    """The cursors of one run: claimed as its sources start, settled when it has ended.
+    """The cursors of one run: claimed together as its first connector source starts,
+    renewed by a thread while it runs, settled when it has ended.
 
     `full_refresh`: the ids of the sources that read from their initial value this time
     (their cursor is replaced by where this read gets to); None for none, empty for all.
@@ -203,53 +348,211 @@ class CursorSession:
     full_refresh: frozenset[str] | None = None
     run_id: str | None = None
     held: set[str] = field(default_factory=set)
-    reached: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    reached: dict[str, State] = field(default_factory=dict)
+    states: dict[str, State] = field(default_factory=dict)  # as they were claimed
+    asked: set[str] = field(default_factory=set)  # every cursor a claim of this run asked for
+    # Whether a look found a cursor held by another run: the sources then waited for it.
+    contended: bool = False
+    holder: Holder | None = None  # the claim in the way at the last look
+    error: str | None = None  # the database's error at the last look, if it failed
+    taken: dict[str, str] = field(default_factory=dict)  # lost claims the renewals found
+    finished: bool = False
+    _claiming: asyncio.Task[None] | None = None
+    _waiters: int = 0
+    _give_up: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _renewer: threading.Thread | None = None
 
-    async def claim(self, source_id: str, run_id: str) -> dict[str, Any] | None:
-        """This source's cursor, once no other run holds it (waiting meanwhile)."""
+    async def claim(
+        self, source_id: str, run_id: str, group: Collection[str], timeout: float | None
+    ) -> State:
+        """This source's cursor, once this run holds it. The first source to ask claims the
+        cursors of `group` (all the run's connector sources) with its own, all at once; each
+        source waits for that claim at most `timeout` seconds (None: no limit), after which
+        CursorWaitTimedOut says whose claim was in the way."""
         self.run_id = run_id
-        while True:
-            state = await asyncio.to_thread(self.store.claim, self.workflow_id, source_id, run_id)
-            if state is not False:
-                self.held.add(source_id)
-                if self.full_refresh is not None and (
-                    not self.full_refresh or source_id in self.full_refresh
-                ):
-                    return None
-                assert not isinstance(state, bool)
-                return state
-            await asyncio.sleep(WAIT_SECONDS)
+        self._waiters += 1
+        try:
+            async with asyncio.timeout(timeout):
+                while source_id not in self.held:
+                    if self._claiming is None or self._claiming.done():
+                        # A source that was not in the group claims after it: this happens
+                        # only to a runner that was not told its workflow's sources.
+                        ids = (set(group) | {source_id}) - self.held
+                        self.asked |= ids
+                        self._give_up = False
+                        self._claiming = asyncio.create_task(self._claim_all(sorted(ids), run_id))
+                    # Shielded: a source that gives up does not stop the others' claim.
+                    await asyncio.shield(self._claiming)
+        except TimeoutError:
+            assert timeout is not None
+            raise CursorWaitTimedOut(
+                f"timed out after {timeout:g} s waiting for its cursor: {self.in_the_way()}"
+            ) from None
+        finally:
+            self._waiters -= 1
+            if not self._waiters and self._claiming is not None and not self._claiming.done():
+                self._give_up = True  # nobody waits for it any more: it stops looking
+        if self.full_refresh is not None and (
+            not self.full_refresh or source_id in self.full_refresh
+        ):
+            return None
+        return self.states.get(source_id)
 
-    def reach(self, source_id: str, state: dict[str, Any] | None) -> None:
+    def in_the_way(self) -> str:
+        """What kept the claim from being taken, at the last look, in words."""
+        holder = self.holder
+        if holder is not None and holder.run_id is not None:
+            return (
+                f"run {holder.run_id} holds the cursor of {holder.source_id}, for"
+                f" {max(holder.seconds_left, 0):.0f} s more unless it renews its claim (a live"
+                " run does): try again when it has ended, or raise timeout_seconds"
+            )
+        if self.error is not None:
+            return f"the history's database failed: {self.error}"
+        return "other runs took it first, one after another"
+
+    async def _claim_all(self, ids: list[str], run_id: str) -> None:
+        """Look until this run holds all of `ids`, or nobody waits for them any more."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from .results import one_line
+
+        shown: str | None = None
+        shown_at = -SHOWN_EVERY_SECONDS
+        while not self._give_up:
+            try:
+                claimed = await asyncio.to_thread(
+                    self.store.claim_all, self.workflow_id, ids, run_id
+                )
+            except SQLAlchemyError as error:  # e.g. the SQLite file's lock: look again
+                self.error = one_line(error)
+            else:
+                if not isinstance(claimed, Holder):
+                    with self._lock:
+                        self.states.update(claimed)
+                        self.held.update(claimed)
+                    self.holder = None
+                    self._start_renewing()
+                    return
+                self.holder = claimed
+                self.contended = True
+                now = time.monotonic()
+                if (
+                    claimed.run_id is not None
+                    and claimed.run_id != shown
+                    and now - shown_at >= SHOWN_EVERY_SECONDS
+                ):
+                    shown, shown_at = claimed.run_id, now
+                    log.warning(waiting_line(claimed, len(ids)))
+            await asyncio.sleep(WAIT_SECONDS * random.uniform(0.5, 1.5))
+
+    def _start_renewing(self) -> None:
+        if self._renewer is None:
+            # A thread, not a task of the event loop: a source that blocks the loop (an
+            # async def that never awaits) would hold up the renewals, and the claims would
+            # run out while this run still reads.
+            self._renewer = threading.Thread(
+                target=self._renew, name=f"cursor claims of {self.run_id}", daemon=True
+            )
+            self._renewer.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(RENEW_SECONDS):
+            with self._lock:
+                held = self.held - set(self.taken)
+            if not held or self.run_id is None:
+                continue
+            try:
+                kept = self.store.renew(self.workflow_id, self.run_id, held)
+            except Exception:  # the database is out of reach: the next renewal tries again
+                continue
+            for source_id in held - kept:
+                self.taken[source_id] = taken_line()
+
+    async def taken_from_it(self, source_id: str) -> str | None:
+        """None while this run holds the source's cursor (its claim is renewed now), else
+        why it does not, in one line: another run took it, and may be reading its rows."""
+        if source_id not in self.held or self.run_id is None:
+            return None
+        if source_id not in self.taken:
+            try:
+                kept = await asyncio.to_thread(
+                    self.store.renew, self.workflow_id, self.run_id, {source_id}
+                )
+            except Exception:  # out of reach: settle keeps nothing it does not hold
+                return None
+            if kept:
+                return None
+            self.taken[source_id] = taken_line()
+        return self.taken[source_id]
+
+    def reach(self, source_id: str, state: State) -> None:
         """The source succeeded and read up to `state`: kept if the run is recorded."""
         self.reached[source_id] = state
 
     @contextlib.asynccontextmanager
     async def kept(self) -> AsyncIterator[CursorSession]:
-        """Renews this run's claims while it runs; releases them after, if `settle` did not."""
-        renewing = asyncio.create_task(self._renew())
+        """This run's claims, released after it if `finish` did not."""
         try:
             yield self
         finally:
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
-            if self.held and self.run_id is not None:
-                await asyncio.to_thread(self.store.settle, self.workflow_id, self.run_id, {})
+            if not self.finished:
+                await self.finish(recorded=False)
 
-    async def _renew(self) -> None:
-        while True:
-            await asyncio.sleep(RENEW_SECONDS)
-            if self.held and self.run_id is not None:
-                with contextlib.suppress(Exception):  # the next renewal tries again
-                    await asyncio.to_thread(self.store.renew, self.workflow_id, self.run_id)
-
-    def settle(self, recorded: bool) -> None:
-        """Advance what this run reached if it was recorded, and release every claim."""
-        if not self.held or self.run_id is None:
-            return
-        self.store.settle(self.workflow_id, self.run_id, self.reached if recorded else {})
+    async def finish(self, recorded: bool) -> list[str]:
+        """Advance what this run reached if it was recorded, and release every claim; what
+        could not be kept, one line each (a cursor another run took while this one read)."""
+        self.finished = True
+        self._give_up = True
+        if self._claiming is not None and not self._claiming.done():
+            # It stops at its next look; what it took meanwhile is released below.
+            await asyncio.wait({self._claiming})
+        self._stop.set()
+        if self._renewer is not None:
+            await asyncio.to_thread(self._renewer.join)
+        if self.run_id is None or not self.asked:
+            return []
+        reached = self.reached if recorded else {}
+        not_kept = await asyncio.to_thread(
+            self.store.settle, self.workflow_id, self.run_id, reached, self.asked
+        )
         self.held.clear()
+        return [
+            f"source {source_id}: its cursor was taken by another run before this run could"
+            " keep where it read to: that run may read the same rows again"
+            for source_id in sorted(not_kept)
+        ]
+
+
+def wait_limit(timeout_seconds: float | None) -> float | None:
+    """How long a source waits for its cursor: its timeout_seconds (None: no limit), but at
+    least as long as a claim lasts, and a look more: the claim of a run that was killed
+    (`kill -9`, a machine that went down) always runs out before the next run gives up."""
+    if timeout_seconds is None:
+        return None
+    return max(timeout_seconds, CLAIM_SECONDS + 2 * WAIT_SECONDS)
+
+
+def taken_line() -> str:
+    """Why a source whose claim another run took failed."""
+    return (
+        "its cursor was taken by another run: this run's claim was not renewed for"
+        f" {CLAIM_SECONDS:g} s (was its process stopped, or the history's database out of"
+        " reach?), so what it read is not kept, and the cursor stays where that run leaves it"
+    )
+
+
+def waiting_line(holder: Holder, cursors: int) -> str:
+    """The line that says a run waits for another's claim, and for how long at most."""
+    together = "" if cursors == 1 else f" (this run takes its {cursors} cursors together)"
+    return (
+        f"source {holder.source_id} waits for its cursor: run {holder.run_id} holds it, for"
+        f" {max(holder.seconds_left, 0):.0f} s more unless that run renews it (a live run"
+        f" renews it every {RENEW_SECONDS:g} s; a killed run's claim runs out){together};"
+        f" a source waits at most its timeout_seconds, never less than {CLAIM_SECONDS:g} s"
+    )
 
 
 # The run's cursors, for its sources' steps (set by running.run_workflow when the run has a

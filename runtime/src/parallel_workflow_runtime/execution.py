@@ -19,7 +19,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -28,7 +28,7 @@ from .config import Source
 from .connector_config import cursor_of
 from .connectors import ConnectorRun, shown
 from .contained_loop import CURRENT_SOURCE, SourceScope
-from .cursors import CURSORS
+from .cursors import CURSORS, CursorWaitTimedOut, wait_limit
 from .executor_base import CallLimits, Executor, ExecutorSpec
 from .executors import EXECUTORS, Executors
 from .in_process import LoopHolds
@@ -75,11 +75,19 @@ class Attempt:
 
 
 class SourceRunner:
-    """Runs the sources of one workflow under its limits; shared by all its parallel branches."""
+    """Runs the sources of one workflow under its limits; shared by all its parallel branches.
 
-    def __init__(self, max_concurrency: int, max_details_bytes: int) -> None:
+    `sources`: all the workflow's sources, of which a run claims the cursors together
+    (cursors.py: one by one, two runs could each hold one and wait for the other for ever)."""
+
+    def __init__(
+        self, max_concurrency: int, max_details_bytes: int, sources: Sequence[Source]
+    ) -> None:
         self.limit = ConcurrencyLimit(max_concurrency)
         self.max_details_bytes = max_details_bytes
+        self.cursor_group = frozenset(
+            source.id for source in sources if cursor_of(source.connector) is not None
+        )
         # Executors of the runs nobody opened a scope for, by run id, with their users.
         self.own_scopes: dict[str, tuple[Executors, int]] = {}
 
@@ -101,7 +109,7 @@ class SourceRunner:
         try:
             with interruption.watching():
                 if isinstance(function, ConnectorRun):
-                    function = await self.from_cursor(source, function, run_id)
+                    function = await self.from_cursor(source, function, run_id, clock)
                 scope = EXECUTORS.get()  # the one that whoever runs the workflow opened
                 if scope is not None:
                     return await self._run(source, function, spec, scope, warnings, clock)
@@ -122,23 +130,51 @@ class SourceRunner:
                 warnings=warnings,
                 timing=clock.timing(),
             )
+        except CursorWaitTimedOut as error:  # another run held its cursor all that time
+            clock.end_waiting()
+            emit(SourceEvent(source, SourceState.TIMED_OUT, 0, 0.0, str(error)))
+            return SourceResult.failure(
+                source,
+                str(error),
+                status=SourceState.TIMED_OUT,
+                attempts=0,
+                warnings=warnings,
+                timing=clock.timing(),
+            )
         except ExecutorError as error:  # e.g. the cluster went away between two runs
             return SourceResult.failure(
                 source, one_line(error), attempts=0, warnings=warnings, timing=clock.timing()
             )
 
     async def from_cursor(
-        self, source: Source, function: ConnectorRun, run_id: str
+        self, source: Source, function: ConnectorRun, run_id: str, clock: Clock
     ) -> ConnectorRun:
-        """The connector, reading from the source's cursor, which this run now holds (it
-        waits while another run holds it): without a history, from its initial value.
+        """The connector, reading from the source's cursor, which this run now holds: without
+        a history, from its initial value. While another run holds it (or another of this
+        run's cursors, which are claimed together), it waits, at most its timeout_seconds
+        but at least as long as a claim lasts (cursors.wait_limit), then CursorWaitTimedOut;
+        that wait is counted in its `waited_seconds`.
 
         Whether that cursor is still this source's (the same target, the same column) is the
         connector's to say, where it reads (connectors.resumed)."""
         cursors = CURSORS.get()
         if cursors is None or cursor_of(source.connector) is None:
             return function
-        return function.starting_at(await cursors.claim(source.id, run_id))
+        clock.begin_waiting()
+        state = await cursors.claim(
+            source.id, run_id, self.cursor_group, wait_limit(source.limits.timeout_seconds)
+        )
+        # Only a wait for another run counts: taking a free claim is no wait.
+        clock.end_waiting(counted=cursors.contended)
+        return function.starting_at(state)
+
+    async def cursor_taken(self, source: Source, function: SourceFunction) -> str | None:
+        """Why this run no longer holds the connector source's cursor: another run took it
+        (this run's claim was not renewed for as long as a claim lasts). None while it does."""
+        cursors = CURSORS.get()
+        if cursors is None or not isinstance(function, ConnectorRun):
+            return None
+        return await cursors.taken_from_it(source.id)
 
     @contextlib.asynccontextmanager
     async def own_executors(self, run_id: str) -> AsyncIterator[Executors]:
@@ -173,6 +209,18 @@ class SourceRunner:
         attempt = 0
         while True:
             attempt += 1
+            # No retry reads rows that another run, which took the cursor meanwhile, reads.
+            taken = await self.cursor_taken(source, function) if attempt > 1 else None
+            if taken is not None:
+                emit(SourceEvent(source, SourceState.FAILED, attempt - 1, seconds, taken))
+                return SourceResult.failure(
+                    source,
+                    taken,
+                    attempts=attempt - 1,
+                    seconds=seconds,
+                    warnings=warnings,
+                    timing=clock.timing(),
+                )
             clock.begin_waiting()
             async with self.limit.slot():
                 executor = await executors.get(spec)
@@ -190,6 +238,18 @@ class SourceRunner:
                     seconds += time.perf_counter() - started
                     clock.end_attempt(outcome.state)
             if outcome.summary is not None:
+                # Its claim was taken while it read: what it read is not kept, nor its cursor.
+                taken = await self.cursor_taken(source, function)
+                if taken is not None:
+                    emit(SourceEvent(source, SourceState.FAILED, attempt, seconds, taken))
+                    return SourceResult.failure(
+                        source,
+                        taken,
+                        attempts=attempt,
+                        seconds=seconds,
+                        warnings=warnings,
+                        timing=clock.timing(),
+                    )
                 emit(SourceEvent(source, SourceState.OK, attempt, seconds))
                 cursor = self.reached(source, function, outcome.summary)
                 return SourceResult.success(

@@ -76,10 +76,10 @@ class SourceTiming(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    queued: float  # its step began: from here it waited for a slot
+    queued: float  # its step began: from here it waited (for its cursor, then a slot)
     attempts: list[AttemptTiming] = []
     finished: float
-    waited_seconds: float = 0.0  # for a concurrency slot (and a free worker), all attempts
+    waited_seconds: float = 0.0  # for its cursor, a concurrency slot (a free worker), all attempts
 
 
 class SourceResult(BaseModel):

@@ -162,7 +162,9 @@ async def run_workflow(
         outcome = await _run_workflow(workflow, request, db, listener, on_event, executors)
         # _outcome checked that the run is in the history: only then do cursors advance.
         recorded = not any(error.startswith(NOT_SAVED) for error in outcome.errors)
-        await asyncio.to_thread(cursors.settle, recorded and outcome.run_id is not None)
+        # A cursor another run took after its source succeeded (this run's process stopped
+        # for longer than a claim lasts) stays that run's: this run says so, and fails.
+        outcome.errors += await cursors.finish(recorded and outcome.run_id is not None)
     return outcome
 
 

@@ -1,5 +1,5 @@
-"""One source's timing as it runs, for the run's timeline: when it was queued, waited for a
-slot, and started and ended each attempt."""
+"""One source's timing as it runs, for the run's timeline: when it was queued, waited for its
+cursor and for a slot, and started and ended each attempt."""
 
 from __future__ import annotations
 
@@ -26,6 +26,15 @@ class Clock:
 
     def begin_waiting(self) -> None:
         self.waiting_since = self.now()
+
+    def end_waiting(self, counted: bool = True) -> None:
+        """A wait that no attempt follows at once: a connector source's for its cursor, which
+        another run held (`counted`; taking a free one is no wait). It is in `waited_seconds`,
+        but not in the attempt's `queued`, which says when it began waiting for a slot: the
+        timeline draws that wait alone."""
+        if self.waiting_since is not None and counted:
+            self.waited += self.now() - self.waiting_since
+        self.waiting_since = None
 
     def begin_attempt(self) -> None:
         self.attempt_queued = self.waiting_since

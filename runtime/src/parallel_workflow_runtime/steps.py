@@ -71,7 +71,7 @@ def source_steps(
     A list of Any, not of Step: Agno annotates each argument of `Parallel(*steps)` as a list
     of steps, though it takes a Step, and a precise type here would not type-check there.
     """
-    runner = SourceRunner(config.max_concurrency, config.max_details_bytes)
+    runner = SourceRunner(config.max_concurrency, config.max_details_bytes, config.sources)
     overrides = source_functions or {}
     dask_address = load_settings().dask_address
     steps: list[Any] = []

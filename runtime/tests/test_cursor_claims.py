@@ -1,0 +1,388 @@
+"""Runs that read the same cursors at once, as real processes of the command line (`run
+--json`): the connector sources of a run take their cursors together, so that no two runs
+ever wait for each other; a run waits for another's claim no longer than its sources'
+timeout, says whom it waits for, and counts the wait; a claim is renewed while its run is
+alive whatever its event loop does, and a run whose claim was taken all the same fails that
+source rather than keep what it read.
+
+Some tests shorten how long a claim lasts (TEST_CLAIM_SECONDS, TEST_RENEW_SECONDS, set in
+the test's own program, PROGRAM): the same code, which would otherwise make them wait a
+minute for a claim to run out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from parallel_workflow_runtime.cursors import CursorStore
+from parallel_workflow_runtime.history import open_history
+
+from .conftest import FIRST_WORKFLOW, RUNTIME, WORKFLOWS, user_environment
+from .test_connectors import (  # noqa: F401  (api_server: a fixture, used by name)
+    PAGED,
+    TOKEN,
+    add_rows,
+    api_server,
+    file_source,
+    http_source,
+    sql_source,
+    sqlite_table,
+)
+from .test_history import fresh_postgres  # noqa: F401  (a fixture, used by name)
+
+# The command line of a project whose workflows folder is WORKFLOWS_DIR, with the claims'
+# clock shortened where the test says so.
+PROGRAM = textwrap.dedent(
+    """
+    import os, sys
+    import example_project.workflows as workflows
+    from parallel_workflow_runtime import cursors
+    from parallel_workflow_runtime.project import Project
+    for name in ("CLAIM_SECONDS", "RENEW_SECONDS"):
+        if os.environ.get("TEST_" + name):
+            setattr(cursors, name, float(os.environ["TEST_" + name]))
+    workflows.__path__.append(os.environ["WORKFLOWS_DIR"])
+    sys.exit(Project.register("example_project", os.environ["WORKFLOWS_DIR"]).main())
+    """
+)
+
+# A connector source's run(): every row's key (tests.connector_sources.collect), after a
+# pause of PAUSE_PER_ROW seconds per row, for the tests that need a run caught reading.
+COLLECT = textwrap.dedent(
+    """
+    import os, time
+    from tests.connector_sources import collect
+
+    def run(source, rows):
+        pause = float(os.environ.get("PAUSE_PER_ROW", "0"))
+
+        def slowly():
+            for row in rows:
+                time.sleep(pause)
+                yield row
+
+        return collect(source, slowly())
+    """
+)
+
+# A python source whose async def blocks the event loop for BLOCK_LOOP_SECONDS.
+BLOCKER = textwrap.dedent(
+    """
+    import os, time
+    from parallel_workflow_runtime import SourceSummary
+
+    async def run(source):
+        time.sleep(float(os.environ.get("BLOCK_LOOP_SECONDS", "0")))
+        return SourceSummary(records=0)
+    """
+)
+
+
+STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def no_run_left_behind() -> Iterator[None]:
+    """A run that a failed test left running (one that hangs) is killed, stopped or not."""
+    yield
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            process.send_signal(signal.SIGCONT)
+            process.kill()
+            process.communicate()
+
+
+@dataclass
+class Project:
+    """A project whose workflow `connectors` has the given sources, run by its command line."""
+
+    workflows: Path
+    environment: dict[str, str]
+
+    def start(self, *args: str, **environment: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "-c", PROGRAM, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**self.environment, **environment},
+            cwd=RUNTIME,
+        )
+        STARTED.append(process)
+        return process
+
+    def run(self, *args: str, **environment: str) -> subprocess.CompletedProcess[str]:
+        process = self.start(*args, **environment)
+        stdout, stderr = process.communicate(timeout=300)
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def make_project(
+    tmp_path: Path, sources: list[dict[str, Any]], modules: dict[str, str], **environment: str
+) -> Project:
+    workflows = tmp_path / "workflows"
+    target = workflows / "connectors"
+    (target / "sources").mkdir(parents=True)
+    (target / "__init__.py").write_text("")
+    (target / "sources" / "__init__.py").write_text("")
+    for source in sources:
+        (target / "sources" / f"{source['id']}.py").write_text(modules[source["id"]])
+    example = WORKFLOWS[FIRST_WORKFLOW].config.path.parent
+    (target / "workflow.py").write_text(
+        (example / "workflow.py")
+        .read_text()
+        .replace("def get_example_project", "def get_connectors")
+    )
+    settings = (example.parent / "settings.yaml").read_text()
+    settings = re.sub(r"(?m)^default_workflow:.*$", 'default_workflow: "connectors"', settings)
+    (workflows / "settings.yaml").write_text(settings)
+    document = {"workflow": {"name": "Connectors", "workflow_id": "connectors"}, "sources": sources}
+    (target / "config.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    return Project(
+        workflows, user_environment(WORKFLOWS_DIR=str(workflows), API_TOKEN=TOKEN, **environment)
+    )
+
+
+def sources_of(completed: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
+    """The sources of a `run --json`, by id."""
+    return {source["id"]: source for source in json.loads(completed.stdout)["sources"]}
+
+
+def read_keys(source: dict[str, Any]) -> list[Any]:
+    return list(source["details"].get("keys", []))
+
+
+def claimed_by(workflow_id: str = "connectors") -> dict[str, str | None]:
+    """Who holds each cursor of the workflow now."""
+    return {c.source_id: c.claimed_by for c in CursorStore.of(open_history()).all(workflow_id)}
+
+
+def wait_until(condition: Callable[[], Any], seconds: float, what: str) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"not within {seconds} s: {what}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_history(request: pytest.FixtureRequest) -> str:
+    """A history nobody has used yet: a new SQLite file (see conftest) or PostgreSQL database."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("fresh_postgres"))
+    return os.environ["EXAMPLE_PROJECT_HISTORY_DB"]
+
+
+# --- sixteen runs at once of three connector sources -----------------------------------------
+
+
+def write_jsonl(folder: Path, name: str, ids: range) -> None:
+    """A JSONL file of these ids, which appears whole (renamed into the glob's sight)."""
+    partial = folder / f".{name}.partial"
+    partial.write_text("".join(json.dumps({"id": n}) + "\n" for n in ids), encoding="utf-8")
+    os.replace(partial, folder / name)
+
+
+def test_sixteen_runs_of_three_connector_sources_at_once_read_each_new_row_once(
+    tmp_path: Path,
+    api_server: str,  # noqa: F811  (the fixture imported above)
+    fresh_history: str,
+) -> None:
+    database = tmp_path / "users.sqlite"
+    sqlite_table(database, 200)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    write_jsonl(logs, "0000.jsonl", range(10_001, 10_021))
+    dataset = f"claims-{tmp_path.name}"
+    project = make_project(
+        tmp_path,
+        [
+            sql_source("users"),
+            http_source("events", api_server, f"{dataset}/pages", **PAGED),
+            file_source("logs", str(logs), "*.jsonl", "jsonl"),
+        ],
+        {"users": COLLECT, "events": COLLECT, "logs": COLLECT},
+        USERS_URL=f"sqlite:///{database}",
+    )
+    started = time.monotonic()
+    runs = [project.start("run", "--json") for _ in range(16)]
+    # Rows come in while the runs run, to each kind of source: each must be read once.
+    batch = 0
+    while any(process.poll() is None for process in runs) and batch < 120:
+        time.sleep(0.5)
+        batch += 1
+        sqlite_table(database, 5, start=201 + 5 * (batch - 1))
+        add_rows(api_server, dataset, 3)
+        write_jsonl(logs, f"{batch:04d}.jsonl", range(10_001 + 20 * batch, 10_021 + 20 * batch))
+    outputs = []
+    for process in runs:
+        try:
+            outputs.append(process.communicate(timeout=max(started + 480 - time.monotonic(), 1)))
+        except subprocess.TimeoutExpired:
+            running = sum(process.poll() is None for process in runs)
+            pytest.fail(f"{running} of the 16 runs still running after 8 minutes: {claimed_by()}")
+    wall = time.monotonic() - started
+    last = project.run("run", "--json")  # whatever came in after the last of the 16
+
+    read: dict[str, list[Any]] = {"users": [], "events": [], "logs": []}
+    for process, (stdout, stderr) in zip(runs, outputs, strict=True):
+        assert process.returncode == 0, stderr[-3000:]
+        for source_id, source in sources_of(subprocess.CompletedProcess([], 0, stdout)).items():
+            assert source["status"] == "ok", source
+            read[source_id] += read_keys(source)
+    assert last.returncode == 0, last.stderr[-3000:]
+    for source_id, source in sources_of(last).items():
+        read[source_id] += read_keys(source)
+    twice = {key: {k for k, n in Counter(keys).items() if n > 1} for key, keys in read.items()}
+    assert twice == {"users": set(), "events": set(), "logs": set()}
+    assert sorted(read["users"]) == list(range(1, 201 + 5 * batch))
+    assert sorted(read["events"]) == list(range(1, 24 + 3 * batch))
+    assert sorted(read["logs"]) == list(range(10_001, 10_021 + 20 * batch))
+    kind = "postgresql" if fresh_history.startswith("postgresql") else "sqlite"
+    print(f"16 runs at once ({kind}): {wall:.1f} s, {batch} batches")
+
+
+# --- a claim lasts while its run is alive ----------------------------------------------------
+
+
+@pytest.fixture
+def users_project(tmp_path: Path) -> Project:
+    """`users` (sql, 40 rows, COLLECT) and `blocker` (a python source, BLOCKER)."""
+    database = tmp_path / "users.sqlite"
+    sqlite_table(database, 40)
+    blocker = {"id": "blocker", "name": "Blocker"}
+    return make_project(
+        tmp_path,
+        [sql_source("users"), blocker],
+        {"users": COLLECT, "blocker": BLOCKER},
+        USERS_URL=f"sqlite:///{database}",
+        TEST_CLAIM_SECONDS="3",
+        TEST_RENEW_SECONDS="0.5",
+    )
+
+
+def test_a_run_whose_event_loop_is_blocked_keeps_its_claim(users_project: Project) -> None:
+    # Run A's blocker holds its event loop for longer than two claims last, while A's
+    # `users` reads; run B starts once A holds the cursor.
+    first = users_project.start("run", "--json", BLOCK_LOOP_SECONDS="8", PAUSE_PER_ROW="0.02")
+    holder = wait_until(lambda: claimed_by().get("users"), 120, "run A holds the cursor")
+    second = users_project.run("run", "--json")
+    stdout, stderr = first.communicate(timeout=120)
+    first_run = subprocess.CompletedProcess([], first.returncode, stdout, stderr)
+
+    assert second.returncode == 0, second.stderr[-3000:]
+    a, b = sources_of(first_run)["users"], sources_of(second)["users"]
+    # (A's blocker fails, for blocking the loop; its `users` does not.)
+    assert (a["status"], b["status"]) == ("ok", "ok"), (a, b)
+    assert json.loads(stdout)["run_id"] == holder
+    assert (sorted(read_keys(a)), read_keys(b)) == (list(range(1, 41)), [])
+    assert b["timing"]["waited_seconds"] > 0.5  # it waited for A, which renewed its claim
+
+
+def test_a_run_whose_claim_was_taken_while_it_was_stopped_fails_that_source(
+    users_project: Project,
+) -> None:
+    # Run A reads slowly; it is stopped (SIGSTOP) for longer than a claim lasts, long enough
+    # for run B to take the cursor and read every row; then A goes on.
+    first = users_project.start("run", "--json", PAUSE_PER_ROW="0.1")
+    wait_until(lambda: claimed_by().get("users"), 120, "run A holds the cursor")
+    time.sleep(1.0)  # A is reading
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = users_project.run("run", "--json")
+    finally:
+        first.send_signal(signal.SIGCONT)
+    stdout, stderr = first.communicate(timeout=120)
+
+    assert second.returncode == 0, second.stderr[-3000:]
+    b = sources_of(second)["users"]
+    assert sorted(read_keys(b)) == list(range(1, 41))
+    a = sources_of(subprocess.CompletedProcess([], first.returncode, stdout, stderr))["users"]
+    assert first.returncode == 1 and a["status"] == "failed", a
+    second_id = json.loads(second.stdout)["run_id"]
+    assert a["error"].startswith("its cursor was taken by another run"), a["error"]
+    assert "\n" not in a["error"]
+    # The cursor is where B left it: A's read is not kept.
+    [cursor] = CursorStore.of(open_history()).all("connectors")
+    assert cursor.run_id == second_id and cursor.claimed_by is None
+
+
+# --- a run that was killed -----------------------------------------------------------------
+
+
+def test_after_kill_9_the_next_run_says_whom_it_waits_for_and_counts_the_wait(
+    users_project: Project,
+) -> None:
+    first = users_project.start("run", "--json", PAUSE_PER_ROW="1")
+    holder = wait_until(lambda: claimed_by().get("users"), 120, "run A holds the cursor")
+    first.kill()  # SIGKILL: nothing of it lets go of its claim
+    first.communicate(timeout=30)
+    killed = time.monotonic()
+
+    second = users_project.run("run", "--json")
+
+    assert second.returncode == 0, second.stderr[-3000:]
+    users = sources_of(second)["users"]
+    assert sorted(read_keys(users)) == list(range(1, 41))
+    # It waited until the dead run's claim ran out (3 s at most after its last renewal)...
+    assert 1.0 < users["timing"]["waited_seconds"] <= time.monotonic() - killed
+    # ...and said so while it waited, in one line: the source, the run, how long.
+    lines = [line for line in second.stderr.splitlines() if holder in line]
+    assert len(lines) == 1, second.stderr[-3000:]
+    assert lines[0].startswith("source users waits for its cursor: run "), lines[0]
+    assert re.search(r"for \d+(\.\d)? s more", lines[0]), lines[0]
+
+
+def test_a_wait_for_a_cursor_ends_with_each_sources_timeout(tmp_path: Path) -> None:
+    database = tmp_path / "users.sqlite"
+    sqlite_table(database, 5)
+    project = make_project(
+        tmp_path,
+        # users: the workflow's timeout_seconds (2 s, below); orders: its own, 4 s.
+        [sql_source("users"), {**sql_source("orders"), "timeout_seconds": 4}],
+        {"users": COLLECT, "orders": COLLECT},
+        USERS_URL=f"sqlite:///{database}",
+        # A source waits at least as long as a claim lasts: here 1 s, less than its timeout.
+        TEST_CLAIM_SECONDS="1",
+        TEST_RENEW_SECONDS="0.25",
+    )
+    config = project.workflows / "connectors" / "config.yaml"
+    document = yaml.safe_load(config.read_text())
+    document["workflow"]["timeout_seconds"] = 2
+    config.write_text(yaml.safe_dump(document, sort_keys=False))
+    # A live run holds `orders` (this process's claim lasts a minute, longer than the test).
+    store = CursorStore.of(open_history())
+    assert not isinstance(store.claim("connectors", "orders", "a-live-run"), bool)
+
+    waited = project.run("run", "--json")
+
+    # The sources of a run take their cursors together: both wait, each for its timeout.
+    sources = sources_of(waited)
+    assert waited.returncode == 1
+    for source_id, seconds in (("users", 2), ("orders", 4)):
+        source = sources[source_id]
+        assert (source["status"], source["attempts"], source["records"]) == ("timed_out", 0, 0)
+        assert source["error"].startswith(
+            f"timed out after {seconds} s waiting for its cursor: run a-live-run holds"
+        ), source["error"]
+        assert source["timing"]["waited_seconds"] == pytest.approx(seconds, abs=0.5)
+    # Neither cursor moved, and the live run still holds its own.
+    assert claimed_by() == {"orders": "a-live-run"}
