@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import yaml
 
-from parallel_workflow_runtime.cursors import CursorStore
+from parallel_workflow_runtime.cursors import CursorStore, Holder
 from parallel_workflow_runtime.history import open_history
 
 from .conftest import FIRST_WORKFLOW, RUNTIME, WORKFLOWS, user_environment
@@ -189,6 +189,33 @@ def fresh_history(request: pytest.FixtureRequest) -> str:
     if request.param == "postgresql":
         return str(request.getfixturevalue("fresh_postgres"))
     return os.environ["EXAMPLE_PROJECT_HISTORY_DB"]
+
+
+# --- all or nothing ------------------------------------------------------------------------------
+
+
+def test_a_claim_takes_every_cursor_or_none(fresh_history: str) -> None:
+    store = CursorStore.of(open_history())
+    assert store.claim("connectors", "b", "run-x") is None
+
+    blocked = store.claim_all("connectors", ["c", "a", "b"], "run-y")
+
+    # run-x holds b: run-y holds nothing, not even a and c, which were free.
+    assert isinstance(blocked, Holder) and (blocked.source_id, blocked.run_id) == ("b", "run-x")
+    assert 55 < blocked.seconds_left <= 60
+    assert claimed_by() == {"b": "run-x"}
+    store.settle("connectors", "run-x", {"b": {"field": "id", "value": 7}})
+    assert store.claim_all("connectors", ["c", "a", "b"], "run-y") == {
+        "a": None, "b": {"field": "id", "value": 7}, "c": None,
+    }  # fmt: skip
+    assert claimed_by() == {"a": "run-y", "b": "run-y", "c": "run-y"}
+    # What run-y reached is kept; what run-x reaches now, no longer holding b, is not.
+    assert store.settle("connectors", "run-x", {"b": {"field": "id", "value": 9}}) == {"b"}
+    assert store.settle("connectors", "run-y", {"a": {"field": "id", "value": 3}}) == set()
+    assert claimed_by() == {"a": None, "b": None}
+    assert {c.source_id: c.state for c in store.all("connectors")} == {
+        "a": {"field": "id", "value": 3}, "b": {"field": "id", "value": 7},
+    }  # fmt: skip
 
 
 # --- sixteen runs at once of three connector sources -----------------------------------------

@@ -363,6 +363,7 @@ class CursorSession:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _renewer: threading.Thread | None = None
+    _owner: asyncio.Task[Any] | None = None  # the run's task, which `kept` runs in
 
     async def claim(
         self, source_id: str, run_id: str, group: Collection[str], timeout: float | None
@@ -460,6 +461,8 @@ class CursorSession:
 
     def _renew(self) -> None:
         while not self._stop.wait(RENEW_SECONDS):
+            if self._owner is not None and self._owner.done():
+                return  # the run is over without `finish` (its loop was torn down): let go
             with self._lock:
                 held = self.held - set(self.taken)
             if not held or self.run_id is None:
@@ -495,6 +498,7 @@ class CursorSession:
     @contextlib.asynccontextmanager
     async def kept(self) -> AsyncIterator[CursorSession]:
         """This run's claims, released after it if `finish` did not."""
+        self._owner = asyncio.current_task()
         try:
             yield self
         finally:
@@ -546,12 +550,12 @@ def taken_line() -> str:
 
 def waiting_line(holder: Holder, cursors: int) -> str:
     """The line that says a run waits for another's claim, and for how long at most."""
-    together = "" if cursors == 1 else f" (this run takes its {cursors} cursors together)"
+    together = "its cursor" if cursors == 1 else f"its {cursors} cursors together"
     return (
         f"source {holder.source_id} waits for its cursor: run {holder.run_id} holds it, for"
-        f" {max(holder.seconds_left, 0):.0f} s more unless that run renews it (a live run"
-        f" renews it every {RENEW_SECONDS:g} s; a killed run's claim runs out){together};"
-        f" a source waits at most its timeout_seconds, never less than {CLAIM_SECONDS:g} s"
+        f" {max(holder.seconds_left, 0):.0f} s more unless that run renews it (a live run does"
+        f" every {RENEW_SECONDS:g} s, a killed one cannot); this run takes {together}, each"
+        f" source waiting at most its timeout_seconds (never under {CLAIM_SECONDS:g} s)"
     )
 
 
