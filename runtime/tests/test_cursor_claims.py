@@ -413,3 +413,49 @@ def test_a_wait_for_a_cursor_ends_with_each_sources_timeout(tmp_path: Path) -> N
         assert source["timing"]["waited_seconds"] == pytest.approx(seconds, abs=0.5)
     # Neither cursor moved, and the live run still holds its own.
     assert claimed_by() == {"orders": "a-live-run"}
+
+
+def test_a_wait_through_runs_that_each_finish_in_turn_outlasts_the_timeout(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "users.sqlite"
+    sqlite_table(database, 5)
+    project = make_project(
+        tmp_path,
+        [sql_source("users"), sql_source("orders")],
+        {"users": COLLECT, "orders": COLLECT},
+        USERS_URL=f"sqlite:///{database}",
+        TEST_CLAIM_SECONDS="1",  # so that the sources wait at most 2 s for any one run
+        TEST_RENEW_SECONDS="0.25",
+    )
+    config = project.workflows / "connectors" / "config.yaml"
+    document = yaml.safe_load(config.read_text())
+    document["workflow"]["timeout_seconds"] = 2
+    config.write_text(yaml.safe_dump(document, sort_keys=False))
+    store = CursorStore.of(open_history())
+    assert not isinstance(store.claim("connectors", "orders", "run-x"), bool)
+    process = project.start("run", "--json")
+    assert process.stderr is not None
+    line = process.stderr.readline()
+    while line and "waits for its cursor" not in line:
+        line = process.stderr.readline()
+    assert "run run-x holds it" in line, line
+
+    # run-x holds `orders` 1.5 s more, then run-y (which took it as run-x let go) 1.5 s.
+    time.sleep(1.5)
+    with store.engine.begin() as connection:
+        connection.execute(
+            store.table.update()
+            .where(store.table.c.source_id == "orders")
+            .values(claimed_by="run-y")
+        )
+    time.sleep(1.5)
+    assert store.settle("connectors", "run-y", {}) == set()
+    stdout, stderr = process.communicate(timeout=60)
+
+    # Neither held it for 2 s: the sources waited 3 s, longer than their timeout, and read.
+    assert process.returncode == 0, stderr[-3000:]
+    sources = sources_of(subprocess.CompletedProcess([], 0, stdout))
+    for source in sources.values():
+        assert (source["status"], source["records"]) == ("ok", 5), source
+        assert source["timing"]["waited_seconds"] > 2.5

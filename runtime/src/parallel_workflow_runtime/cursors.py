@@ -13,9 +13,11 @@ A run claims the cursors of all its connector sources at once, when the first of
 one transaction that takes them all or none (CursorStore.claim_all), so that two runs never
 each hold one cursor while waiting for the other's (they did, and waited for ever). A run
 that finds one held waits until it can take them all, and says so (one line naming the
-source, the run that holds it and how long that claim lasts); each source waits at most its
-own `timeout_seconds` (null: no limit) but at least as long as a claim lasts (wait_limit),
-then times out without an attempt. The wait is counted in the source's `waited_seconds`.
+source, the run that holds it and how long that claim lasts). Each source waits for any one
+run's claim at most its own `timeout_seconds` (null: no limit), but never less than a claim
+lasts (wait_limit), then times out without an attempt: runs that finish in turn are waited
+through (16 started at once all complete), a run that holds a cursor that long is not. The
+wait is counted in the source's `waited_seconds`.
 
 A claim lasts CLAIM_SECONDS, timed by the database's clock (the runs sharing a history may run
 on machines whose clocks disagree), and a thread of the run renews it every RENEW_SECONDS,
@@ -354,6 +356,8 @@ class CursorSession:
     # Whether a look found a cursor held by another run: the sources then waited for it.
     contended: bool = False
     holder: Holder | None = None  # the claim in the way at the last look
+    _holder_run: str | None = None  # the last run found holding what this one needs
+    _holder_since: float = 0.0  # since when (the loop's time)
     error: str | None = None  # the database's error at the last look, if it failed
     taken: dict[str, str] = field(default_factory=dict)  # lost claims the renewals found
     finished: bool = False
@@ -369,28 +373,36 @@ class CursorSession:
         self, source_id: str, run_id: str, group: Collection[str], timeout: float | None
     ) -> State:
         """This source's cursor, once this run holds it. The first source to ask claims the
-        cursors of `group` (all the run's connector sources) with its own, all at once; each
-        source waits for that claim at most `timeout` seconds (None: no limit), after which
-        CursorWaitTimedOut says whose claim was in the way."""
+        cursors of `group` (all the run's connector sources) with its own, all at once.
+
+        Each source waits for that claim at most `timeout` seconds (None: no limit) for any
+        one run that holds what it needs, then CursorWaitTimedOut says whose claim was in the
+        way. For any one run: runs that each finish in turn (16 started at once) are waited
+        through, however long the queue; a run that holds the cursor that long is not."""
         self.run_id = run_id
         self._waiters += 1
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         try:
-            async with asyncio.timeout(timeout):
-                while source_id not in self.held:
-                    if self._claiming is None or self._claiming.done():
-                        # A source that was not in the group claims after it: this happens
-                        # only to a runner that was not told its workflow's sources.
-                        ids = (set(group) | {source_id}) - self.held
-                        self.asked |= ids
-                        self._give_up = False
-                        self._claiming = asyncio.create_task(self._claim_all(sorted(ids), run_id))
-                    # Shielded: a source that gives up does not stop the others' claim.
-                    await asyncio.shield(self._claiming)
-        except TimeoutError:
-            assert timeout is not None
-            raise CursorWaitTimedOut(
-                f"timed out after {timeout:g} s waiting for its cursor: {self.in_the_way()}"
-            ) from None
+            while source_id not in self.held:
+                if self._claiming is None or self._claiming.done():
+                    # A source that was not in the group claims after it: this happens only
+                    # to a runner that was not told its workflow's sources.
+                    ids = (set(group) | {source_id}) - self.held
+                    self.asked |= ids
+                    self._give_up = False
+                    self._claiming = asyncio.create_task(self._claim_all(sorted(ids), run_id))
+                if timeout is None:
+                    await asyncio.shield(self._claiming)  # a source that stops stops no claim
+                    continue
+                left = max(began, self._holder_since) + timeout - loop.time()
+                if left <= 0:
+                    raise CursorWaitTimedOut(
+                        f"timed out after {timeout:g} s waiting for its cursor: "
+                        + self.in_the_way()
+                    )
+                # Not cancelled when the wait ends: the claim is the other sources' too.
+                await asyncio.wait({self._claiming}, timeout=min(left, 1.0))
         finally:
             self._waiters -= 1
             if not self._waiters and self._claiming is not None and not self._claiming.done():
@@ -437,6 +449,9 @@ class CursorSession:
                     self.holder = None
                     self._start_renewing()
                     return
+                if claimed.run_id not in (None, self._holder_run):
+                    self._holder_run = claimed.run_id
+                    self._holder_since = asyncio.get_running_loop().time()
                 self.holder = claimed
                 self.contended = True
                 now = time.monotonic()
@@ -531,9 +546,10 @@ class CursorSession:
 
 
 def wait_limit(timeout_seconds: float | None) -> float | None:
-    """How long a source waits for its cursor: its timeout_seconds (None: no limit), but at
-    least as long as a claim lasts, and a look more: the claim of a run that was killed
-    (`kill -9`, a machine that went down) always runs out before the next run gives up."""
+    """How long a source waits for any one run's claim on its cursor: its timeout_seconds
+    (None: no limit), but at least as long as a claim lasts, and a look more: the claim of a
+    run that was killed (`kill -9`, a machine that went down) always runs out before the
+    next run gives up."""
     if timeout_seconds is None:
         return None
     return max(timeout_seconds, CLAIM_SECONDS + 2 * WAIT_SECONDS)
@@ -555,7 +571,8 @@ def waiting_line(holder: Holder, cursors: int) -> str:
         f"source {holder.source_id} waits for its cursor: run {holder.run_id} holds it, for"
         f" {max(holder.seconds_left, 0):.0f} s more unless that run renews it (a live run does"
         f" every {RENEW_SECONDS:g} s, a killed one cannot); this run takes {together}, each"
-        f" source waiting at most its timeout_seconds (never under {CLAIM_SECONDS:g} s)"
+        f" source waiting for one run at most its timeout_seconds (never under"
+        f" {CLAIM_SECONDS:g} s)"
     )
 
 

@@ -151,9 +151,9 @@ class SourceRunner:
     ) -> ConnectorRun:
         """The connector, reading from the source's cursor, which this run now holds: without
         a history, from its initial value. While another run holds it (or another of this
-        run's cursors, which are claimed together), it waits, at most its timeout_seconds
-        but at least as long as a claim lasts (cursors.wait_limit), then CursorWaitTimedOut;
-        that wait is counted in its `waited_seconds`.
+        run's cursors, which are claimed together), it waits: for any one run at most its
+        timeout_seconds but never less than a claim lasts (cursors.wait_limit), then
+        CursorWaitTimedOut. That wait is counted in its `waited_seconds`.
 
         Whether that cursor is still this source's (the same target, the same column) is the
         connector's to say, where it reads (connectors.resumed)."""
