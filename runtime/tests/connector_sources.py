@@ -25,6 +25,12 @@ def fail_after_reading(source: Source, rows: Rows) -> SourceSummary:
     raise RuntimeError(f"processing failed after {count} rows")
 
 
+def fail_after_first_row(source: Source, rows: Rows) -> SourceSummary:
+    """Reads one row and fails: the read must end there, its connection closed."""
+    next(iter(rows), None)
+    raise RuntimeError("processing failed at the first row")
+
+
 def first_row_only(source: Source, rows: Rows) -> SourceSummary:
     """Stops after one row: its cursor must not move past rows it never read."""
     first = next(iter(rows), None)

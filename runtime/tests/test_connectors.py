@@ -29,7 +29,12 @@ from parallel_workflow_runtime.connectors import ConnectorRun
 from parallel_workflow_runtime.cursors import CursorStore
 from parallel_workflow_runtime.executors import Executors, pooled_specs
 from parallel_workflow_runtime.history import open_history
-from parallel_workflow_runtime.results import Aggregation, SourceFunction, SourceResult
+from parallel_workflow_runtime.results import (
+    Aggregation,
+    SourceError,
+    SourceFunction,
+    SourceResult,
+)
 from parallel_workflow_runtime.running import on_executor, run_workflow
 from parallel_workflow_runtime.settings import DASK_ADDRESS_ENV, load_settings
 
@@ -976,7 +981,7 @@ def admitted(
     chunks: list[list[dict[str, Any]]], start: dict[str, Any] | None, whole: bool
 ) -> tuple[list[Any], Any] | str:
     """The ids a fresh tracker admits from `chunks` and the cursor it ends at, chunk by chunk
-    (`whole`) or row by row; "TypeError" when values cannot be compared."""
+    (`whole`) or row by row; the error when values cannot be compared."""
     from parallel_workflow_runtime.connectors import CursorTracker
 
     tracker = CursorTracker("updated_at", start, None)
@@ -984,6 +989,6 @@ def admitted(
     try:
         for chunk in chunks:
             kept += tracker.admitted(chunk) if whole else [r for r in chunk if tracker.admit(r)]
-    except TypeError:
-        return "TypeError"
+    except SourceError as error:
+        return str(error)
     return [row["id"] for row in kept], tracker.state()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import decimal
 import functools
@@ -81,6 +82,7 @@ class ConnectorRun:
         secrets = Secrets()
         notes = Notes()
         deadline = Deadline.of(source)
+        failure: str | None = None
         try:
             # Before anything is read, in every thread and process: see connector_imports.py.
             imported_once(source.kind)
@@ -91,15 +93,23 @@ class ConnectorRun:
             start, reset = resumed(self.start, target, source)
             rows, tracker = open_rows(source, start, secrets, deadline, target, notes)
             reading = Reading(source, rows, tracker, deadline, secrets)
-            summary = self.function(source, reading)
-            if inspect.isawaitable(summary):  # an async def run: on a loop of this thread's own
-                summary = asyncio.run(awaited(summary))
+            try:
+                summary = self.function(source, reading)
+                if inspect.isawaitable(summary):  # an async def run: on a loop of its own
+                    summary = asyncio.run(awaited(summary))
+            finally:
+                reading.close()
         except SourceError as error:  # the connector's, already one line
-            raise SourceError(secrets.scrubbed(notes.failed(str(error)))) from None
+            failure = str(error)
         except Exception as error:  # the processing's: its own words, without a secret
-            # Scrubbed whole, before anything cuts the line: a secret cut in two would not be
-            # found, and its first half would stay.
-            raise SourceError(secrets.scrubbed(notes.failed(uncut_line(error)))) from None
+            failure = uncut_line(error)
+        if failure is not None:
+            # Raised here, out of the `except`: an exception raised there holds the one it
+            # replaces (__context__, even `from None`), and with it every frame of the read,
+            # its generators and their database connection, for as long as anyone keeps the
+            # error (a future does). Scrubbed whole, before anything cuts the line: a secret
+            # cut in two would not be found, and its first half would stay.
+            raise SourceError(secrets.scrubbed(notes.failed(failure)))
         if not isinstance(summary, dict):
             return summary  # the runner says what is wrong with it
         if reading.exhausted or tracker.state() is None:
@@ -144,6 +154,7 @@ class Reading:
         self._source = source
         self._secrets = secrets
         self.exhausted = False
+        self._chunks = rows
         self._rows = self._admitted(rows, tracker, deadline)
 
     def __iter__(self) -> Iterator[Row]:
@@ -152,9 +163,22 @@ class Reading:
     def __next__(self) -> Row:
         return next(self._rows)
 
+    def close(self) -> None:
+        """Ends the read now, whether run() read every row or not: the generators underneath
+        close their cursor, connection or file. Left to the garbage collector, a read that
+        failed half-way (its frames held by the exception) kept its PostgreSQL connection
+        idle in a transaction, whose lock blocked an ALTER TABLE until the process ended."""
+        # Quietly: a failure to close must not take the place of the read's own error.
+        with contextlib.suppress(Exception):
+            self._rows.close()
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
+
     def _admitted(
         self, chunks: Iterator[Any], tracker: CursorTracker, deadline: Deadline
-    ) -> Iterator[Row]:
+    ) -> Generator[Row, None, None]:
         """The rows of what dlt yields: rows one by one (as a resource does when iterated), or
         lists of them. Per row, only what must be: the clock when there is a deadline, the
         cursor when there is one (a list's at once), and the `yield`."""
@@ -304,12 +328,44 @@ def connector_error(source: Source, error: BaseException, secrets: Secrets) -> s
         cause = cause.__cause__
     if isinstance(cause, SourceError):  # ours, raised inside dlt (which wrapped it)
         return secrets.scrubbed(str(cause))
+    about_cursor = cursor_problem(source, cause)
+    if about_cursor is not None:
+        return about_cursor
     original = getattr(cause, "orig", None) or cause
     # Scrubbed before its spaces are joined: a secret may hold a line break or two spaces.
     message = " ".join(secrets.scrubbed(str(original)).split()) or type(original).__name__
     # SQLAlchemy appends a link to its documentation and the statement: noise on one line.
     message = message.split(" (Background on this error at:")[0].split(" [SQL: ")[0]
     return f"{source.kind}: {type(original).__name__}: {message}"
+
+
+def cursor_problem(source: Source, cause: BaseException) -> str | None:
+    """The line for what dlt found wrong with the cursor values, said as the tracker says it:
+    a row without one (dlt's IncrementalCursorPath... errors), values that cannot be compared
+    (a TypeError of `<` in its incremental). None: not that."""
+    block = source.connector
+    if isinstance(block, SqlBlock) and block.cursor:
+        words = sql_cursor_words(block)
+    elif isinstance(block, HttpBlock) and block.incremental is not None:
+        words = http_cursor_words(block.incremental.cursor_path, endpoint_url(block))
+    else:
+        return None
+    if type(cause).__name__ in (
+        "IncrementalCursorPathMissing",
+        "IncrementalCursorPathHasValueNone",
+    ):
+        return words.missing()
+    text = str(cause)
+    if isinstance(cause, TypeError) and (
+        "not supported between instances of" in text or "can't compare" in text
+    ):
+        # Which types: the error's own words ("'<' not supported between instances of 'str'
+        # and 'float'"), or, for datetimes, with and without a time zone.
+        named = re.findall(r"'(\w+)'", text.partition("instances of")[2])
+        if "offset-naive" in text or len(named) != 2:
+            return words.mixed(NAIVE_AND_AWARE)
+        return words.mixed(f"{named[0]} and {named[1]}")
+    return None
 
 
 @dataclass(frozen=True)
@@ -359,7 +415,7 @@ def sql_target(source: Source, block: SqlBlock, secrets: Secrets) -> Target:
     cursor = f", cursor {block.cursor}" if block.cursor else ""
     if os.environ.get(block.url_env) or block.sqlite_file is None:
         url = secrets.read(block.url_env, f"sql.url_env of source {source.id!r}")
-        where = database_shown(url, secrets)
+        where = database_shown(url)
         return Target(f"{where}, {what}{cursor}", where, location=url)
     sample = source.folder / block.sqlite_file
     if not sample.is_file():
@@ -374,16 +430,13 @@ def sql_target(source: Source, block: SqlBlock, secrets: Secrets) -> Target:
     return Target(f"{where}, {what}{cursor}", where, note, sample, url)
 
 
-def database_shown(url: str, secrets: Secrets | None = None) -> str:
+def database_shown(url: str) -> str:
     """A database URL as a target's identity: the database (backend, user, host, port,
     name), not how it is reached: no password, driver or query options, which may change
-    (or hold a secret) while the database stays the same. Its password goes to `secrets`:
-    a driver's error may quote it alone."""
+    (or hold a secret) while the database stays the same."""
     from sqlalchemy.engine import URL, make_url
 
     parsed = make_url(url)
-    if secrets is not None and parsed.password and len(str(parsed.password)) >= 4:
-        secrets.add(str(parsed.password))  # (shorter, it would blot out words of the error)
     # A URL made anew from the parts that say which database: URL.set(password=None) would
     # keep the password (None there means "unchanged").
     shown: str = URL.create(
@@ -490,12 +543,15 @@ def open_rows(
     if notes is None:
         notes = Notes()
     if isinstance(block, SqlBlock):
-        tracker = CursorTracker(block.cursor, start, block.initial_value)
+        words = sql_cursor_words(block) if block.cursor else None
+        tracker = CursorTracker(block.cursor, start, block.initial_value, words=words, notes=notes)
         assert target.location is not None
-        return sql_rows(target.location, block, tracker.since(), deadline), tracker
+        return sql_rows(target, block, tracker, deadline), tracker
     if isinstance(block, HttpBlock):
         initial = block.incremental.initial_value if block.incremental else None
-        tracker = CursorTracker(cursor_of(block), start, initial)
+        field = cursor_of(block)
+        words = http_cursor_words(field, target.where) if field else None
+        tracker = CursorTracker(field, start, initial, words=words, notes=notes)
         if target.sample is not None:
             # The items the API would answer, filtered by the cursor as the API's are.
             return sample_items(target.sample, target.where), tracker
@@ -533,17 +589,39 @@ def sample_items(path: Path, shown_as: str) -> Chunks:
         yield chunk
 
 
-def sql_rows(url: str, block: SqlBlock, since: Any, deadline: Deadline) -> Chunks:
+def sql_rows(target: Target, block: SqlBlock, tracker: CursorTracker, deadline: Deadline) -> Chunks:
     dlt = dlt_module("sql")
     import sqlalchemy
 
+    url = str(target.location)
     engine = sqlalchemy.create_engine(url, connect_args=connect_args(url, deadline))
+    lent = lent_connections(engine)
     try:
+        if block.cursor:
+            with engine.connect() as connection:
+                aware = cursor_column(connection, block, target.where)
+            # A cursor kept while the column was `timestamp` read against it as `timestamptz`
+            # (or the other way round): the same instant, taken as UTC.
+            tracker.align(aware)
+        since = tracker.since()
         if block.table is not None:
             from dlt.sources.sql_database import sql_table
 
             incremental = (
-                dlt.sources.incremental(block.cursor, initial_value=since, row_order="asc")
+                dlt.sources.incremental(
+                    block.cursor,
+                    initial_value=since,
+                    row_order="asc",
+                    # "include": the rows whose cursor is NULL come too (WHERE ... OR IS NULL),
+                    # and the tracker fails the source on the first, in every run: dlt's
+                    # "raise" sees them in the first run alone, the WHERE hides them after.
+                    on_cursor_value_missing="include",
+                    range_start="open" if tracker.start_after else "closed",
+                    # No deduplication of dlt's: the tracker keeps the keys of the rows at the
+                    # last value, within MAX_CURSOR_KEYS. dlt's hashed each of them again
+                    # (9 of the 10 s of 200,000 rows at one value) and warned on stderr.
+                    primary_key=(),
+                )
                 if block.cursor
                 else None
             )
@@ -557,9 +635,108 @@ def sql_rows(url: str, block: SqlBlock, since: Any, deadline: Deadline) -> Chunk
             )
             yield from resource
         else:
-            yield from query_rows(engine, block, since)
+            yield from query_rows(engine, block, since, tracker.start_after)
     finally:
+        # A read that ends early (run() failed or returned, a row broke the cursor) leaves
+        # dlt's generator, and its connection, to the garbage collector (its iterator is in
+        # a reference cycle): idle in a transaction, a server-side cursor open, its lock
+        # blocking an ALTER TABLE until then. Closed here, at once.
+        for connection in list(lent.values()):
+            connection.invalidate()
         engine.dispose()
+
+
+def lent_connections(engine: Any) -> dict[Any, Any]:
+    """The connections of `engine`'s pool that are out (checked out) now, by their pool
+    record: each as the pool lent it, which `invalidate()` closes (the Connection of whoever
+    holds it then knows, and does not roll back on a closed one)."""
+    import sqlalchemy
+
+    lent: dict[Any, Any] = {}
+
+    def checkout(_: Any, record: Any, connection: Any) -> None:
+        lent[record] = connection
+
+    sqlalchemy.event.listen(engine, "checkout", checkout)
+    sqlalchemy.event.listen(engine, "checkin", lambda _, record: lent.pop(record, None))
+    return lent
+
+
+def cursor_column(connection: Any, block: SqlBlock, where: str) -> bool | None:
+    """Whether the table or query has the cursor column (one line naming its columns if not),
+    and whether that column holds datetimes with a time zone (True), without (False), or
+    something else or unknown (None)."""
+    import sqlalchemy
+
+    assert block.cursor is not None
+    if block.table is not None:
+        name = f"{block.table_schema}.{block.table}" if block.table_schema else block.table
+        inspector = sqlalchemy.inspect(connection)
+        if not inspector.has_table(block.table, schema=block.table_schema):
+            raise SourceError(f"sql: {where} has no table {name} (sql.table)")
+        types = {
+            column["name"]: column["type"]
+            for column in inspector.get_columns(block.table, schema=block.table_schema)
+        }
+        if block.cursor not in types:
+            raise SourceError(
+                f"sql: table {name} has no column {block.cursor} (sql.cursor); its columns:"
+                f" {', '.join(types)}"
+            )
+        kind = types[block.cursor]
+        return bool(kind.timezone) if isinstance(kind, sqlalchemy.DateTime) else None
+    result = connection.execute(
+        sqlalchemy.text(f"SELECT * FROM ({block.query}) AS source_query WHERE 1 = 0")
+    )
+    columns = list(result.keys())
+    description = result.cursor.description if result.cursor is not None else None
+    result.close()
+    if block.cursor not in columns:
+        raise SourceError(
+            f"sql: the query has no column {block.cursor} (sql.cursor); its columns:"
+            f" {', '.join(columns)}"
+        )
+    if connection.dialect.name == "postgresql" and description:
+        # The driver's type of the column, PostgreSQL's OID: timestamptz, timestamp.
+        return POSTGRESQL_DATETIMES.get(description[columns.index(block.cursor)][1])
+    return None
+
+
+POSTGRESQL_DATETIMES = {1184: True, 1114: False}
+
+
+def sql_cursor_words(block: SqlBlock) -> CursorWords:
+    column = block.cursor
+    if block.table is not None:
+        table = f"{block.table_schema}.{block.table}" if block.table_schema else block.table
+        subject = f"the cursor column {column} of table {table}"
+    else:
+        subject = f"the cursor column {column} of the query"
+    return CursorWords(
+        kind="sql",
+        subject=subject,
+        item="a row",
+        missing_fix=(
+            "choose a column without NULLs (sql.cursor), or give those rows a value or leave"
+            f" them out in sql.query (COALESCE({column}, ...), WHERE {column} IS NOT NULL)"
+        ),
+        mixed_fix=(
+            f"cast it to one type in sql.query (CAST({column} AS ...)) or choose another"
+            " column (sql.cursor)"
+        ),
+        crowded_fix="a cursor column whose values rarely repeat (a time to the second, an id)",
+    )
+
+
+def http_cursor_words(path: str, where: str) -> CursorWords:
+    return CursorWords(
+        kind="http",
+        subject=f"the cursor path {path} of {where}",
+        item="an item",
+        missing_fix="choose a field that every item has (http.incremental.cursor_path)",
+        mixed_fix="choose a field of one type (http.incremental.cursor_path)",
+        crowded_fix="a cursor field whose values rarely repeat (a time to the second, an id)",
+    )
 
 
 def connect_args(url: str, deadline: Deadline) -> dict[str, Any]:
@@ -573,19 +750,21 @@ def connect_args(url: str, deadline: Deadline) -> dict[str, Any]:
     }
 
 
-def query_rows(engine: Any, block: SqlBlock, since: Any) -> Chunks:
-    """A query's rows, as it is written; with a cursor, those from `since` on, in its order."""
+def query_rows(engine: Any, block: SqlBlock, since: Any, after: bool) -> Chunks:
+    """A query's rows, as it is written; with a cursor, those from `since` on (after it, if
+    `after`), in its order, and those whose cursor is NULL, which fail the source (as a
+    table's do): a WHERE alone would leave them out of every run but the first, silently."""
     import sqlalchemy
 
     assert block.query is not None
     statement = f"SELECT * FROM ({block.query}) AS source_query"
     parameters: dict[str, Any] = {}
     if block.cursor:
-        column = engine.dialect.identifier_preparer.quote(block.cursor)
+        column = f"source_query.{engine.dialect.identifier_preparer.quote(block.cursor)}"
         if since is not None:
-            statement += f" WHERE source_query.{column} >= :since"
+            statement += f" WHERE ({column} {'>' if after else '>='} :since OR {column} IS NULL)"
             parameters["since"] = since
-        statement += f" ORDER BY source_query.{column}"
+        statement += f" ORDER BY {column}"
     with engine.connect() as connection:
         result = connection.execution_options(yield_per=block.chunk_size).execute(
             sqlalchemy.text(statement), parameters
@@ -1063,13 +1242,62 @@ def flattened(chunks: Iterable[Any]) -> Iterator[Row]:
             yield chunk
 
 
+NAIVE_AND_AWARE = "datetimes with and without a time zone"
+
+# The most keys a cursor keeps of the items at its last value: about 350 KB of JSON, which
+# every run rewrites. More items than that at one value (200,000 rows of one day, say, kept
+# 7.2 MB at 0.8.0): the cursor keeps none, and the next read starts after that value
+# (CursorTracker.state says so in a warning).
+MAX_CURSOR_KEYS = 10_000
+
+
+@dataclass(frozen=True)
+class CursorWords:
+    """How the lines about a source's cursor values name it and say what to do."""
+
+    kind: str  # sql, http
+    subject: str  # "the cursor column updated_at of table records"
+    item: str  # "a row", "an item"
+    missing_fix: str
+    mixed_fix: str
+    crowded_fix: str
+
+    def missing(self) -> str:
+        return (
+            f"{self.kind}: {self.subject} has no value (null) in {self.item}: no run would read"
+            f" it again, as a cursor only moves forward; {self.missing_fix}"
+        )
+
+    def mixed(self, which: str) -> str:
+        """`which`: the types, "str and float", "datetimes with and without a time zone"."""
+        return (
+            f"{self.kind}: {self.subject} holds values of different types ({which}), which"
+            f" cannot be ordered: {self.mixed_fix}"
+        )
+
+    def crowded(self, count: int, value: Any) -> str:
+        return (
+            f"{self.kind}: {count:,} {'rows' if self.item == 'a row' else 'items'} share the last"
+            f" value of {self.subject}, {shown(encoded(value))}: the cursor keeps the keys of"
+            f" {MAX_CURSOR_KEYS:,} at most, so the next run starts after that value and does"
+            f" not read what comes later with that same value; {self.crowded_fix} avoids it"
+        )
+
+
 class CursorTracker:
     """A source's cursor: the highest value of its cursor field among what was read, and the
     keys of the items at that value.
 
     Reads start at the last value, included (rows that share it may have come since), and skip
-    the items already read at it: nothing is read twice, nothing is skipped. None as the
-    field: the source keeps no cursor, every run reads everything.
+    the items already read at it: nothing is read twice, nothing is skipped. Past
+    MAX_CURSOR_KEYS items at one value, the cursor keeps no keys but `after`: the next read
+    starts after that value. None as the field: the source keeps no cursor, every run reads
+    everything.
+
+    A row without a value (None, NaN) fails the source when `words` are given (sql, http): a
+    cursor only moves forward, so no later run would read it. Values that cannot be compared
+    (text and numbers) fail it too, except datetimes with and without a time zone against the
+    start, which is taken as UTC.
     """
 
     def __init__(
@@ -1079,21 +1307,41 @@ class CursorTracker:
         initial_value: Any,
         key: Callable[[Any], str] | None = None,
         inner: CursorTracker | None = None,
+        words: CursorWords | None = None,
+        notes: Notes | None = None,
     ) -> None:
         self.field = field
         self.plain = field is not None and "." not in field  # a column: no path to follow
         self.start = start
         self.start_value = decoded(start["value"]) if start else initial_value
         self.start_seen = set(start.get("seen", ())) if start else set()
+        # Every item at the start value was read (there were too many to keep their keys).
+        self.start_after = bool(start.get("after")) if start else False
         self.key = key or row_key
         self.inner = inner  # a file source's: the cursor is over its files
+        self.words = words
+        self.notes = notes if notes is not None else Notes()
         self.high: Any = None
         # The items at the highest value so far: their keys are only worked out at the end,
         # for those still at the highest (a hash per row read would double a read's cost).
+        # Not past MAX_CURSOR_KEYS: then only how many (memory stays flat).
         self.high_items: list[Any] = []
+        self.high_count = 0
+        # Whether the datetimes of the rows were with a time zone (True) or without (False)
+        # when the kept keys were worked out, if the column's type changed since (None: not).
+        self.keyed_as_aware: bool | None = None
 
     def since(self) -> Any:
         return self.start_value
+
+    def align(self, aware: bool | None) -> None:
+        """The start value as a datetime with a time zone (UTC) if `aware`, without (in UTC)
+        if not aware, as the cursor column's values now are; None: as it is."""
+        start = self.start_value
+        if aware is not None and isinstance(start, datetime.datetime):
+            self.start_value = as_aware(start, aware)
+            if (start.tzinfo is None) == aware:
+                self.keyed_as_aware = not aware
 
     def admitted(self, items: list[Any]) -> list[Any]:
         """The new items of a chunk; they move the cursor. The same as `admit` on each item,
@@ -1104,19 +1352,20 @@ class CursorTracker:
         field = self.field
         try:
             values = [item.get(field) for item in items]
+            if None in values:
+                return [item for item in items if self.admit(item)]
             lowest, highest = min(values), max(values)
+            if (
+                highest != highest  # NaN: look at each
+                or lowest != lowest
+                or (self.start_value is not None and not lowest > self.start_value)
+            ):
+                return [item for item in items if self.admit(item)]
+            below = self.high is not None and highest < self.high
+            above = self.high is None or highest > self.high
         except (TypeError, AttributeError):  # values of different types, or not a mapping
             return [item for item in items if self.admit(item)]
-        if (
-            None in values
-            or highest != highest
-            or lowest != lowest
-            or (  # NaN: look at each
-                self.start_value is not None and not lowest > self.start_value
-            )
-        ):
-            return [item for item in items if self.admit(item)]
-        if self.high is not None and highest < self.high:
+        if below:
             return items
         if values.count(highest) == 1:  # the usual case, a column that grows: no loop of ours
             at_highest = [items[values.index(highest)]]
@@ -1124,10 +1373,9 @@ class CursorTracker:
             at_highest = [
                 item for item, value in zip(items, values, strict=True) if value == highest
             ]
-        if self.high is None or highest > self.high:
-            self.high, self.high_items = highest, at_highest
-        else:
-            self.high_items += at_highest
+        if above:
+            self.high, self.high_items, self.high_count = highest, [], 0
+        self._at_high(at_highest)
         return items
 
     def admit(self, item: Any) -> bool:
@@ -1136,17 +1384,83 @@ class CursorTracker:
             return True
         value = item.get(self.field) if self.plain else cursor_value(item, self.field)
         if value is None or value != value:  # NaN, which is not equal to itself: no value
-            return True  # the connector decides (dlt refuses a row without its cursor)
-        if self.start_value is not None:
-            if value < self.start_value:
+            if self.words is not None:
+                raise SourceError(self.words.missing())
+            return True
+        try:
+            return self._admit(item, value)
+        except TypeError:
+            if self._aligned_to(value):
+                return self._admit(item, value)
+            raise SourceError(self._mixed(value)) from None
+
+    def _admit(self, item: Any, value: Any) -> bool:
+        start = self.start_value
+        if start is not None:
+            if value < start:
                 return False
-            if value == self.start_value and self.key(item) in self.start_seen:
+            if value == start and (self.start_after or self._seen_at_start(item)):
                 return False
         if self.high is None or value > self.high:
-            self.high, self.high_items = value, [item]
-        elif value == self.high:
-            self.high_items.append(item)
+            self.high, self.high_items, self.high_count = value, [], 0
+        elif value != self.high:
+            return True
+        self._at_high([item])
         return True
+
+    def _at_high(self, items: list[Any]) -> None:
+        self.high_count += len(items)
+        if self.high_count <= MAX_CURSOR_KEYS:
+            self.high_items += items
+        elif self.high_items:
+            self.high_items = []  # too many to keep: their count is enough
+
+    def _aligned_to(self, value: Any) -> bool:
+        """The start value made comparable with `value` if they are a datetime with a time
+        zone and one without (the column's type changed since the cursor was kept)."""
+        start = self.start_value
+        if (
+            isinstance(value, datetime.datetime)
+            and isinstance(start, datetime.datetime)
+            and (value.tzinfo is None) != (start.tzinfo is None)
+        ):
+            self.start_value = as_aware(start, value.tzinfo is not None)
+            self.keyed_as_aware = start.tzinfo is not None
+            return True
+        return False
+
+    def _seen_at_start(self, item: Any) -> bool:
+        """Whether `item`, at the start value, was read by the run that kept the cursor: its
+        key is among those kept, worked out as that run did (if the column's type changed
+        since, with its datetimes as they were then)."""
+        if self.key(item) in self.start_seen:
+            return True
+        if self.keyed_as_aware is None or not isinstance(item, dict):
+            return False
+        then = {
+            name: as_aware(value, self.keyed_as_aware)
+            if isinstance(value, datetime.datetime)
+            else value
+            for name, value in item.items()
+        }
+        return self.key(then) in self.start_seen
+
+    def _mixed(self, value: Any) -> str:
+        """The line that says `value` cannot be compared with the start or the highest."""
+        other = self.start_value
+        try:
+            _ = other is None or value < other
+        except TypeError:
+            pass
+        else:
+            other = self.high
+        if isinstance(value, datetime.datetime) and isinstance(other, datetime.datetime):
+            which = NAIVE_AND_AWARE
+        else:
+            which = f"{type(value).__name__} and {type(other).__name__}"
+        if self.words is None:
+            return f"the cursor {self.field} holds values of different types ({which})"
+        return self.words.mixed(which)
 
     def state(self) -> dict[str, Any] | None:
         """The cursor after this read, as JSON (None: the source keeps no cursor)."""
@@ -1156,10 +1470,25 @@ class CursorTracker:
             return None
         if self.high is None:
             return self.start
+        at_start = self.start_value is not None and self.high == self.start_value
+        count = self.high_count + (len(self.start_seen) if at_start else 0)
+        if count > MAX_CURSOR_KEYS:
+            if self.words is not None:
+                self.notes.warn(self.words.crowded(count, self.high))
+            return {"field": self.field, "value": encoded(self.high), "seen": [], "after": True}
         seen = [self.key(item) for item in self.high_items]
-        if self.start_value is not None and self.high == self.start_value:
+        if at_start:
             seen = sorted(self.start_seen.union(seen))
         return {"field": self.field, "value": encoded(self.high), "seen": seen}
+
+
+def as_aware(value: datetime.datetime, aware: bool) -> datetime.datetime:
+    """A datetime with a time zone (a naive one taken as UTC), or without (in UTC)."""
+    if aware and value.tzinfo is None:
+        return value.replace(tzinfo=datetime.UTC)
+    if not aware and value.tzinfo is not None:
+        return value.astimezone(datetime.UTC).replace(tzinfo=None)
+    return value
 
 
 def cursor_value(item: Any, path: str) -> Any:
