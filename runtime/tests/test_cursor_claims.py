@@ -80,14 +80,21 @@ COLLECT = textwrap.dedent(
     """
 )
 
-# A python source whose async def blocks the event loop for BLOCK_LOOP_SECONDS.
+# A python source whose async def blocks the event loop until the file BLOCK_UNTIL exists
+# (two minutes at most), if that variable is set; from a second after it starts, so that
+# the run's connector source has claimed its cursor (on that loop) by then.
 BLOCKER = textwrap.dedent(
     """
-    import os, time
+    import asyncio, os, time
+    from pathlib import Path
     from parallel_workflow_runtime import SourceSummary
 
     async def run(source):
-        time.sleep(float(os.environ.get("BLOCK_LOOP_SECONDS", "0")))
+        until = os.environ.get("BLOCK_UNTIL")
+        await asyncio.sleep(1 if until else 0)
+        deadline = time.monotonic() + 120
+        while until and not Path(until).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # not await: the loop is held
         return SourceSummary(records=0)
     """
 )
@@ -306,22 +313,34 @@ def users_project(tmp_path: Path) -> Project:
     )
 
 
-def test_a_run_whose_event_loop_is_blocked_keeps_its_claim(users_project: Project) -> None:
-    # Run A's blocker holds its event loop for longer than two claims last, while A's
-    # `users` reads; run B starts once A holds the cursor.
-    first = users_project.start("run", "--json", BLOCK_LOOP_SECONDS="8", PAUSE_PER_ROW="0.02")
+def test_a_run_whose_event_loop_is_blocked_keeps_its_claim(
+    users_project: Project, tmp_path: Path
+) -> None:
+    # Run A's blocker holds A's event loop while A's `users` reads; run B starts once A
+    # holds the cursor, and A's loop stays held for two claims (6 s) after B began waiting.
+    release = tmp_path / "release"
+    first = users_project.start("run", "--json", BLOCK_UNTIL=str(release), PAUSE_PER_ROW="0.02")
     holder = wait_until(lambda: claimed_by().get("users"), 120, "run A holds the cursor")
-    second = users_project.run("run", "--json")
+    second_process = users_project.start("run", "--json")
+    assert second_process.stderr is not None
+    line = second_process.stderr.readline()
+    while line and "waits for its cursor" not in line:
+        line = second_process.stderr.readline()
+    time.sleep(6)
+    release.touch()
     stdout, stderr = first.communicate(timeout=120)
     first_run = subprocess.CompletedProcess([], first.returncode, stdout, stderr)
+    second_out, second_err = second_process.communicate(timeout=120)
+    second = subprocess.CompletedProcess([], second_process.returncode, second_out, second_err)
 
+    assert holder in line, line  # B waited for A...
     assert second.returncode == 0, second.stderr[-3000:]
     a, b = sources_of(first_run)["users"], sources_of(second)["users"]
     # (A's blocker fails, for blocking the loop; its `users` does not.)
     assert (a["status"], b["status"]) == ("ok", "ok"), (a, b)
     assert json.loads(stdout)["run_id"] == holder
     assert (sorted(read_keys(a)), read_keys(b)) == (list(range(1, 41)), [])
-    assert b["timing"]["waited_seconds"] > 0.5  # it waited for A, which renewed its claim
+    assert b["timing"]["waited_seconds"] > 6  # ...which renewed its claim all the while
 
 
 def test_a_run_whose_claim_was_taken_while_it_was_stopped_fails_that_source(
@@ -358,7 +377,8 @@ def test_a_run_whose_claim_was_taken_while_it_was_stopped_fails_that_source(
 def test_after_kill_9_the_next_run_says_whom_it_waits_for_and_counts_the_wait(
     users_project: Project,
 ) -> None:
-    first = users_project.start("run", "--json", PAUSE_PER_ROW="1")
+    # A's claims last 10 s: longer than the next run takes to start, on a busy machine too.
+    first = users_project.start("run", "--json", PAUSE_PER_ROW="1", TEST_CLAIM_SECONDS="10")
     holder = wait_until(lambda: claimed_by().get("users"), 120, "run A holds the cursor")
     first.kill()  # SIGKILL: nothing of it lets go of its claim
     first.communicate(timeout=30)
@@ -369,7 +389,7 @@ def test_after_kill_9_the_next_run_says_whom_it_waits_for_and_counts_the_wait(
     assert second.returncode == 0, second.stderr[-3000:]
     users = sources_of(second)["users"]
     assert sorted(read_keys(users)) == list(range(1, 41))
-    # It waited until the dead run's claim ran out (3 s at most after its last renewal)...
+    # It waited until the dead run's claim ran out (10 s at most after its last renewal)...
     assert 1.0 < users["timing"]["waited_seconds"] <= time.monotonic() - killed
     # ...and said so while it waited, in one line: the source, the run, how long.
     lines = [line for line in second.stderr.splitlines() if holder in line]
