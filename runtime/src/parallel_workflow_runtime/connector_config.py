@@ -245,9 +245,17 @@ class FileBlock(_Block):
     path: Name
     glob: Name = "*"
     format: FileFormat
-    # Each run reads the files changed since the last run (by their modification time).
+    # Each run reads the files it has not read yet (by name, whatever their modification
+    # time) and those changed since the last run (by their modification time).
     incremental: bool = True
     chunk_size: Count = 10_000
+    # The longest record (a CSV record, a JSON line) a file may hold, in bytes: a longer one
+    # fails the source, before it fills the memory (a file without a line break is one
+    # record). Not for parquet, whose rows come in typed columns.
+    max_record_bytes: Count = 16 * 1024 * 1024
+    # false: only files inside `path` are read; a symbolic link (or a glob with ..) that
+    # leads out of it is skipped, with a warning. For a folder others can write to.
+    follow_symlinks: bool = True
 
 
 def secret_variable(auth: BearerAuth | ApiKeyAuth | HttpBasicAuth | None) -> str | None:

@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit
 
 from .config import Source
@@ -557,9 +557,13 @@ def open_rows(
             return sample_items(target.sample, target.where), tracker
         return http_rows(source, block, tracker.since(), secrets, deadline, notes), tracker
     if isinstance(block, FileBlock):
-        # The cursor is the files' modification time: it filters files, not rows.
-        files = CursorTracker(cursor_of(block), start, None, key=lambda item: item["file_url"])
-        return file_rows(source, block, files), CursorTracker(None, None, None, inner=files)
+        from .connector_files import FileCursor, file_chunks
+
+        # The cursor is over the files (their names and times): it filters files, not rows.
+        files = FileCursor(start, block, notes) if block.incremental else None
+        return file_chunks(source, block, files, notes), CursorTracker(
+            None, None, None, inner=files
+        )
     raise SourceError(f"source {source.id!r} of kind {source.kind} has no connector block")
 
 
@@ -1039,30 +1043,6 @@ def file_bucket_url(source: Source, block: FileBlock) -> str:
     return str(folder.resolve())
 
 
-def file_rows(source: Source, block: FileBlock, files: CursorTracker) -> Chunks:
-    dlt_module("file")
-    from dlt.sources.filesystem import filesystem, read_csv, read_jsonl, read_parquet
-
-    bucket_url = file_bucket_url(source, block)
-    readers = {
-        "csv": lambda: read_csv(chunksize=block.chunk_size),
-        "jsonl": lambda: read_jsonl(chunksize=block.chunk_size),
-        "parquet": lambda: read_parquet(chunksize=block.chunk_size),
-    }
-    listed = 0
-
-    def counted(item: Any) -> Any:
-        nonlocal listed
-        listed += 1
-        return item
-
-    # Only the files changed since the last run are opened: the cursor follows the files.
-    changed = filesystem(bucket_url=bucket_url, file_glob=block.glob).add_map(counted)
-    yield from changed.add_filter(files.admit) | readers[block.format]()
-    if not listed:
-        raise SourceError(f"file: no file in {block.path} matches {block.glob!r}")
-
-
 # --- for `check`: a source's target reached, and the variables its block names ----------------
 
 
@@ -1242,6 +1222,12 @@ def flattened(chunks: Iterable[Any]) -> Iterator[Row]:
             yield chunk
 
 
+class FileCursorLike(Protocol):
+    """What a row tracker asks of a file source's cursor (connector_files.FileCursor)."""
+
+    def state(self) -> dict[str, Any] | None: ...
+
+
 NAIVE_AND_AWARE = "datetimes with and without a time zone"
 
 # The most keys a cursor keeps of the items at its last value: about 350 KB of JSON, which
@@ -1306,7 +1292,7 @@ class CursorTracker:
         start: dict[str, Any] | None,
         initial_value: Any,
         key: Callable[[Any], str] | None = None,
-        inner: CursorTracker | None = None,
+        inner: FileCursorLike | None = None,
         words: CursorWords | None = None,
         notes: Notes | None = None,
     ) -> None:
@@ -1318,7 +1304,7 @@ class CursorTracker:
         # Every item at the start value was read (there were too many to keep their keys).
         self.start_after = bool(start.get("after")) if start else False
         self.key = key or row_key
-        self.inner = inner  # a file source's: the cursor is over its files
+        self.inner = inner  # a file source's (connector_files.FileCursor): over its files
         self.words = words
         self.notes = notes if notes is not None else Notes()
         self.high: Any = None
