@@ -20,9 +20,21 @@ from parallel_workflow_runtime.cursors import CursorStore
 from parallel_workflow_runtime.history import open_history
 
 from . import connector_sources
-from .test_connectors import by_id, folder, keys, run, sql_source, stored_cursors, write_config
+from .test_connectors import (
+    PAGED,
+    TOKEN,
+    api_server,
+    by_id,
+    folder,
+    http_source,
+    keys,
+    run,
+    sql_source,
+    stored_cursors,
+    write_config,
+)
 
-__all__ = ["folder"]  # a fixture of test_connectors, used here
+__all__ = ["api_server", "folder"]  # fixtures of test_connectors, used here
 
 QUERY = "SELECT id, updated_at FROM events"
 
@@ -128,6 +140,25 @@ def test_values_of_different_types_are_one_line_that_says_what_to_do(
             " or choose another column (sql.cursor)"
         ), error
     assert stored_cursors() == {}
+
+
+def test_an_http_cursor_path_that_items_lack_is_said_as_an_sql_column_is(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, api_server: str
+) -> None:
+    """0.8.0 passed on dlt's paragraph (IncrementalCursorPathMissing: In processing pipe ...
+    Use the same names of fields as in your JSON document ...)."""
+    monkeypatch.setenv("API_TOKEN", TOKEN)
+    paged = {**PAGED, "incremental": {"cursor_path": "changed_at"}}
+    dataset = f"p{os.getpid()}{time.monotonic_ns()}"
+    config = write_config(folder, http_source("events", api_server, f"{dataset}/pages", **paged))
+
+    result = by_id(run(config))["events"]
+
+    assert result.error == (
+        f"http: the cursor path changed_at of {api_server}/{dataset}/pages has no value (null)"
+        " in an item: no run would read it again, as a cursor only moves forward; choose a"
+        " field that every item has (http.incremental.cursor_path)"
+    )
 
 
 @pytest.fixture
