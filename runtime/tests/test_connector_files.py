@@ -298,3 +298,27 @@ def test_follow_symlinks_false_reads_nothing_from_outside_the_folder(
         " ../../outside/secret.jsonl; file.follow_symlinks is false"
     ]
     assert sorted(keys(results["default"])) == [1, 2, 2, 98, 99]
+
+
+def test_the_line_too_long_is_found_where_it_starts_and_cr_line_ends_count(folder: Path) -> None:
+    """The byte where the long record starts, in the middle of a file; CR alone ends a CSV
+    record as pandas reads it (no record of 600 KB there, with a limit of 10 KB)."""
+    (folder / "mid").mkdir()
+    first = b'{"id": 1}\n{"id": 2}\n'
+    (folder / "mid" / "a.jsonl").write_bytes(first + b'{"id": "' + b"z" * 20_000 + b'"}\n')
+    rows = "".join(f"{n},text {n}\r" for n in range(1, 50_000))
+    (folder / "mid" / "b.csv").write_text(f"id,text\r{rows}", encoding="utf-8")
+    sources = [
+        file_source("jsonl", "mid", "*.jsonl", "jsonl"),
+        file_source("csv", "mid", "*.csv", "csv"),
+    ]
+    for source in sources:
+        source["file"]["max_record_bytes"] = 10_000
+
+    results = by_id(run(write_config(folder, *sources)))
+
+    assert results["jsonl"].error == (
+        f"file: a.jsonl has a line longer than 10,000 bytes (file.max_record_bytes) at byte"
+        f" {len(first)}: raise file.max_record_bytes if such lines are expected"
+    )
+    assert (results["csv"].ok, results["csv"].records) == (True, 49_999), results["csv"].error

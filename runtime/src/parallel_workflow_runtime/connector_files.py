@@ -199,24 +199,46 @@ def csv_rows(stream: BinaryIO, name: str, block: FileBlock) -> Chunks:
         yield frame.to_dict(orient="records")
 
 
+# How much of a JSON Lines file is read at once: its lines are split and parsed a block at a
+# time (a readline() per line cost a quarter more than dlt's reader).
+JSONL_BLOCK = 1 << 20
+
+
 def jsonl_rows(stream: BinaryIO, name: str, block: FileBlock) -> Chunks:
     """A JSON Lines file's items, parsed as dlt's read_jsonl parses them, no line read past
     max_record_bytes (blank lines skipped)."""
     from dlt.common import json
 
-    limit, offset = block.max_record_bytes, 0
-    chunk: list[Any] = []
-    while line := stream.readline(limit + 1):
-        if len(line) > limit and not line.endswith(b"\n"):
-            raise SourceError(too_long(name, limit, offset, "line"))
-        offset += len(line)
-        if line.strip():
-            chunk.append(json.loadb(line))
-            if len(chunk) >= block.chunk_size:
-                yield chunk
-                chunk = []
-    if chunk:
-        yield chunk
+    loads, limit, size = json.loadb, block.max_record_bytes, block.chunk_size
+    items: list[Any] = []
+    offset = 0  # where the line not yet ended starts
+    tail: list[bytes] = []  # that line's bytes so far
+    while data := stream.read(JSONL_BLOCK):
+        end = data.rfind(b"\n")
+        if end < 0:  # the line goes on
+            tail.append(data)
+            if sum(map(len, tail)) > limit:
+                raise SourceError(too_long(name, limit, offset, "line"))
+            continue
+        head = b"".join([*tail, data[:end]])
+        lines = head.split(b"\n")
+        if max(map(len, lines)) > limit:
+            longest = max(range(len(lines)), key=lambda index: len(lines[index]))
+            at = offset + sum(len(line) + 1 for line in lines[:longest])
+            raise SourceError(too_long(name, limit, at, "line"))
+        items += [loads(line) for line in lines if line.strip()]
+        offset += len(head) + 1
+        tail = [data[end + 1 :]]
+        while len(items) >= size:
+            yield items[:size]
+            items = items[size:]
+    last = b"".join(tail)
+    if len(last) > limit:
+        raise SourceError(too_long(name, limit, offset, "line"))
+    if last.strip():
+        items.append(loads(last))
+    if items:
+        yield items
 
 
 def parquet_rows(stream: BinaryIO, block: FileBlock) -> Chunks:
