@@ -40,7 +40,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 
 from .config import Source
 from .connector_config import (
@@ -912,17 +912,18 @@ class Credentials:
 
     def applied(self, request: Any) -> Any:
         """The request as it goes out: a copy with the credentials if it goes to base_url's
-        origin, else as it is, without them.
+        origin, else as it is, which is without them.
 
-        A copy, so that the request requests keeps (it copies it to follow a redirect) never
-        holds them: a redirect to another origin cannot carry them (requests strips only
-        Authorization, and only when the host changes)."""
+        A copy, so that the request requests keeps (it copies it to follow a redirect) and
+        the ones dlt makes for the next pages never hold them: a request to another origin has
+        no way to carry them (requests strips only Authorization from a redirect, and only
+        when the host changes; dlt put its auth on every request)."""
         if not self:
             return request
         origin = origin_of(request.url)
         if origin != self.origin:
             self.withheld(origin)
-            return self.stripped(request)
+            return request
         request = request.copy()
         request.headers.update(self.headers)
         if self.query:
@@ -931,28 +932,6 @@ class Credentials:
             ours = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
             theirs = request.headers.get("Cookie")
             request.headers["Cookie"] = f"{theirs}; {ours}" if theirs else ours
-        return request
-
-    def stripped(self, request: Any) -> Any:
-        """A request to another origin without anything named like a credential of ours, in
-        case one got there by another way than this adapter (a hook, a library's default)."""
-        names = {"authorization", *(name.lower() for name in self.headers)}
-        if not any(name.lower() in names for name in request.headers) and not (
-            self.query and any(f"{name}=" in request.url for name in self.query)
-        ):
-            return request
-        request = request.copy()
-        for name in list(request.headers):
-            if name.lower() in names:
-                del request.headers[name]
-        if self.query:
-            parts = urlsplit(request.url)
-            kept = [
-                (key, value)
-                for key, value in parse_qsl(parts.query, keep_blank_values=True)
-                if key not in self.query
-            ]
-            request.url = parts._replace(query=urlencode(kept)).geturl()
         return request
 
     def withheld(self, origin: Origin) -> None:
