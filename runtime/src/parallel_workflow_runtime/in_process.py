@@ -222,6 +222,11 @@ class SourceThreads:
         # it is queued, so a thread that stops waiting with none unclaimed must take a call.
         self._free = 0
 
+    @property
+    def free(self) -> int:
+        """How many threads wait for a call now."""
+        return self._free
+
     def submit(self, call: Callable[[], None]) -> None:
         with self._lock:
             if self._free:
