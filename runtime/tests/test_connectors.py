@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import pickle
-import re
 import sqlite3
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from parallel_workflow_runtime.settings import DASK_ADDRESS_ENV, load_settings
 
 from . import connector_sources
 from .conftest import FIRST_WORKFLOW, RUNTIME, WORKFLOWS, free_port, user_environment
-from .connector_project import connector_project
+from .connector_project import connector_project, write_connector_workflow
 from .test_executors import WORKER_PATH
 
 TOKEN = "s3cr3t-token-for-tests"
@@ -883,23 +882,7 @@ def test_history_cursors_and_run_full_refresh_on_the_command_line(
         sys.exit(Project.register("example_project", {str(tmp_path / "workflows")!r}).main())
         """
     )
-    target = tmp_path / "workflows" / "connectors"
-    (target / "sources").mkdir(parents=True)
-    (target / "__init__.py").write_text("")
-    (target / "sources" / "__init__.py").write_text("")
-    (target / "sources" / "users.py").write_text(
-        "from tests.connector_sources import collect as run\n"
-    )
-    example = WORKFLOWS[FIRST_WORKFLOW].config.path.parent
-    (target / "workflow.py").write_text(
-        (example / "workflow.py")
-        .read_text()
-        .replace("def get_example_project", "def get_connectors")
-    )
-    # The project's settings, its default workflow this one (the only one in this folder).
-    settings = (example.parent / "settings.yaml").read_text()
-    settings = re.sub(r"(?m)^default_workflow:.*$", 'default_workflow: "connectors"', settings)
-    (tmp_path / "workflows" / "settings.yaml").write_text(settings)
+    target = write_connector_workflow(tmp_path / "workflows", [{"id": "users"}])
     (target / "config.yaml").write_text(config.read_text())
     (target / "users.sqlite").write_bytes(database.read_bytes())
     environment = user_environment(USERS_URL=f"sqlite:///{target / 'users.sqlite'}")
