@@ -105,8 +105,11 @@ def race_workflow(folder: Path, api: str, dataset: str) -> Path:
     )
 
 
-def first_run(config: Path, history: Path) -> dict[str, Any]:
+def first_run(config: Path, history: Path, *paths: Path) -> dict[str, Any]:
+    """{source id: [ok, records, error]} of the workflow's first run in a fresh process, with
+    `paths` first on its Python path."""
     environment = user_environment(API_TOKEN=TOKEN, EXAMPLE_PROJECT_HISTORY_DB=str(history))
+    environment["PYTHONPATH"] = os.pathsep.join([*map(str, paths), environment["PYTHONPATH"]])
     done = subprocess.run(
         [sys.executable, "-c", FIRST_RUN, str(config), str(RUNTIME)],
         capture_output=True,
@@ -143,6 +146,48 @@ def test_first_runs_of_sql_http_and_file_sources_side_by_side_on_threads_all_suc
         assert {key: records for key, (_, records, _) in results.items()} == {
             "orders": 200, "events": 23, "exports": 150, "snapshots": 40,
         }  # fmt: skip
+
+
+def slow_dlt_plugin(folder: Path, seconds: float) -> Path:
+    """An installed package that dlt loads as a plugin (an entry point in group `dlt`) as its
+    connectors are imported, and whose import takes `seconds`: a first import of dlt, pandas
+    and pyarrow as slow as on a busy machine, every time."""
+    folder.mkdir()
+    (folder / "slow_dlt_plugin.py").write_text(f"import time\ntime.sleep({seconds})\n")
+    metadata = folder / "slow_dlt_plugin-1.0.dist-info"
+    metadata.mkdir()
+    (metadata / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: slow-dlt-plugin\nVersion: 1.0\n"
+    )
+    (metadata / "entry_points.txt").write_text("[dlt]\nslow = slow_dlt_plugin\n")
+    return folder
+
+
+def test_a_slow_first_import_of_the_connectors_is_not_counted_against_a_timeout(
+    tmp_path: Path,
+) -> None:
+    """On `thread` and `async` the connectors are imported before a source's attempt starts:
+    a first import longer than timeout_seconds (7 s seen on a loaded 2-core machine, where
+    a 5-row read then timed out) times out no source. Until runtime 0.9.1 it did."""
+    folder = tmp_path / "files"
+    (folder / "csv").mkdir(parents=True)
+    (folder / "csv" / "a.csv").write_text("id,value\n1,2\n3,4\n", encoding="utf-8")
+    config = write_config(
+        folder,
+        {
+            "id": "exports",
+            "name": "Exports",
+            "kind": "file",
+            "file": {"path": "csv", "glob": "*.csv", "format": "csv"},
+        },
+        executor="thread",
+        timeout_seconds=2,
+    )
+    plugin = slow_dlt_plugin(tmp_path / "plugin", seconds=3)
+
+    results = first_run(config, folder / "history.sqlite", plugin)
+
+    assert results == {"exports": [True, 2, None]}
 
 
 # What a read of each kind would import if the warm-up had left it out: the heavy families.

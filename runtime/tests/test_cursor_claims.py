@@ -32,7 +32,8 @@ import yaml
 from parallel_workflow_runtime.cursors import CursorStore, Holder
 from parallel_workflow_runtime.history import open_history
 
-from .conftest import FIRST_WORKFLOW, RUNTIME, WORKFLOWS, user_environment
+from .conftest import RUNTIME, user_environment
+from .connector_project import write_connector_workflow
 from .test_connectors import (  # noqa: F401  (api_server: a fixture, used by name)
     PAGED,
     TOKEN,
@@ -81,8 +82,8 @@ COLLECT = textwrap.dedent(
 )
 
 # A python source whose async def blocks the event loop until the file BLOCK_UNTIL exists
-# (two minutes at most), if that variable is set; from a second after it starts, so that
-# the run's connector source has claimed its cursor (on that loop) by then.
+# (two minutes at most), if that variable is set; from when the file BLOCK_FROM exists, which
+# the test makes once the run's connector source has claimed its cursor (on that loop).
 BLOCKER = textwrap.dedent(
     """
     import asyncio, os, time
@@ -91,7 +92,8 @@ BLOCKER = textwrap.dedent(
 
     async def run(source):
         until = os.environ.get("BLOCK_UNTIL")
-        await asyncio.sleep(1 if until else 0)
+        while until and not Path(os.environ["BLOCK_FROM"]).exists():
+            await asyncio.sleep(0.05)  # the loop is free: the other source claims its cursor
         deadline = time.monotonic() + 120
         while until and not Path(until).exists() and time.monotonic() < deadline:
             time.sleep(0.05)  # not await: the loop is held
@@ -144,23 +146,7 @@ def make_project(
     tmp_path: Path, sources: list[dict[str, Any]], modules: dict[str, str], **environment: str
 ) -> Project:
     workflows = tmp_path / "workflows"
-    target = workflows / "connectors"
-    (target / "sources").mkdir(parents=True)
-    (target / "__init__.py").write_text("")
-    (target / "sources" / "__init__.py").write_text("")
-    for source in sources:
-        (target / "sources" / f"{source['id']}.py").write_text(modules[source["id"]])
-    example = WORKFLOWS[FIRST_WORKFLOW].config.path.parent
-    (target / "workflow.py").write_text(
-        (example / "workflow.py")
-        .read_text()
-        .replace("def get_example_project", "def get_connectors")
-    )
-    settings = (example.parent / "settings.yaml").read_text()
-    settings = re.sub(r"(?m)^default_workflow:.*$", 'default_workflow: "connectors"', settings)
-    (workflows / "settings.yaml").write_text(settings)
-    document = {"workflow": {"name": "Connectors", "workflow_id": "connectors"}, "sources": sources}
-    (target / "config.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    write_connector_workflow(workflows, sources, modules)
     return Project(
         workflows, user_environment(WORKFLOWS_DIR=str(workflows), API_TOKEN=TOKEN, **environment)
     )
@@ -316,11 +302,15 @@ def users_project(tmp_path: Path) -> Project:
 def test_a_run_whose_event_loop_is_blocked_keeps_its_claim(
     users_project: Project, tmp_path: Path
 ) -> None:
-    # Run A's blocker holds A's event loop while A's `users` reads; run B starts once A
-    # holds the cursor, and A's loop stays held for two claims (6 s) after B began waiting.
-    release = tmp_path / "release"
-    first = users_project.start("run", "--json", BLOCK_UNTIL=str(release), PAUSE_PER_ROW="0.02")
+    # Run A's blocker holds A's event loop, from when A holds the cursor, while A's `users`
+    # reads; run B starts then, and A's loop stays held for two claims (6 s) after B began
+    # waiting.
+    block, release = tmp_path / "block", tmp_path / "release"
+    first = users_project.start(
+        "run", "--json", BLOCK_FROM=str(block), BLOCK_UNTIL=str(release), PAUSE_PER_ROW="0.02"
+    )
     holder = wait_until(lambda: claimed_by().get("users"), 120, "run A holds the cursor")
+    block.touch()
     second_process = users_project.start("run", "--json")
     assert second_process.stderr is not None
     line = second_process.stderr.readline()
@@ -445,12 +435,12 @@ def test_a_wait_through_runs_that_each_finish_in_turn_outlasts_the_timeout(
         [sql_source("users"), sql_source("orders")],
         {"users": COLLECT, "orders": COLLECT},
         USERS_URL=f"sqlite:///{database}",
-        TEST_CLAIM_SECONDS="1",  # so that the sources wait at most 2 s for any one run
+        TEST_CLAIM_SECONDS="1",  # so that the sources wait at most their 4 s for any one run
         TEST_RENEW_SECONDS="0.25",
     )
     config = project.workflows / "connectors" / "config.yaml"
     document = yaml.safe_load(config.read_text())
-    document["workflow"]["timeout_seconds"] = 2
+    document["workflow"]["timeout_seconds"] = 4
     config.write_text(yaml.safe_dump(document, sort_keys=False))
     store = CursorStore.of(open_history())
     assert not isinstance(store.claim("connectors", "orders", "run-x"), bool)
@@ -461,21 +451,22 @@ def test_a_wait_through_runs_that_each_finish_in_turn_outlasts_the_timeout(
         line = process.stderr.readline()
     assert "run run-x holds it" in line, line
 
-    # run-x holds `orders` 1.5 s more, then run-y (which took it as run-x let go) 1.5 s.
-    time.sleep(1.5)
+    # run-x holds `orders` 2.5 s more, then run-y (which took it as run-x let go) 2.5 s:
+    # 1.5 s to spare for each on a loaded machine, where the waiter saw run-x before we did.
+    time.sleep(2.5)
     with store.engine.begin() as connection:
         connection.execute(
             store.table.update()
             .where(store.table.c.source_id == "orders")
             .values(claimed_by="run-y")
         )
-    time.sleep(1.5)
+    time.sleep(2.5)
     assert store.settle("connectors", "run-y", {}) == set()
     stdout, stderr = process.communicate(timeout=60)
 
-    # Neither held it for 2 s: the sources waited 3 s, longer than their timeout, and read.
-    assert process.returncode == 0, stderr[-3000:]
+    # Neither held it for 4 s: the sources waited 5 s, longer than their timeout, and read.
+    assert process.returncode == 0, (stdout + stderr)[-3000:]
     sources = sources_of(subprocess.CompletedProcess([], 0, stdout))
     for source in sources.values():
         assert (source["status"], source["records"]) == ("ok", 5), source
-        assert source["timing"]["waited_seconds"] > 2.5
+        assert source["timing"]["waited_seconds"] > 4.5

@@ -26,6 +26,7 @@ from weakref import WeakKeyDictionary
 
 from .config import Source
 from .connector_config import cursor_of
+from .connector_imports import imported_once
 from .connectors import ConnectorRun, shown
 from .contained_loop import CURRENT_SOURCE, SourceScope
 from .cursors import CURSORS, CursorWaitTimedOut, wait_limit
@@ -35,6 +36,7 @@ from .in_process import LoopHolds
 from .interruption import INTERRUPTION, Interruption
 from .progress import SourceEvent, emit
 from .results import (
+    SourceError,
     SourceFunction,
     SourceResult,
     SourceState,
@@ -47,6 +49,10 @@ from .tracing import attempt_span
 from .usage import ExecutorError
 
 log = logging.getLogger("parallel_workflow_runtime")
+
+# The executors that run a source in this process, where its connector's imports can be done
+# before its attempt starts; a worker process or a Dask worker imports them in its attempt.
+IN_PROCESS = ("thread", "async")
 
 
 class ConcurrencyLimit:
@@ -109,7 +115,7 @@ class SourceRunner:
         try:
             with interruption.watching():
                 if isinstance(function, ConnectorRun):
-                    function = await self.from_cursor(source, function, run_id, clock)
+                    function = await self.ready_to_read(source, function, spec, run_id, clock)
                 scope = EXECUTORS.get()  # the one that whoever runs the workflow opened
                 if scope is not None:
                     return await self._run(source, function, spec, scope, warnings, clock)
@@ -145,6 +151,27 @@ class SourceRunner:
             return SourceResult.failure(
                 source, one_line(error), attempts=0, warnings=warnings, timing=clock.timing()
             )
+
+    async def ready_to_read(
+        self, source: Source, function: ConnectorRun, spec: ExecutorSpec, run_id: str, clock: Clock
+    ) -> ConnectorRun:
+        """The connector, from its cursor (from_cursor); on `thread` and `async`, with dlt,
+        pandas and pyarrow imported meanwhile (once per process, connector_imports.py),
+        before its first attempt and outside its timeout: seconds of a first import on a busy
+        machine (7 s seen) are not its read's. A missing package is said by the attempt."""
+        if spec.name not in IN_PROCESS:
+            return await self.from_cursor(source, function, run_id, clock)
+        importing = asyncio.ensure_future(asyncio.to_thread(imported_once, source.kind))
+        # Its SourceError, when the wait ended first, is not "never retrieved" on stderr.
+        importing.add_done_callback(lambda task: task.cancelled() or task.exception())
+        try:
+            function = await self.from_cursor(source, function, run_id, clock)
+            with contextlib.suppress(SourceError):
+                await asyncio.shield(importing)
+        finally:
+            if not importing.done():
+                importing.cancel()  # the import goes on in its thread; the wait does not
+        return function
 
     async def from_cursor(
         self, source: Source, function: ConnectorRun, run_id: str, clock: Clock
