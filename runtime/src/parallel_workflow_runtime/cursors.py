@@ -579,7 +579,3 @@ def waiting_line(holder: Holder, cursors: int) -> str:
 # The run's cursors, for its sources' steps (set by running.run_workflow when the run has a
 # history); None: every connector reads from its initial value and keeps nothing.
 CURSORS: ContextVar[CursorSession | None] = ContextVar("cursors", default=None)
-
-
-def unknown_sources(requested: Iterable[str], known: Iterable[str]) -> list[str]:
-    return sorted(set(requested) - set(known))

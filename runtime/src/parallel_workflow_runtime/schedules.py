@@ -112,7 +112,3 @@ def timezone_problem(name: str) -> str | None:
     except (ZoneInfoNotFoundError, ValueError, OSError):
         return "an IANA timezone name, e.g. UTC or Europe/Berlin"
     return None
-
-
-def utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC)
