@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from parallel_workflow_runtime import bench
+from parallel_workflow_runtime.bench import workflow as workflow_bench
+from parallel_workflow_runtime.bench.serve import Answer, burst_summary
 from parallel_workflow_runtime.children import descendants
 from parallel_workflow_runtime.cli import main
 from parallel_workflow_runtime.contained_loop import ContainedLoop, new_loop
@@ -132,7 +133,7 @@ def test_bench_runs_the_workflow_on_the_event_loop_that_run_uses(
         loops.append(new_loop())
         return loops[-1]
 
-    monkeypatch.setattr(bench, "new_loop", noted_loop)
+    monkeypatch.setattr(workflow_bench, "new_loop", noted_loop)
     arguments = ["--sources=4", "--latency=0.01", "--repeat=1", "--json"]
 
     assert main(["bench", "--workflow", entry.config.workflow_id, *arguments]) == 0
@@ -243,6 +244,19 @@ def test_bench_serve_prints_its_lines_and_leaves_no_process_behind(
     assert "run's answer: p50 " in printed and "the runs' parallel blocks: median " in printed
     assert "runs: 4 sent, 4 answered COMPLETED, 4 of them in the history; lost 0" in printed
     assert "p95 / p50: " in printed and "the target 3.0 with none lost" in printed
+
+
+def test_bench_serve_percentiles_interpolate_between_the_two_nearest_times() -> None:
+    # Answers of 1 to 20 s, in no order: the median halfway between 10 and 11 s, the 95th
+    # percentile 0.95 of the way from the shortest to the longest (1 + 19 * 0.95 = 19.05 s).
+    answers = [Answer(float(seconds), 200, run_id=str(seconds)) for seconds in (20, *range(1, 20))]
+    burst = burst_summary(answers, 20.0, {answer.run_id or "" for answer in answers})
+
+    assert (burst["p50_seconds"], burst["p95_seconds"], burst["max_seconds"]) == (10.5, 19.05, 20)
+    assert burst["p95_over_p50"] == round(19.05 / 10.5, 3)
+    # `--runs=1`: its one answer's time is every percentile.
+    alone = burst_summary([Answer(0.3, 200, run_id="only")], 0.3, {"only"})
+    assert (alone["p50_seconds"], alone["p95_seconds"], alone["p95_over_p50"]) == (0.3, 0.3, 1)
 
 
 SERVE_KINDS_ONLY = "--serve takes no --startup or --rows, and --kind async or sync only"

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from parallel_workflow_runtime.bench import wait_blocking
+from parallel_workflow_runtime.bench.workflow import wait_blocking
 from parallel_workflow_runtime.config import Source, SourceLimits
 from parallel_workflow_runtime.dask_cluster import STARTED_TOPIC, DaskExecutor
 from parallel_workflow_runtime.executor_base import CallLimits, ExecutorSpec

@@ -58,7 +58,7 @@ from .views import (
 if TYPE_CHECKING:
     from agno.db.base import BaseDb
 
-    from .bench import BenchSettings
+    from .bench.workflow import BenchSettings
     from .config import WorkflowConfig
 
 
@@ -419,8 +419,8 @@ def serve_command(args: argparse.Namespace) -> int:
 
 
 def bench_command(args: argparse.Namespace) -> int:
-    from .bench import run_bench
-    from .bench_results import print_bench
+    from .bench.results import print_bench
+    from .bench.workflow import run_bench
     from .page import bench_page, write_page
 
     entry = choose(discover(), args.workflow)
@@ -447,7 +447,7 @@ def bench_command(args: argparse.Namespace) -> int:
 
 def bench_settings(args: argparse.Namespace) -> BenchSettings:
     """The synthetic sources and runs that `bench` (and `bench --trace`) time."""
-    from .bench import BenchSettings
+    from .bench.workflow import BenchSettings
 
     return BenchSettings(
         sources=args.sources or 200,
@@ -487,8 +487,8 @@ def refuse_workflow_bench_options(args: argparse.Namespace, what: str) -> None:
 
 
 def startup_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
-    from .bench_results import print_startup_bench
-    from .startup_bench import run_startup_bench
+    from .bench.results import print_startup_bench
+    from .bench.startup import run_startup_bench
 
     refuse_workflow_bench_options(args, "--startup")
     results = run_startup_bench(entry, args.repeat, to_stderr)
@@ -496,8 +496,8 @@ def startup_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int
 
 
 def trace_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
-    from .bench_results import print_trace_bench
-    from .trace_bench import run_trace_bench
+    from .bench.results import print_trace_bench
+    from .bench.tracing_cost import run_trace_bench
 
     refuse_workflow_bench_options(args, "--trace")
     if args.kind not in ("async", "sync"):
@@ -507,7 +507,7 @@ def trace_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
 
 
 def serve_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
-    from .serve_bench import (
+    from .bench.serve import (
         DEFAULT_LATENCY_SECONDS,
         DEFAULT_RUNS,
         SERVE_KINDS,
@@ -532,8 +532,8 @@ def serve_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
 
 
 def connector_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
-    from .bench_results import print_connector_bench
-    from .connector_bench import ConnectorBenchSettings, run_connector_bench
+    from .bench.connector_cost import ConnectorBenchSettings, run_connector_bench
+    from .bench.results import print_connector_bench
 
     refuse_workflow_bench_options(args, f"--kind {args.kind}")
     http = args.kind == "http"

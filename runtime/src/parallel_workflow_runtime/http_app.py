@@ -118,7 +118,7 @@ def app_serving(
     traced: bool = False,
 ) -> FastAPI:
     """The app serving `workflows` (built from `configs`, by workflow id) on `host`: what
-    build_app serves, and `bench --serve` too, with synthetic sources (bench_server.py)."""
+    build_app serves, and `bench --serve` too, with synthetic sources (bench/server.py)."""
     settings = settings or api_settings()
     # The process pools and Dask clusters of every workflow's sources: started with the
     # server, shared by its runs, closed when it stops.

@@ -38,7 +38,7 @@ from .usage import HistoryError, PageError
 if TYPE_CHECKING:
     from agno.db.base import BaseDb
 
-    from .bench_results import BenchResults
+    from .bench.results import BenchResults
     from .running import RunOutcome
 
 STYLE = """

@@ -21,16 +21,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import tracing
-from .bench import BenchSettings, bench_source, bench_sources, on_loop_of_run, through_workflow
-from .config import WorkflowConfig
-from .executors import EXECUTORS, Executors
-from .project import current
-from .registry import WorkflowEntry
-from .running import on_executor
-from .settings import history_db_env
-from .startup_bench import timed
-from .usage import ExecutorName
+from .. import tracing
+from ..config import WorkflowConfig
+from ..executors import EXECUTORS, Executors
+from ..project import current
+from ..registry import WorkflowEntry
+from ..running import on_executor
+from ..settings import history_db_env
+from ..usage import ExecutorName
+from .startup import timed
+from .workflow import BenchSettings, bench_source, bench_sources, on_loop_of_run, through_workflow
 
 Progress = Callable[[str], None]
 WALL_TARGET = 1.05  # traced wall over untraced

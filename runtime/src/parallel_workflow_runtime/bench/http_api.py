@@ -2,7 +2,7 @@
 served by this module in a process of its own (the standard library's threading server, so
 that it needs nothing installed and answers many sources at once).
 
-    python -m parallel_workflow_runtime.bench_api PORT ROWS PAGE_SIZE DELAY_SECONDS
+    python -m parallel_workflow_runtime.bench.http_api PORT ROWS PAGE_SIZE DELAY_SECONDS
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`bench --serve`: what a user of `serve` waits for when many runs arrive at once.
 
-It starts a real server in a process of its own (bench_server.py: the app and limits of
+It starts a real server in a process of its own (server.py: the app and limits of
 `serve`, the workflow's sources replaced by synthetic ones that wait `--latency` seconds) on
 a free loopback port and a history of its own in a temporary folder, so that it neither adds
 to the project's history nor moves its sources' cursors. Then, `repeat` times, it sends
@@ -34,12 +34,12 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from .bench import SourceKind
-from .history import HistoryLocation, open_history
-from .interrupted_runs import runs as stored_runs
-from .project import current
-from .registry import WorkflowEntry
-from .settings import history_db_env
+from ..history import HistoryLocation, open_history
+from ..interrupted_runs import runs as stored_runs
+from ..project import current
+from ..registry import WorkflowEntry
+from ..settings import history_db_env
+from .workflow import SourceKind
 
 Progress = Callable[[str], None]
 P95_OVER_P50_TARGET = 3.0
@@ -98,12 +98,12 @@ def run_serve_bench(
 def bench_server(
     entry: WorkflowEntry, settings: ServeBenchSettings, sources: int, folder: Path
 ) -> Iterator[str]:
-    """bench_server.py in a process of its own, answering /health; its base URL. SIGINT
+    """server.py in a process of its own, answering /health; its base URL. SIGINT
     stops it on the way out, as Ctrl-C stops `serve`; SIGKILL if it does not stop."""
     port_file = folder / "port"
     log = folder / "server.log"
     command = [
-        sys.executable, "-m", f"{__package__}.bench_server", current().package,
+        sys.executable, "-m", f"{__package__}.server", current().package,
         entry.config.workflow_id, "--port-file", str(port_file), "--sources", str(sources),
         "--latency", *map(str, settings.latencies), "--kind", settings.source_kind,
         "--runs", str(settings.runs),
@@ -203,8 +203,8 @@ def completed_in(history: Path, workflow_id: str) -> set[str]:
 
 
 def burst_summary(answers: list[Answer], seconds: float, in_history: set[str]) -> dict[str, Any]:
-    times = sorted(answer.seconds for answer in answers)
-    p50, p95 = percentile(times, 50), percentile(times, 95)
+    times = [answer.seconds for answer in answers]
+    p50, p95 = median_and_95th_percentile(times)
     answered = [answer.run_id for answer in answers if answer.run_id is not None]
     blocks = [answer.block_seconds for answer in answers if answer.block_seconds is not None]
     problems = [answer.problem for answer in answers if answer.problem is not None]
@@ -215,7 +215,7 @@ def burst_summary(answers: list[Answer], seconds: float, in_history: set[str]) -
         "runs_per_second": round(len(answers) / seconds, 2),
         "p50_seconds": round(p50, 4),
         "p95_seconds": round(p95, 4),
-        "max_seconds": round(times[-1], 4),
+        "max_seconds": round(max(times), 4),
         "p95_over_p50": round(p95 / p50, 3),
         "answered_completed": len(answered),
         "in_history": kept,
@@ -227,12 +227,15 @@ def burst_summary(answers: list[Answer], seconds: float, in_history: set[str]) -
     }
 
 
-def percentile(ordered: Sequence[float], percent: float) -> float:
-    """The `percent`th percentile of sorted values, interpolated between the two nearest."""
-    position = (len(ordered) - 1) * percent / 100
-    below = int(position)
-    above = min(below + 1, len(ordered) - 1)
-    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
+def median_and_95th_percentile(times: Sequence[float]) -> tuple[float, float]:
+    """The 50th and 95th percentiles of `times`, each interpolated between the two nearest
+    times, the shortest being the 0th percentile and the longest the 100th (the "inclusive"
+    method of statistics.quantiles). One time is every percentile: Python 3.11's quantiles
+    refuses fewer than two."""
+    if len(times) == 1:
+        return times[0], times[0]
+    cut_points = statistics.quantiles(times, n=100, method="inclusive")  # [k - 1]: the kth
+    return cut_points[49], cut_points[94]
 
 
 def burst_line(number: int, repeat: int, burst: dict[str, Any]) -> str:

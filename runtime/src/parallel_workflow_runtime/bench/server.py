@@ -1,11 +1,11 @@
-"""The server that `bench --serve` times: `python -m parallel_workflow_runtime.bench_server`.
+"""The server that `bench --serve` times: `python -m parallel_workflow_runtime.bench.server`.
 
 It serves one workflow of a project as `serve` does (the app of http_app.py, uvicorn with the
 limits of http_limits.py, on the history that the environment names, no process left behind),
-with the workflow's sources replaced by the bench's synthetic ones (bench.py), each waiting
+with the workflow's sources replaced by the bench's synthetic ones (workflow.py), each waiting
 its `--latency`, and the offline report. It listens on a free loopback port, which it writes
 to `--port-file` once it listens; SIGINT or SIGTERM stop it. Only the bench starts it
-(serve_bench.py): users serve their own sources with `serve`.
+(serve.py): users serve their own sources with `serve`.
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ from pathlib import Path
 
 import uvicorn
 
-from .bench import BenchSettings, bench_source, bench_sources
-from .children import no_process_left_behind
-from .executors import preflight
-from .history import open_history
-from .http_app import app_serving
-from .http_limits import LISTEN_BACKLOG, LimitedConfig, connection_limits
-from .registry import discover
-from .serve import listen
-from .serve_bench import SERVE_KINDS
-from .settings import load_settings
+from ..children import no_process_left_behind
+from ..executors import preflight
+from ..history import open_history
+from ..http_app import app_serving
+from ..http_limits import LISTEN_BACKLOG, LimitedConfig, connection_limits
+from ..registry import discover
+from ..serve import listen
+from ..settings import load_settings
+from .serve import SERVE_KINDS
+from .workflow import BenchSettings, bench_source, bench_sources
 
 HOST = "127.0.0.1"  # loopback only: the bench's server needs no key
 
@@ -79,7 +79,7 @@ def write_port(path: Path, port: int) -> None:
 
 def parser() -> argparse.ArgumentParser:
     arguments = argparse.ArgumentParser(
-        prog="python -m parallel_workflow_runtime.bench_server",
+        prog="python -m parallel_workflow_runtime.bench.server",
         description="The server that `bench --serve` starts and times; not for other uses.",
     )
     arguments.add_argument("package", help="the project's package, which registers it")

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .config import Source, SourceLimits, WorkflowConfig
-from .connector_config import FileBlock, HttpBlock, PageNumberPaginator, SqlBlock
-from .connectors import ConnectorRun, Deadline, Secrets, flattened, open_rows
-from .registry import WorkflowEntry
-from .results import Aggregation, SourceSummary
+from ..config import Source, SourceLimits, WorkflowConfig
+from ..connector_config import FileBlock, HttpBlock, PageNumberPaginator, SqlBlock
+from ..connectors import ConnectorRun, Deadline, Secrets, flattened, open_rows
+from ..registry import WorkflowEntry
+from ..results import Aggregation, SourceSummary
 
 ConnectorKind = Literal["sql", "http", "file"]
 Progress = Callable[[str], None]
@@ -216,7 +216,7 @@ def bench_api(settings: ConnectorBenchSettings) -> Iterator[str]:
         [
             sys.executable,
             "-m",
-            "parallel_workflow_runtime.bench_api",
+            f"{__package__}.http_api",
             str(port),
             str(settings.rows),
             str(PAGE_SIZE),

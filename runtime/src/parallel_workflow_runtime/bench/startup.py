@@ -23,9 +23,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .project import current
-from .registry import WorkflowEntry
-from .settings import history_db_env
+from ..project import current
+from ..registry import WorkflowEntry
+from ..settings import history_db_env
 
 Progress = Callable[[str], None]
 OUTSIDE_TARGET = 1.3  # the run's time besides its parallel block, over the floor

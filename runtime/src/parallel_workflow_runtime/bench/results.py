@@ -1,5 +1,5 @@
 """What the bench found: the medians and ratios of its timed runs, as the JSON-able dict that
-`bench --json` prints, and as the table the terminal shows. `bench.py` times the runs.
+`bench --json` prints, and as the table the terminal shows. `workflow.py` times the runs.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 from rich.console import Console
 from rich.table import Table
 
-from .executor_base import POOLED
-from .usage import ExecutorName
+from ..executor_base import POOLED
+from ..usage import ExecutorName
 
 if TYPE_CHECKING:
-    from .bench import BenchSettings, Timed
+    from .workflow import BenchSettings, Timed
 
 
 class ExecutorBench(TypedDict):

@@ -23,17 +23,17 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from .bench_results import BenchResults, ideal_seconds, summarise
-from .config import Source, SourceLimits, WorkflowConfig
-from .contained_loop import new_loop
-from .dask_cluster import DaskExecutor
-from .executors import EXECUTORS, Executors, pooled_specs
-from .in_process import in_own_thread
-from .registry import WorkflowEntry
-from .results import Aggregation, SourceFunction, SourceSummary
-from .running import on_executor
-from .settings import load_settings
-from .usage import ExecutorName
+from ..config import Source, SourceLimits, WorkflowConfig
+from ..contained_loop import new_loop
+from ..dask_cluster import DaskExecutor
+from ..executors import EXECUTORS, Executors, pooled_specs
+from ..in_process import in_own_thread
+from ..registry import WorkflowEntry
+from ..results import Aggregation, SourceFunction, SourceSummary
+from ..running import on_executor
+from ..settings import load_settings
+from ..usage import ExecutorName
+from .results import BenchResults, ideal_seconds, summarise
 
 T = TypeVar("T")
 
