@@ -44,6 +44,10 @@ def test_the_wheel_and_sdist_hold_the_package_its_types_and_its_data(tmp_path: P
     assert {f"{package}{path.name}" for path in (RUNTIME / "src" / package).glob("*.py")} <= set(
         names
     )
+    # The HTML pages' templates, which page_templates.py loads from the installed package.
+    templates = (RUNTIME / "src" / package / "templates").glob("*.jinja")
+    assert {f"{package}templates/{path.name}" for path in templates} <= set(names)
+    assert f"{package}templates/run.html.jinja" in names
     assert not [name for name in names if "tests/" in name or "example_project" in name]
     metadata = (
         zipfile.ZipFile(wheel)

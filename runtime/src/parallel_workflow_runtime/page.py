@@ -2,7 +2,9 @@
 the report and the run's facts. No script, no stylesheet or font from elsewhere: the file
 opens offline, and the same page is what `serve` answers for a stored run.
 
-The page is well-formed XML as well as HTML, so that a strict parser can check it.
+The page is well-formed XML as well as HTML, so that a strict parser can check it. Its
+templates (templates/*.jinja, page_templates.py) lay out what page_parts.py and trace_view.py
+compute, and escape every string in it.
 """
 
 from __future__ import annotations
@@ -11,28 +13,19 @@ import os
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
+from markupsafe import Markup
 
 from .history import RunRecord, stored_run
-from .page_parts import (
-    COLOURS,
-    LABEL,
-    PLOT,
-    ROW,
-    facts_table,
-    legend,
-    sources_table,
-    svg_element,
-    timeline_svg,
-)
+from .page_parts import bench_bars, legend, source_rows, timeline
+from .page_templates import render
 from .results import Aggregation
 from .timeline import describe_straggler, mermaid_key
-from .trace_view import TraceSpan, run_spans, trace_html
+from .trace_view import TraceSpan, run_spans, trace_nodes
 from .usage import HistoryError, PageError
 
 if TYPE_CHECKING:
@@ -40,18 +33,6 @@ if TYPE_CHECKING:
 
     from .bench.results import BenchResults
     from .running import RunOutcome
-
-STYLE = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #0f172a; }
-table { border-collapse: collapse; margin: 1rem 0; }
-th, td { border: 1px solid #e2e8f0; padding: .25rem .6rem; text-align: left; }
-td.number { text-align: right; font-variant-numeric: tabular-nums; }
-svg text { font-size: 12px; font-family: system-ui, sans-serif; fill: #0f172a; }
-.legend span { display: inline-block; width: .8rem; height: .8rem; margin: 0 .3rem 0 1rem; }
-pre { background: #f8fafc; padding: .8rem; overflow-x: auto; }
-.trace ul { list-style: none; padding-left: 1.2rem; border-left: 1px solid #e2e8f0; }
-.trace li.failed > strong { color: #dc2626; }
-"""
 
 
 def run_page(
@@ -62,7 +43,6 @@ def run_page(
 ) -> str:
     """The page of one run; `facts` are extra lines of the facts table (run id, status);
     `spans`, its trace's, as a tree after the report."""
-    title = f"{aggregation.workflow_name}: run"
     started = datetime.fromtimestamp(aggregation.started_at, UTC).isoformat(timespec="seconds")
     all_facts = [
         ("workflow", f"{aggregation.workflow_name} ({aggregation.workflow_id})"),
@@ -78,55 +58,34 @@ def run_page(
             f"{aggregation.time_saved_seconds:.3f} s ({aggregation.efficiency_percent:.0f}%)",
         ),
     ]
-    last = describe_straggler(aggregation)
-    return html_document(
-        title,
-        [
-            facts_table(all_facts),
-            "<h2>Timeline</h2>",
-            legend(),
-            timeline_svg(aggregation),
-            f"<p>{escape(last)}</p>" if last else "",
-            "<h2>Sources</h2>",
-            sources_table(aggregation),
-            "<h2>Report</h2>",
-            report_html(report) if report else "<p>No report was written.</p>",
-            *(["<h2>Trace</h2>", trace_html(spans)] if spans else []),
-        ],
+    return render(
+        "run.html.jinja",
+        title=f"{aggregation.workflow_name}: run",
+        facts=all_facts,
+        legend=legend(),
+        timeline=timeline(aggregation),
+        straggler=describe_straggler(aggregation),
+        sources=source_rows(aggregation),
+        report=report_html(report) if report else None,
+        trace=trace_nodes(spans or []),
     )
-
-
-def html_document(title: str, body: Sequence[str]) -> str:
-    """A whole page: `title` as its title and first heading, then the parts of `body`."""
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8"/>',
-        f"<title>{escape(title)}</title>",
-        f"<style>{STYLE}</style>",
-        "</head>",
-        "<body>",
-        f"<h1>{escape(title)}</h1>",
-        *body,
-        "</body>",
-        "</html>",
-    ]
-    return "\n".join(part for part in parts if part) + "\n"
 
 
 # The line that starts a Mermaid gantt chart (after any front matter, directive or comment).
 GANTT_LINE = re.compile(r"^\s*gantt\s*$", re.MULTILINE)
 
 
-def report_html(report: str) -> str:
+def report_html(report: str) -> Markup:
     """The Markdown report as HTML (XHTML-style tags, raw HTML in it escaped), as it reads
     under the page's own Report heading: without its title and its Mermaid timeline, which
-    the page already shows (page_report_blocks), its other headings under the page's."""
+    the page already shows (page_report_blocks), its other headings under the page's.
+
+    Markup, which the page's template prints as it is: HTML that markdown-it-py wrote, which
+    escapes the report's text and, with `html` off, any raw HTML in it too."""
     markdown = MarkdownIt("commonmark", {"xhtmlOut": True, "html": False}).enable("table")
     env: dict[str, Any] = {}  # the report's link references, from parsing to rendering
     blocks = page_report_blocks(markdown.parse(report, env))
-    return f'<div class="report">{markdown.renderer.render(blocks, markdown.options, env)}</div>'
+    return Markup(markdown.renderer.render(blocks, markdown.options, env))
 
 
 def page_report_blocks(tokens: list[Token]) -> list[Token]:
@@ -257,33 +216,9 @@ def bench_page(results: BenchResults) -> str:
     ways = [("ideal", results["ideal_seconds"]), ("sequential", results["sequential_seconds"])]
     ways += [(f"workflow, {e['executor']}", e["workflow_seconds"]) for e in results["executors"]]
     ways += [("raw asyncio.gather", results["raw_gather_seconds"])]
-    longest = max(seconds for _, seconds in ways) or 1.0
-    height = ROW * len(ways) + 10
-    width = LABEL + PLOT + 90
-    bars = [svg_element("bench", width, height, "bench")]
-    for row, (way, seconds) in enumerate(ways):
-        top = row * ROW + 2
-        length = max(PLOT * seconds / longest, 1)
-        bars.append(
-            f'<g class="way"><text x="{LABEL - 8}" y="{top + 12}" text-anchor="end">'
-            f'{escape(way)}</text><rect class="bar" x="{LABEL}" y="{top}" '
-            f'width="{length:.2f}" height="{ROW - 4}" fill="{COLOURS["run"]}"/>'
-            f'<text x="{LABEL + length + 6:.2f}" y="{top + 12}">{seconds:.3f} s</text></g>'
-        )
-    bars.append("</svg>")
     latencies = "/".join(f"{latency:g}" for latency in results["latencies"])
     title = (
         f"bench: {results['sources']} {results['source_kind']} sources of {latencies} s, "
         f"medians of {results['repeat']} runs"
     )
-    rows = "".join(
-        f'<tr><td>{escape(way)}</td><td class="number">{seconds:.3f}</td></tr>'
-        for way, seconds in ways
-    )
-    return html_document(
-        title,
-        [
-            "\n".join(bars),
-            f'<table class="ways"><tr><th>way</th><th>seconds</th></tr>{rows}</table>',
-        ],
-    )
+    return render("bench.html.jinja", title=title, bars=bench_bars(ways))

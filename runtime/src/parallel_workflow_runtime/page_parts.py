@@ -1,13 +1,15 @@
-"""The pieces of a run's page: the facts table, the legend, the timeline as inline SVG and
-the per-source table. `page.py` puts them together into whole pages.
+"""The view models of the pages' pieces: the facts table, the legend, the timeline's geometry,
+the per-source table and the bench's bars. Each is plain data, every number already computed
+and formatted as the page prints it; the templates (templates/, page_templates.py) only lay
+them out, and escape every string. `page.py` puts them together into whole pages.
 """
 
 from __future__ import annotations
 
 import math
 import unicodedata
-from collections.abc import Callable, Sequence
-from html import escape
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from .results import Aggregation, SourceResult
 from .timeline import (
@@ -33,6 +35,103 @@ COLOURS: dict[SpanKind, str] = {
 }
 
 
+@dataclass(frozen=True)
+class Drawing:
+    """An inline SVG drawing of `width` by `height` pixels; `label` is what it shows, for
+    screen readers."""
+
+    css_class: str
+    width: int
+    height: int
+    label: str
+
+
+@dataclass(frozen=True)
+class Box:
+    """A rectangle of a drawing, its numbers as the SVG prints them; `title`, its tooltip
+    (None: it has none)."""
+
+    css_class: str
+    x: str
+    y: int
+    width: str
+    height: int
+    fill: str
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class Tick:
+    """A line across the timeline at a round number of seconds, `x` pixels from the left."""
+
+    x: str
+    label: str
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    """One source's row: its name (ending at `name_x`), its bar from its first attempt to its
+    end, and over the bar its waits, retry pauses and, last (on top), its attempts."""
+
+    source_id: str
+    name: str
+    name_x: str
+    name_y: int
+    bold: bool
+    bar: Box
+    spans: list[Box]
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """The timeline as drawn: its ticks (lines down to `axis_bottom`, labels at `tick_y`)
+    and a row per source."""
+
+    drawing: Drawing
+    axis_bottom: int
+    tick_y: int
+    ticks: list[Tick]
+    rows: list[TimelineRow]
+
+
+@dataclass(frozen=True)
+class LegendItem:
+    colour: str
+    name: str
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """A line of the per-source table, each cell as printed."""
+
+    id: str
+    name: str
+    status: str
+    attempts: str
+    records: str
+    seconds: str
+    waited: str  # empty for a run stored before sources had timings
+    error: str
+
+
+@dataclass(frozen=True)
+class BenchWay:
+    """One way of running the bench's sources: its name, its bar and its wall time."""
+
+    name: str
+    name_x: int
+    text_y: int
+    bar: Box
+    seconds_x: str
+    seconds: str
+
+
+@dataclass(frozen=True)
+class BenchBars:
+    drawing: Drawing
+    ways: list[BenchWay]
+
+
 # SVG cannot size a column to its text, so the names' column is as wide as text_width says
 # the widest name is. Its widths, in ems, are those of DejaVu Sans Bold rounded up: the widest
 # sans-serif font that system-ui is likely to be (on Linux); other fonts leave some room.
@@ -42,8 +141,13 @@ WIDE = set("#%&*+<=>@MW^m~w—…ÆŒæœ")
 
 def label_column(aggregation: Aggregation) -> int:
     """Pixels for the names on the left of the timeline: the widest name, and a margin."""
-    names = [" ".join(result.name.split()) for result in aggregation.sources]
+    names = [shown_name(result) for result in aggregation.sources]
     return math.ceil(max([40.0, *map(text_width, names)])) + 16
+
+
+def shown_name(result: SourceResult) -> str:
+    """The source's name as SVG shows it: its runs of spaces, tabs and line breaks as one."""
+    return " ".join(result.name.split())
 
 
 def text_width(text: str) -> float:
@@ -64,31 +168,13 @@ def text_width(text: str) -> float:
     return ems * 12
 
 
-def svg_element(css_class: str, width: int, height: int, label: str) -> str:
-    """The opening tag of an inline SVG drawing of `width` by `height` pixels."""
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="{css_class}" width="{width}" '
-        f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{escape(label)}">'
-    )
+def legend() -> list[LegendItem]:
+    return [LegendItem(COLOURS[kind], name) for kind, name in SPAN_NAMES.items()]
 
 
-def facts_table(facts: Sequence[tuple[str, str]]) -> str:
-    rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in facts)
-    return f'<table class="facts">{rows}</table>'
-
-
-def legend() -> str:
-    items = "".join(
-        f'<span style="background:{COLOURS[kind]}"></span>{escape(name)}'
-        for kind, name in SPAN_NAMES.items()
-    )
-    return f'<p class="legend">{items}</p>'
-
-
-def timeline_svg(aggregation: Aggregation) -> str:
+def timeline(aggregation: Aggregation) -> Timeline:
     """A row per source: its name in a column as wide as the longest, its bar from its first
-    attempt to its end (rect.bar), and over the bar its waits, retry pauses and attempts; the
+    attempt to its end, and over the bar its waits, retry pauses and attempts; the
     straggler's name in bold."""
     axis = axis_seconds(aggregation)
     last = straggler(aggregation)
@@ -99,45 +185,49 @@ def timeline_svg(aggregation: Aggregation) -> str:
     def x(seconds: float) -> float:
         return label + PLOT * seconds / axis
 
-    title = f"{aggregation.workflow_name}: the sources over time"
-    elements = [svg_element("timeline", width, height, title)]
-    for tick in ticks(axis):
-        at = f"{x(tick):.1f}"
-        elements.append(
-            f'<line x1="{at}" y1="0" x2="{at}" y2="{height - 20}" stroke="#e2e8f0"/>'
-            f'<text x="{at}" y="{height - 6}" text-anchor="middle">{tick:g} s</text>'
-        )
-    for row, result in enumerate(aggregation.sources):
-        elements += timeline_row(result, row * ROW + 2, x, bold=result is last)
-    elements.append("</svg>")
-    return "\n".join(elements)
+    return Timeline(
+        drawing=Drawing(
+            "timeline", width, height, f"{aggregation.workflow_name}: the sources over time"
+        ),
+        axis_bottom=height - 20,
+        tick_y=height - 6,
+        ticks=[Tick(f"{x(tick):.1f}", f"{tick:g} s") for tick in ticks(axis)],
+        rows=[
+            timeline_row(result, row * ROW + 2, x, bold=result is last)
+            for row, result in enumerate(aggregation.sources)
+        ],
+    )
 
 
 def timeline_row(
     result: SourceResult, top: int, x: Callable[[float], float], bold: bool
-) -> list[str]:
-    """One source's row of the timeline, `top` pixels down (`x`: seconds to pixels): its name
-    (ending where the plot begins), its bar, and over the bar its waits, retry pauses and, on
-    top, its attempts."""
-    name = escape(" ".join(result.name.split()))  # SVG would collapse it anyway
-    weight = ' font-weight="bold"' if bold else ""
-    elements = [f'<g class="source" data-source="{escape(result.id)}">']
-    elements.append(
-        f'<text x="{x(0) - 8:.2f}" y="{top + 12}" text-anchor="end"{weight}>{name}</text>'
-    )
+) -> TimelineRow:
+    """One source's row of the timeline, `top` pixels down (`x`: seconds to pixels)."""
+    name = shown_name(result)
     pieces = spans(result)
     attempts = [span for span in pieces if span.kind in ("run", "failed")]
     start, end = (attempts[0].start, pieces[-1].end) if attempts else (0.0, 0.0)
-    elements.append(
-        f'<rect class="bar" x="{x(start):.2f}" y="{top}" '
-        f'width="{max(x(end) - x(start), 1):.2f}" height="{ROW - 4}" '
-        f'fill="{COLOURS["run"]}"><title>{name}: {escape(result.status.label)}, '
-        f"{result.seconds:.3f} s</title></rect>"
+    bar = Box(
+        css_class="bar",
+        x=f"{x(start):.2f}",
+        y=top,
+        width=f"{max(x(end) - x(start), 1):.2f}",
+        height=ROW - 4,
+        fill=COLOURS["run"],
+        title=f"{name}: {result.status.label}, {result.seconds:.3f} s",
     )
-    for span in [span for span in pieces if span not in attempts] + attempts:
-        elements.append(span_rect(span, top, x, f"{name}: {span_name(span, attempts)}"))
-    elements.append("</g>")
-    return elements
+    return TimelineRow(
+        source_id=result.id,
+        name=name,
+        name_x=f"{x(0) - 8:.2f}",
+        name_y=top + 12,
+        bold=bold,
+        bar=bar,
+        spans=[
+            span_box(span, top, x, f"{name}: {span_name(span, attempts)}")
+            for span in [span for span in pieces if span not in attempts] + attempts
+        ],
+    )
 
 
 def span_name(span: Span, attempts: list[Span]) -> str:
@@ -147,54 +237,49 @@ def span_name(span: Span, attempts: list[Span]) -> str:
     return f"attempt {attempts.index(span) + 1}, {'ok' if span.kind == 'run' else 'failed'}"
 
 
-def span_rect(span: Span, top: int, x: Callable[[float], float], title: str) -> str:
+def span_box(span: Span, top: int, x: Callable[[float], float], title: str) -> Box:
     """A span as a rectangle whose tooltip tells its real start and length. An attempt is at
     least SHORTEST_ATTEMPT pixels wide: one that failed in a millisecond is still seen."""
     left, width = x(span.start), max(x(span.end) - x(span.start), 1)
     if span.kind in ("run", "failed") and width < SHORTEST_ATTEMPT:
         left, width = min(left, x(0) + PLOT - SHORTEST_ATTEMPT), SHORTEST_ATTEMPT
-    return (
-        f'<rect class="{span.kind}" x="{left:.2f}" y="{top}" width="{width:.2f}" '
-        f'height="{ROW - 4}" fill="{COLOURS[span.kind]}"><title>{title}, '
-        f"{span.end - span.start:.3f} s, from {span.start:.3f} s</title></rect>"
+    return Box(
+        css_class=span.kind,
+        x=f"{left:.2f}",
+        y=top,
+        width=f"{width:.2f}",
+        height=ROW - 4,
+        fill=COLOURS[span.kind],
+        title=f"{title}, {span.end - span.start:.3f} s, from {span.start:.3f} s",
     )
 
 
-def sources_table(aggregation: Aggregation) -> str:
-    header = "".join(
-        f"<th>{name}</th>"
-        for name in (
-            "source",
-            "name",
-            "status",
-            "attempts",
-            "records",
-            "seconds",
-            "waited",
-            "error",
+def source_rows(aggregation: Aggregation) -> list[SourceRow]:
+    return [
+        SourceRow(
+            id=result.id,
+            name=result.name,
+            status=result.status.label,
+            attempts=str(result.attempts),
+            records=f"{result.records:,}",
+            seconds=f"{result.seconds:.3f}",
+            # Added up from the waits the timeline draws in the source's row, as they are drawn.
+            waited=f"{slot_wait_seconds(result):.3f}" if result.timing is not None else "",
+            error=result.error or "",
         )
-    )
-    rows = []
-    for result in aggregation.sources:
-        # Added up from the waits the timeline draws in the source's row, as they are drawn.
-        waited = f"{slot_wait_seconds(result):.3f}" if result.timing is not None else ""
-        cells = [
-            escape(result.id),
-            escape(result.name),
-            escape(result.status.label),
-            str(result.attempts),
-            f"{result.records:,}",
-            f"{result.seconds:.3f}",
-            waited,
-            escape(result.error or ""),
-        ]
-        numbers = {3, 4, 5, 6}
-        rows.append(
-            "<tr>"
-            + "".join(
-                f'<td class="number">{cell}</td>' if index in numbers else f"<td>{cell}</td>"
-                for index, cell in enumerate(cells)
-            )
-            + "</tr>"
+        for result in aggregation.sources
+    ]
+
+
+def bench_bars(ways: list[tuple[str, float]]) -> BenchBars:
+    """The bench's ways as bars of their wall time, the longest PLOT pixels long."""
+    longest = max(seconds for _, seconds in ways) or 1.0
+    drawn = []
+    for row, (way, seconds) in enumerate(ways):
+        top = row * ROW + 2
+        length = max(PLOT * seconds / longest, 1)
+        bar = Box("bar", str(LABEL), top, f"{length:.2f}", ROW - 4, COLOURS["run"])
+        drawn.append(
+            BenchWay(way, LABEL - 8, top + 12, bar, f"{LABEL + length + 6:.2f}", f"{seconds:.3f}")
         )
-    return f'<table class="sources"><tr>{header}</tr>{"".join(rows)}</table>'
+    return BenchBars(Drawing("bench", LABEL + PLOT + 90, ROW * len(ways) + 10, "bench"), drawn)

@@ -1,6 +1,6 @@
 """A run's trace as the history keeps it (Agno's agno_traces and agno_spans tables, which
 tracing.py fills): read back, printed as a tree (`history show RUN --trace`), and drawn in
-the run's HTML page."""
+the run's HTML page (as TraceNodes, which templates/trace.html.jinja lays out)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from html import escape
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -129,21 +128,25 @@ def trace_tree(spans: Sequence[TraceSpan]) -> Tree:
     return tree
 
 
-def trace_html(spans: Sequence[TraceSpan]) -> str:
-    """The spans as nested lists, for the run's page."""
+@dataclass(frozen=True)
+class TraceNode:
+    """A span as the run's page shows it (templates/trace.html.jinja): its name, what the
+    tree says of it besides, whether it failed, and the spans under it."""
+
+    name: str
+    details: str
+    failed: bool
+    children: list[TraceNode]
+
+
+def trace_nodes(spans: Sequence[TraceSpan]) -> list[TraceNode]:
+    """The spans as a tree of TraceNodes, for the run's page: its roots."""
     children = children_of(spans)
 
-    def items(parent: str | None) -> str:
-        below = children.get(parent, [])
-        if not below:
-            return ""
-        lines = []
-        for span in below:
-            css = ' class="failed"' if span.status == "ERROR" else ""
-            lines.append(
-                f"<li{css}><strong>{escape(span.name)}</strong> {escape(span.details())}"
-                f"{items(span.span_id)}</li>"
-            )
-        return "<ul>" + "".join(lines) + "</ul>"
+    def nodes(parent: str | None) -> list[TraceNode]:
+        return [
+            TraceNode(span.name, span.details(), span.status == "ERROR", nodes(span.span_id))
+            for span in children.get(parent, [])
+        ]
 
-    return f'<div class="trace">{items(None)}</div>'
+    return nodes(None)
