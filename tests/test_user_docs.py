@@ -279,7 +279,7 @@ def versions_a_readme_may_name() -> set[str]:
     }
     copier_yml = yaml.safe_load((TEMPLATE / "copier.yml").read_text(encoding="utf-8"))
     runtime = (TEMPLATE / "runtime" / "pyproject.toml").read_text(encoding="utf-8")
-    (agno,) = re.findall(r'^    "agno>=([\d.]+)",$', runtime, re.M)
+    (agno,) = re.findall(r'^    "agno>=([\d.]+),<[\d.]+",$', runtime, re.M)
     config = next((TEMPLATE / "template").rglob("config.yaml.jinja")).read_text("utf-8")
     (workflow_version,) = re.findall(r'^  version: "([\d.]+)"$', config, re.M)
     return released | {copier_yml["_min_copier_version"], agno, workflow_version}
