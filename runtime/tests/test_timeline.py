@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 from rich.console import Console
 
 from parallel_workflow_runtime.cli import main
+from parallel_workflow_runtime.connector_imports import imported_once
 from parallel_workflow_runtime.cursors import CursorStore, Holder
 from parallel_workflow_runtime.history import open_history
 from parallel_workflow_runtime.http_app import build_app
@@ -788,6 +789,9 @@ def test_a_wait_for_the_cursor_is_not_drawn_as_a_wait_for_a_slot(
 ) -> None:
     # Another run holds the source's cursor, and lets go of it 0.3 s after this run first
     # finds it held: the source waits for its cursor, then gets a slot at once (16 slots).
+    # The connectors are imported first, as an earlier run would have: a first import goes on
+    # after the claim (1-2 s, in no wait), which would widen the gap measured below.
+    imported_once("file")
     store = CursorStore.of(open_history())
     assert store.claim("connectors", "logs", "another-run") is None
     claim_all = CursorStore.claim_all
