@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import importlib
 import inspect
+import multiprocessing
 import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -321,3 +322,21 @@ def stop_groups(processes: list[subprocess.Popen[bytes]]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=15)
+
+
+def forked_at_once(count: int, target: Callable[..., None], *args: Any) -> list[Any]:
+    """`target(barrier, results, *args)` in `count` processes forked from this one (what it
+    imported, Agno say, already imported), each waiting at `barrier` until all are there; what
+    they appended to `results`, a list shared between them."""
+    context = multiprocessing.get_context("fork")
+    with context.Manager() as manager:
+        results = manager.list()
+        barrier = context.Barrier(count)
+        processes = [
+            context.Process(target=target, args=(barrier, results, *args)) for _ in range(count)
+        ]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(timeout=180)
+        return list(results)

@@ -37,6 +37,7 @@ from parallel_workflow_runtime.settings import DATABASE_URL_ENV
 from .conftest import (
     FIRST_WORKFLOW,
     HISTORY_DB_ENV,
+    forked_at_once,
     user_environment,
 )
 
@@ -96,18 +97,7 @@ def run_when_all_are_ready(barrier: multiprocessing.synchronize.Barrier, runs: l
 def test_sixteen_runs_at_once_on_a_fresh_history_are_all_recorded(fresh_history: str) -> None:
     # Processes forked from this one start at once (Agno already imported) on a history whose
     # tables do not exist yet: each one would create them.
-    context = multiprocessing.get_context("fork")
-    with context.Manager() as manager:
-        runs = manager.list()
-        barrier = context.Barrier(16)
-        processes = [
-            context.Process(target=run_when_all_are_ready, args=(barrier, runs)) for _ in range(16)
-        ]
-        for process in processes:
-            process.start()
-        for process in processes:
-            process.join(timeout=120)
-        run_ids = list(runs)
+    run_ids = forked_at_once(16, run_when_all_are_ready)
 
     assert len(run_ids) == 16 and not [run for run in run_ids if run.startswith("failed")]
     stored = {record.run_id for record in recent_runs(open_history(), None, None)}

@@ -30,6 +30,7 @@ from parallel_workflow_runtime.scheduler import (
     TickStore,
 )
 from parallel_workflow_runtime.schedules import OnMissed, Overlap, Schedule
+from parallel_workflow_runtime.store.migrate import migrate
 
 from .conftest import WORKFLOWS
 
@@ -47,7 +48,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TickStore]
     if request.param == "sqlite":
         engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'ticks.sqlite'}")
         ticks = TickStore(engine)
-        ticks.create_table()
+        migrate(engine)
         yield ticks
         engine.dispose()
         return
@@ -62,7 +63,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TickStore]
         connection.exec_driver_sql(f"CREATE DATABASE {name}")
     engine = sqlalchemy.create_engine(sqlalchemy.make_url(url).set(database=name))
     ticks = TickStore(engine)
-    ticks.create_table()
+    migrate(engine)
     yield ticks
     engine.dispose()
     with server.connect() as connection:

@@ -19,12 +19,13 @@ lasts (wait_limit), then times out without an attempt: runs that finish in turn 
 through (16 started at once all complete), a run that holds a cursor that long is not. The
 wait is counted in the source's `waited_seconds`.
 
-A claim lasts CLAIM_SECONDS, timed by the database's clock (the runs sharing a history may run
-on machines whose clocks disagree), and a thread of the run renews it every RENEW_SECONDS,
-whatever the run's event loop is doing (a source that blocks it holds up no renewal): a run
-that was killed holds its cursors no longer than that. A run whose claim was taken all the
-same (its process was stopped, or could not reach the database, for longer than a claim lasts)
-fails that source instead of keeping what it read, and never advances that cursor.
+A claim is a lease (store/lease.py): it lasts CLAIM_SECONDS, timed by the database's clock
+(the runs sharing a history may run on machines whose clocks disagree), and a thread of the
+run renews it every RENEW_SECONDS, whatever the run's event loop is doing (a source that blocks
+it holds up no renewal): a run that was killed holds its cursors no longer than that. A run
+whose claim was taken all the same (its process was stopped, or could not reach the database,
+for longer than a claim lasts) fails that source instead of keeping what it read, and never
+advances that cursor.
 
 A cursor's state is JSON: its column (`field`), its `value`, the keys of the rows `seen` at
 that value, and the `target` it was reached on (connectors.Target: the database and table,
@@ -51,9 +52,10 @@ if TYPE_CHECKING:
     from agno.db.base import BaseDb
     from sqlalchemy import ColumnElement, Connection, Engine, Table
 
+    from .store.lease import Lease
+
 log = logging.getLogger("parallel_workflow_runtime")
 
-TABLE = "parallel_workflow_cursors"
 CLAIM_SECONDS = 60.0
 RENEW_SECONDS = 15.0
 WAIT_SECONDS = 0.2  # between two looks at cursors another run holds (on average)
@@ -92,43 +94,27 @@ class _Taken(Exception):
 
 
 class CursorStore:
-    """The cursors table of one history database."""
+    """The cursors table of one history database (store/tables.py; open_history migrates it)."""
 
     def __init__(self, engine: Engine) -> None:
-        from sqlalchemy import Column, Float, MetaData, String, Table, Text
+        from .store.lease import cursor_lease
+        from .store.tables import cursors
 
         self.engine = engine
-        self.table: Table = Table(
-            TABLE,
-            MetaData(),
-            Column("workflow_id", String(200), primary_key=True),
-            Column("source_id", String(200), primary_key=True),
-            Column("state", Text, nullable=True),
-            Column("run_id", String(100), nullable=True),
-            Column("updated_at", Float, nullable=True),
-            Column("claimed_by", String(100), nullable=True),
-            Column("claimed_until", Float, nullable=True),
-        )
+        self.table: Table = cursors
+        self.lease: Lease = cursor_lease(CLAIM_SECONDS)
 
     @classmethod
     def of(cls, db: BaseDb) -> CursorStore:
-        return cls(db.db_engine)  # type: ignore[attr-defined]
+        from .store.agno_adapter import engine_of
 
-    def create_table(self) -> None:
-        """Create the table if it is not there (open_history calls it under its lock)."""
-        self.table.create(self.engine, checkfirst=True)
+        return cls(engine_of(db))
 
     def now(self) -> ColumnElement[Any]:
-        """The database's clock, in seconds since 1970, as SQL: claims are timed by it, and not
-        by the clocks of the machines whose runs share the history, which may disagree."""
-        from sqlalchemy import func, literal, literal_column
+        """The database's clock, as SQL: claims are timed by it (store/lease.py)."""
+        from .store.lease import database_clock
 
-        dialect = self.engine.dialect.name
-        if dialect == "sqlite":
-            return literal_column("((julianday('now') - 2440587.5) * 86400.0)")
-        if dialect == "postgresql":
-            return func.extract("epoch", func.clock_timestamp())
-        return literal(time.time())
+        return database_clock(self.engine.dialect.name)
 
     def claim(self, workflow_id: str, source_id: str, run_id: str) -> dict[str, Any] | bool | None:
         """One cursor, as claim_all takes them: its state if `run_id` now holds it, False if
@@ -164,11 +150,9 @@ class CursorStore:
                         .where(
                             table.c.workflow_id == workflow_id,
                             table.c.source_id == source_id,
-                            (table.c.claimed_by.is_(None))
-                            | (table.c.claimed_until < now)
-                            | (table.c.claimed_by == run_id),
+                            self.lease.free_for(run_id, now),
                         )
-                        .values(claimed_by=run_id, claimed_until=now + CLAIM_SECONDS)
+                        .values(self.lease.claimed(run_id, now))
                     ).rowcount
                     if not claimed:
                         raise _Taken(source_id)  # rolls back what it took so far
@@ -216,14 +200,12 @@ class CursorStore:
                 select(
                     table.c.source_id,
                     table.c.claimed_by,
-                    (table.c.claimed_until - now).label("seconds_left"),
+                    self.lease.seconds_left(now).label("seconds_left"),
                 )
                 .where(
                     table.c.workflow_id == workflow_id,
                     table.c.source_id.in_(sorted(set(source_ids))),
-                    table.c.claimed_by.is_not(None),
-                    table.c.claimed_by != run_id,
-                    table.c.claimed_until >= now,
+                    self.lease.held_by_another(run_id, now),
                 )
                 .order_by(table.c.source_id)
                 .limit(1)
@@ -240,7 +222,7 @@ class CursorStore:
         held: set[str] = set()
         with self.engine.begin() as connection:
             for source_id in sorted(set(source_ids)):  # the order claim_all takes them in
-                renewed = {"claimed_until": now + CLAIM_SECONDS}
+                renewed = self.lease.renewed(now)
                 if self._update_held(connection, workflow_id, source_id, run_id, renewed):
                     held.add(source_id)
         return held
@@ -261,7 +243,7 @@ class CursorStore:
             .where(
                 table.c.workflow_id == workflow_id,
                 table.c.source_id == source_id,
-                table.c.claimed_by == run_id,
+                self.lease.held_by(run_id),
             )
             .values(**values)
         ).rowcount
@@ -285,11 +267,11 @@ class CursorStore:
             if source_ids is None:
                 source_ids = connection.execute(
                     select(table.c.source_id).where(
-                        table.c.workflow_id == workflow_id, table.c.claimed_by == run_id
+                        table.c.workflow_id == workflow_id, self.lease.held_by(run_id)
                     )
                 ).scalars()
             for source_id in sorted(set(source_ids) | set(reached)):
-                values: dict[str, Any] = {"claimed_by": None, "claimed_until": None}
+                values: dict[str, Any] = dict(self.lease.released)
                 if source_id in reached:
                     state = reached[source_id]
                     values.update(
@@ -305,13 +287,16 @@ class CursorStore:
     def all(self, workflow_id: str | None = None) -> list[StoredCursor]:
         from sqlalchemy import or_, select
 
+        from .store.lease import database_time
+
         table = self.table
         with self.engine.connect() as connection:
-            now = float(connection.execute(select(self.now())).scalar_one())
-            # A source that never got a cursor (it has not succeeded yet) and that nobody reads.
+            now = database_time(connection)
+            # Not a source that never got a cursor (it has not succeeded yet) and that nobody
+            # reads.
             query = (
-                select(table)
-                .where(or_(table.c.state.is_not(None), table.c.claimed_until > now))
+                select(table, self.lease.holder_now(now).label("held_by"))
+                .where(or_(table.c.state.is_not(None), self.lease.live(now)))
                 .order_by(table.c.workflow_id, table.c.source_id)
             )
             if workflow_id is not None:
@@ -324,9 +309,7 @@ class CursorStore:
                 state=json.loads(row["state"]) if row["state"] is not None else None,
                 run_id=row["run_id"],
                 updated_at=row["updated_at"],
-                claimed_by=row["claimed_by"]
-                if row["claimed_until"] is not None and row["claimed_until"] > now
-                else None,
+                claimed_by=row["held_by"],
             )
             for row in rows
         ]

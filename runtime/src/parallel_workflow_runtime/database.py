@@ -89,8 +89,9 @@ def advisory_lock(db: BaseDb) -> Iterator[None]:
     """A PostgreSQL session lock held while the tables are created."""
     from sqlalchemy import text
 
-    engine = db.db_engine  # type: ignore[attr-defined]
-    with engine.connect() as connection:
+    from .store.agno_adapter import engine_of
+
+    with engine_of(db).connect() as connection:
         connection.execute(text("SELECT pg_advisory_lock(hashtext('agno history tables'))"))
         try:
             yield

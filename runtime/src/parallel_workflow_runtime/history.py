@@ -2,7 +2,8 @@
 
 `run`, `serve` and `history` all open it here, so that runs from the command line and over
 HTTP land in one history. Agno stores each run (status, step results, timings) and its session
-state in the database's own tables, which it creates on first use.
+state in the database's own tables; the runtime keeps its own beside them (store/tables.py:
+cursors, ticks), brought to this version's definitions by Alembic when the history is opened.
 """
 
 from __future__ import annotations
@@ -21,10 +22,8 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from .config import AGGREGATION_STEP, REPORT_STEP
-from .cursors import CursorStore
 from .database import advisory_lock, create_private, file_lock, masked, reason
 from .results import Aggregation
-from .scheduler import TickStore
 from .settings import Settings, load_settings, sqlite_file
 from .usage import HistoryError, missing_extra
 
@@ -116,14 +115,17 @@ def open_history(location: HistoryLocation | None = None) -> BaseDb:
         check_sqlite_file(location.sqlite_file)
         db = SqliteHistory(db_file=str(location.sqlite_file), id="history")
         lock = file_lock(location.sqlite_file.with_name(location.sqlite_file.name + ".lock"))
-    # Installed with Agno's sqlite and postgres extras, which opening the database needed.
+    # Installed with the sqlite and postgres extras, which opening the database needed.
     from sqlalchemy import inspect
     from sqlalchemy.exc import SQLAlchemyError
+
+    from .store.agno_adapter import agno_table, engine_of
+    from .store.migrate import UnknownRevision, migrate
 
     try:
         # Reading the schema fails at once on a server that does not answer or a file that
         # is not a database, where Agno would only log it and carry on.
-        with db.db_engine.connect() as connection:  # type: ignore[attr-defined]
+        with engine_of(db).connect() as connection:
             inspect(connection).get_table_names()
         # Agno creates a table on first use, without a lock: two processes starting on a
         # fresh database race and one loses its run ("table ... already exists"). It also
@@ -131,9 +133,16 @@ def open_history(location: HistoryLocation | None = None) -> BaseDb:
         # HistoryError below says what went wrong, in one line.
         with lock, contextlib.redirect_stderr(io.StringIO()):
             for table in ("sessions", "runs"):
-                db._get_table(table_type=table, create_table_if_not_found=True)  # type: ignore[attr-defined]
-            CursorStore.of(db).create_table()  # the connector sources' cursors (cursors.py)
-            TickStore.of(db).create_table()  # the schedules' ticks (scheduler.py)
+                agno_table(db, table, create=True)
+            # Ours (the connector sources' cursors, the schedules' ticks): Alembic's revisions.
+            migrate(engine_of(db))
+    except ModuleNotFoundError as error:
+        if error.name != "alembic":
+            raise
+        extra = "serve" if location.database_url is None else "postgres"
+        raise MissingExtra(missing_extra(f"the run history in {location}", extra)) from None
+    except UnknownRevision as error:
+        raise HistoryError(f"cannot use the history in {location}: {error}") from None
     except SQLAlchemyError as error:
         raise HistoryError(f"cannot use the history in {location}: {reason(error)}") from None
     except OSError as error:  # the lock file: a full disk, a folder without write access
@@ -198,7 +207,9 @@ def create_trace_tables(db: BaseDb) -> None:
     """Agno's tables of traces and spans, made under the history's lock as open_history makes
     the others: its exporter would make them on first use, and of 16 traced runs starting on
     a fresh database, those that lost the race would lose their spans."""
-    db_file = getattr(db, "db_file", None)
+    from .store.agno_adapter import agno_table, sqlite_file_of
+
+    db_file = sqlite_file_of(db)
     lock: contextlib.AbstractContextManager[object] = (
         file_lock(Path(db_file).with_name(Path(db_file).name + ".lock"))
         if db_file
@@ -206,7 +217,7 @@ def create_trace_tables(db: BaseDb) -> None:
     )
     with lock, contextlib.redirect_stderr(io.StringIO()):
         for table in ("traces", "spans"):
-            db._get_table(table_type=table, create_table_if_not_found=True)  # type: ignore[attr-defined]
+            agno_table(db, table, create=True)
 
 
 def stored_run(db: BaseDb, run_id: str) -> RunRecord:
@@ -232,11 +243,13 @@ def _ids_starting_with(db: BaseDb, prefix: str) -> list[str]:
     a lookup holds two short strings in memory whatever the size of the history."""
     from sqlalchemy import select
 
-    table = db._get_table(table_type="runs")  # type: ignore[attr-defined]
+    from .store.agno_adapter import agno_table, engine_of
+
+    table = agno_table(db, "runs")
     if table is None:
         return []
     query = select(table.c.run_id).where(table.c.run_id.startswith(prefix, autoescape=True))
-    with db.db_engine.connect() as connection:  # type: ignore[attr-defined]
+    with engine_of(db).connect() as connection:
         return [str(run_id) for run_id in connection.execute(query.limit(2)).scalars()]
 
 
@@ -293,7 +306,9 @@ def _give_space_back(db: BaseDb) -> None:
     is left to the database's administrator.)"""
     from sqlalchemy import text
 
-    engine = db.db_engine  # type: ignore[attr-defined]
+    from .store.agno_adapter import engine_of
+
+    engine = engine_of(db)
     if engine.dialect.name == "sqlite":
         # Not inside a transaction, where SQLite refuses to VACUUM.
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:

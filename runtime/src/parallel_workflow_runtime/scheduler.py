@@ -57,9 +57,10 @@ if TYPE_CHECKING:
     from agno.db.base import BaseDb
     from sqlalchemy import Connection, Engine, Table
 
+    from .store.lease import Lease
+
 log = logging.getLogger("parallel_workflow_runtime")
 
-TABLE = "parallel_workflow_ticks"
 POLL_SECONDS = 5.0  # how often a replica looks for due ticks (settings.yaml: scheduler)
 # A running tick whose replica has not polled for this long: that replica is gone. Each poll
 # renews the heartbeat of the ticks that run there.
@@ -103,33 +104,19 @@ def moment(seconds: float | None) -> datetime | None:
 
 
 class TickStore:
-    """The ticks table of one history database."""
+    """The ticks table of one history database (store/tables.py; open_history migrates it)."""
 
     def __init__(self, engine: Engine) -> None:
-        from sqlalchemy import Boolean, Column, Float, MetaData, String, Table, Text
+        from .store.tables import ticks
 
         self.engine = engine
-        self.table: Table = Table(
-            TABLE,
-            MetaData(),
-            Column("schedule", String(300), primary_key=True),
-            Column("at", Float, primary_key=True),  # epoch seconds of the tick
-            Column("state", String(20), nullable=False),
-            Column("reason", Text, nullable=True),
-            Column("run_id", String(100), nullable=True),
-            Column("replica", String(200), nullable=True),
-            Column("decided_at", Float, nullable=True),
-            Column("heartbeat_at", Float, nullable=True),
-            Column("ended_at", Float, nullable=True),
-            Column("manual", Boolean, nullable=False, default=False),
-        )
+        self.table: Table = ticks
 
     @classmethod
     def of(cls, db: BaseDb) -> TickStore:
-        return cls(db.db_engine)  # type: ignore[attr-defined]
+        from .store.agno_adapter import engine_of
 
-    def create_table(self) -> None:
-        self.table.create(self.engine, checkfirst=True)
+        return cls(engine_of(db))
 
     @contextlib.contextmanager
     def deciding(self, schedule: str) -> Iterator[Connection]:
@@ -140,7 +127,7 @@ class TickStore:
             if self.engine.dialect.name == "postgresql":
                 connection.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"),
-                    {"key": zlib.crc32(f"{TABLE}:{schedule}".encode())},
+                    {"key": zlib.crc32(f"{self.table.name}:{schedule}".encode())},
                 )
             else:  # SQLite: the database's write lock, from the first read on
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -157,14 +144,19 @@ class TickStore:
         schedule: str | None = None,
         states: Sequence[str] = (),
         limit: int | None = None,
+        lapsed: tuple[Lease, datetime] | None = None,
     ) -> list[Tick]:
-        """Ticks, newest first."""
+        """Ticks, newest first; with `lapsed` (a lease, and the database's time), only those
+        whose lease ran out by then."""
         from sqlalchemy import select
 
         table = self.table
         query = select(table).order_by(table.c.at.desc())
         if schedule is not None:
             query = query.where(table.c.schedule == schedule)
+        if lapsed is not None:
+            lease, now = lapsed
+            query = query.where(lease.lapsed(epoch(now)))
         if states:
             query = query.where(table.c.state.in_(list(states)))
         if limit is not None:
@@ -175,16 +167,11 @@ class TickStore:
             return [as_tick(row) for row in connection.execute(query).mappings()]
 
     def now(self, connection: Connection) -> datetime:
-        """The database's clock. PostgreSQL's clock_timestamp(): the server's time as the
-        query runs (now() would be the transaction's start, before it waited for the lock).
-        SQLite has no server: its 'now' is this machine's clock, which every replica of a
-        SQLite history shares (one file, on one machine)."""
-        if self.engine.dialect.name == "postgresql":
-            query = "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
-        else:  # julianday('now'): days since noon in Greenwich on 24 November 4714 BC
-            query = "SELECT (julianday('now') - 2440587.5) * 86400.0"
-        seconds = float(connection.exec_driver_sql(query).scalar_one())
-        return datetime.fromtimestamp(seconds, UTC)
+        """The database's clock (store/lease.py: on SQLite, this machine's, which every replica
+        of an SQLite history shares, one file on one machine)."""
+        from .store.lease import database_time
+
+        return datetime.fromtimestamp(database_time(connection), UTC)
 
     def last(self, connection: Connection, schedule: str, until: datetime) -> Tick | None:
         """The schedule's newest tick that the clock made (not `schedule trigger`'s), due by
@@ -515,14 +502,21 @@ class Scheduler:
                     table.c.at.in_(mine),
                     table.c.state == RUNNING,
                 )
-                .values(heartbeat_at=epoch(now))
+                .values(self.lease.renewed(epoch(now)))
             )
 
+    @property
+    def lease(self) -> Lease:
+        """A running tick's lease: its replica's, while its heartbeat is within stale_seconds."""
+        from .store.lease import tick_lease
+
+        return tick_lease(self.stale_seconds)
+
     def end_stale(self, connection: Connection, schedule: Schedule, now: datetime) -> None:
-        """Running ticks whose replica stopped renewing them: failed."""
-        for tick in self.store.rows(connection, schedule.key, (RUNNING,)):
-            alive = tick.heartbeat_at or tick.decided_at or tick.at
-            if (now - alive).total_seconds() > self.stale_seconds and not self.runs_here(tick):
+        """Running ticks whose replica stopped renewing them (their lease lapsed): failed."""
+        lapsed = self.store.rows(connection, schedule.key, (RUNNING,), lapsed=(self.lease, now))
+        for tick in lapsed:
+            if not self.runs_here(tick):
                 self.store.update(
                     tick,
                     connection,
