@@ -277,6 +277,34 @@ def test_each_sources_result_is_stored_once_per_run() -> None:
     assert state["aggregation"]["sources"][1]["error"] == aggregation.sources[1].error
 
 
+def test_sessions_written_and_read_in_bulk_are_stored_once_too() -> None:
+    """Agno's bulk `upsert_sessions` (its own bulk writes use it) goes straight to SQL, past
+    the `upsert_session` that leaves the aggregation out: it is covered as well, and
+    `get_sessions` puts it back as `get_session` does."""
+    (run_id,) = record_runs(1, error_bytes=1_500)
+    db = open_history()
+    session_id = stored_run(db, run_id).session_id
+    session = db.get_session(session_id, SessionType.WORKFLOW)
+    assert isinstance(session, WorkflowSession) and session.session_data is not None
+    error = session.session_data["session_state"]["aggregation"]["sources"][1]["error"]
+    assert len(error) > 1_500
+
+    db.upsert_sessions([session], preserve_updated_at=True)
+
+    with sqlite3.connect(os.environ[HISTORY_DB_ENV]) as connection:
+        (session_data,) = connection.execute(
+            "SELECT session_data FROM agno_sessions WHERE session_id = ?", (session_id,)
+        ).fetchone()
+    connection.close()
+    assert json.dumps(error)[1:-1] not in session_data
+    assert "aggregation" not in json.loads(session_data)["session_state"]
+    listed = db.get_sessions(session_type=SessionType.WORKFLOW)
+    assert isinstance(listed, list)
+    [again] = [s for s in listed if isinstance(s, WorkflowSession) and s.session_id == session_id]
+    assert again.session_data is not None
+    assert again.session_data["session_state"]["aggregation"]["sources"][1]["error"] == error
+
+
 def test_the_page_of_a_run_is_private_like_the_history(tmp_path: Path) -> None:
     page = tmp_path / "run.html"
     previous = os.umask(0o022)

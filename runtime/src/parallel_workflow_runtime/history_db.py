@@ -21,6 +21,12 @@ which a run on the SQLite history does not pay.
 
 Only what is written changes: the run and the session state in memory, which `run`, `serve`
 and a caller of `workflow.arun` read, keep every copy.
+
+Every way Agno writes or reads a session here goes through these: one at a time
+(`upsert_session`, `get_session`) and in bulk (`upsert_sessions`, which Agno's own bulk writes
+use and which goes straight to SQL, not through `upsert_session`; `get_sessions`). Agno's async
+paths (`await db.upsert_session(...)`) are for its async adapters only: `arun` on these sync
+ones calls the methods below.
 """
 
 from __future__ import annotations
@@ -63,6 +69,24 @@ class StoresEachFactOnce(BaseDb):
 
     def get_session(self, *args: Any, **kwargs: Any) -> Any:
         return with_aggregation(super().get_session(*args, **kwargs))  # type: ignore[safe-super]
+
+    def upsert_sessions(
+        self,
+        sessions: list[Any],
+        deserialize: bool | None = True,
+        preserve_updated_at: bool = False,
+    ) -> list[Any]:
+        stored = [without_aggregation(session) for session in sessions]
+        return super().upsert_sessions(  # type: ignore[safe-super]
+            stored, deserialize=deserialize, preserve_updated_at=preserve_updated_at
+        )
+
+    def get_sessions(self, *args: Any, **kwargs: Any) -> Any:
+        found = super().get_sessions(*args, **kwargs)  # type: ignore[safe-super]
+        if isinstance(found, tuple):  # deserialize=False: the sessions as dicts, and a count
+            sessions, count = found
+            return [with_aggregation(session) for session in sessions], count
+        return [with_aggregation(session) for session in found]
 
 
 class SqliteHistory(StoresEachFactOnce, SqliteDb):
