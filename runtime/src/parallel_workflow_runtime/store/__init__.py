@@ -5,6 +5,7 @@
 - `lease`: the claim that one run or replica at a time holds on a row, timed by the database;
 - `agno_adapter`: every private part of Agno's database adapters that the runtime uses.
 
-SQLAlchemy and Alembic are imported by these modules' functions, not when the package is:
-the command line's `--help` imports none of them.
+tables.py imports SQLAlchemy; the modules that use this package import it inside their
+functions, and Alembic is imported only when a history needs migrating: the command line's
+`--help` imports none of them.
 """
