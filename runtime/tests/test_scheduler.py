@@ -300,9 +300,10 @@ async def test_a_replica_that_died_mid_run_frees_its_schedule(store: TickStore) 
     await dead.poll()
     clock.now = START
     await dead.poll()  # it starts the 12:00 run, then is killed: its tasks go
-    for task in dead.runs.values():
+    killed = list(dead.runs.values())
+    for task in killed:
         task.cancel()
-    await asyncio.sleep(0.05)
+    await asyncio.gather(*killed, return_exceptions=True)  # each records its end, then we undo it
     store.update(store.rows()[0], state=RUNNING, heartbeat_at=START)  # as SIGKILL leaves it
     alive = scheduler(store, every_minute(), clock, runs, replica="alive", stale_seconds=30)
     alive.started = START
@@ -340,7 +341,8 @@ async def test_trigger_runs_now_under_the_overlap_policy(store: TickStore) -> No
     runs = Runs(instant=False)
     scheduling = scheduler(store, every_minute(overlap="skip"), clock, runs)
     first = asyncio.get_running_loop().create_task(scheduling.trigger(every_minute()))
-    await asyncio.sleep(0.05)
+    while not runs.started:  # its run has begun
+        await asyncio.sleep(0.01)
     clock.move(seconds=1)
 
     second = await scheduling.trigger(every_minute(overlap="skip"))
@@ -379,10 +381,14 @@ async def test_catch_up_runs_every_missed_tick_in_order_whatever_overlap_says(
         await asyncio.sleep(0)
         running = [tick for tick in runs.started if not runs.ends[tick.at].is_set()]
         at_most_at_once = max(at_most_at_once, len(running))
+        ending = []
         for tick in running:
             if clock.now - tick.decided_at >= timedelta(seconds=2):  # type: ignore[operator]
+                ending.append(again.runs[(tick.schedule, tick.at)])
                 runs.ends[tick.at].set()
-        await asyncio.sleep(0.01)  # the ended run records its end, and starts the next
+        if ending:  # each ended run records its end and starts the next queued tick
+            await asyncio.wait(ending)
+        await asyncio.sleep(0)  # a run started just now begins (runs.started)
         clock.move(seconds=1)
     runs.end_all()
     await again.wait()
