@@ -2,7 +2,7 @@
 as a bare git repository: tests/conftest.py's `published`), `git init`, a fresh virtual
 environment, the install command that the rendered README and CI give (read from them, never
 restated here), then every `run:` step of the rendered CI's `checks` job in order
-(pre-commit, mypy, pytest, with a real PostgreSQL where .ci/run starts one), the console script
+(pre-commit, mypy, pytest, with a real PostgreSQL where scripts/test starts one), the console script
 from that editable install, and the console script from a built wheel in another environment,
 run in an empty directory. Nothing on PYTHONPATH: what the project imports, it imports because
 it is installed. Installs are offline: the runtime from the published repository at the commit
@@ -77,7 +77,7 @@ def ci_checks_job(project: Path) -> dict:
 
 def ci_environment(job: dict) -> dict[str, str]:
     """The job's `env`, with this machine's PostgreSQL in place of the CI service's (none here
-    unless .ci/run started one)."""
+    unless scripts/test started one)."""
     environment = {key: str(value) for key, value in job.get("env", {}).items()}
     environment.pop("TEST_DATABASE_URL", None)
     if os.environ.get("TEST_DATABASE_URL"):
