@@ -116,3 +116,45 @@ def test_a_rendered_project_can_take_the_runtime_from_a_package_index(tmp_path: 
         "agno>=3.1.10",
     ]
     assert "metadata" not in pyproject["tool"]["hatch"]
+
+
+# The runtime's extras that this repository's development environment installs (pyproject.toml,
+# dev group): all but `anthropic`, whose SDK no test uses.
+DEVELOPED_EXTRAS = (
+    "openai",
+    "serve",
+    "postgres",
+    "distributed",
+    "sql",
+    "http",
+    "file",
+    "tracing",
+    "test",
+)
+
+
+def test_the_development_environment_holds_every_requirement_of_the_runtime() -> None:
+    """scripts/bootstrap installs the runtime with --no-deps (it is on no index), so the dev
+    group must name what the runtime requires: a requirement added to runtime/pyproject.toml
+    alone passes where someone installed it by hand, and fails on a fresh clone (alembic did)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((RUNTIME / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    wanted = list(project["dependencies"])
+    for extra in DEVELOPED_EXTRAS:
+        wanted += project["optional-dependencies"][extra]
+    problems = []
+    for text in wanted:
+        requirement = Requirement(text)
+        if requirement.name == project["name"]:
+            continue  # the `test` extra naming the others
+        try:
+            installed = version(requirement.name)
+        except PackageNotFoundError:
+            problems.append(f"{text}: not installed (add it to pyproject.toml's dev group)")
+            continue
+        if not requirement.specifier.contains(installed, prereleases=True):
+            problems.append(f"{text}: {installed} is installed")
+    assert not problems, "\n".join(problems)
