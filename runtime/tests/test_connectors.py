@@ -652,7 +652,9 @@ def test_http_failures_fail_only_their_source_in_one_line(
     assert "refused" in errors["unreachable"].lower() or "connect" in errors["unreachable"]
     for error in errors.values():
         assert "\n" not in error and "wrong-token-do-not-show" not in error
-    assert took < 20  # the slow page did not hold the run past its source's timeout
+    # The slow page answers after 60 s: the run did not wait for it (25 s seen on `process`
+    # under load, where each worker process imports dlt first).
+    assert took < 50
 
 
 @pytest.mark.parametrize("executor", ["thread", "process"])

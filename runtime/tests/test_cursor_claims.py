@@ -421,7 +421,9 @@ def test_a_wait_for_a_cursor_ends_with_each_sources_timeout(tmp_path: Path) -> N
         assert source["error"].startswith(
             f"timed out after {seconds} s waiting for its cursor: run a-live-run holds"
         ), source["error"]
-        assert source["timing"]["waited_seconds"] == pytest.approx(seconds, abs=0.5)
+        # Give or take a second: the connectors' first import runs in a thread meanwhile and
+        # competes with the event loop, which times the wait (2.56 s for 2 s seen in CI).
+        assert source["timing"]["waited_seconds"] == pytest.approx(seconds, abs=1.0)
     # Neither cursor moved, and the live run still holds its own.
     assert claimed_by() == {"orders": "a-live-run"}
 
