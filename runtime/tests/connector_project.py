@@ -30,12 +30,16 @@ COLLECTING_MODULE = "from tests.connector_sources import collect as run\n"
 
 
 def write_connector_workflow(
-    workflows: Path, sources: list[dict[str, Any]], modules: dict[str, str] | None = None
+    workflows: Path,
+    sources: list[dict[str, Any]],
+    modules: dict[str, str] | None = None,
+    **workflow: Any,
 ) -> Path:
     """`workflows`/connectors/: a module per source (`modules`' text by id; by default one
     that hands its rows to tests.connector_sources.collect), the example project's workflow.py,
-    a config.yaml of `sources`, and the project's settings.yaml with this workflow its default
-    (the only one in this folder). Returns the workflow's folder."""
+    a config.yaml of `sources` (and the `workflow:` settings given, e.g. timeout_seconds), and
+    the project's settings.yaml with this workflow its default (the only one in this folder).
+    Returns the workflow's folder."""
     target = workflows / "connectors"
     (target / "sources").mkdir(parents=True)
     (target / "__init__.py").write_text("")
@@ -53,7 +57,12 @@ def write_connector_workflow(
     settings = re.sub(r"(?m)^default_workflow:.*$", 'default_workflow: "connectors"', settings)
     (workflows / "settings.yaml").write_text(settings)
     document = {
-        "workflow": {"name": "Connectors", "workflow_id": "connectors", "report_model": ""},
+        "workflow": {
+            "name": "Connectors",
+            "workflow_id": "connectors",
+            "report_model": "",
+            **workflow,
+        },
         "sources": sources,
     }
     (target / "config.yaml").write_text(yaml.safe_dump(document, sort_keys=False))

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from parallel_workflow_runtime.cursors import CursorStore, Holder
 from parallel_workflow_runtime.history import open_history
@@ -143,13 +142,29 @@ class Project:
 
 
 def make_project(
-    tmp_path: Path, sources: list[dict[str, Any]], modules: dict[str, str], **environment: str
+    tmp_path: Path,
+    sources: list[dict[str, Any]],
+    modules: dict[str, str],
+    workflow: dict[str, Any] | None = None,
+    **environment: str,
 ) -> Project:
+    """The connectors workflow of `sources` (with config.yaml's `workflow:` settings given) in
+    a project whose commands run with `environment`."""
     workflows = tmp_path / "workflows"
-    write_connector_workflow(workflows, sources, modules)
+    write_connector_workflow(workflows, sources, modules, **(workflow or {}))
     return Project(
         workflows, user_environment(WORKFLOWS_DIR=str(workflows), API_TOKEN=TOKEN, **environment)
     )
+
+
+def waiting_line(process: subprocess.Popen[str]) -> str:
+    """The first line on a run's stderr that says a source waits for its cursor ("" if the
+    run ended without one)."""
+    assert process.stderr is not None
+    line = process.stderr.readline()
+    while line and "waits for its cursor" not in line:
+        line = process.stderr.readline()
+    return line
 
 
 def sources_of(completed: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
@@ -312,10 +327,7 @@ def test_a_run_whose_event_loop_is_blocked_keeps_its_claim(
     holder = wait_until(lambda: claimed_by().get("users"), 120, "run A holds the cursor")
     block.touch()
     second_process = users_project.start("run", "--json")
-    assert second_process.stderr is not None
-    line = second_process.stderr.readline()
-    while line and "waits for its cursor" not in line:
-        line = second_process.stderr.readline()
+    line = waiting_line(second_process)
     time.sleep(6)
     release.touch()
     stdout, stderr = first.communicate(timeout=120)
@@ -397,15 +409,12 @@ def test_a_wait_for_a_cursor_ends_with_each_sources_timeout(tmp_path: Path) -> N
         # users: the workflow's timeout_seconds (2 s, below); orders: its own, 4 s.
         [sql_source("users"), {**sql_source("orders"), "timeout_seconds": 4}],
         {"users": COLLECT, "orders": COLLECT},
+        workflow={"timeout_seconds": 2},
         USERS_URL=f"sqlite:///{database}",
         # A source waits at least as long as a claim lasts: here 1 s, less than its timeout.
         TEST_CLAIM_SECONDS="1",
         TEST_RENEW_SECONDS="0.25",
     )
-    config = project.workflows / "connectors" / "config.yaml"
-    document = yaml.safe_load(config.read_text())
-    document["workflow"]["timeout_seconds"] = 2
-    config.write_text(yaml.safe_dump(document, sort_keys=False))
     # A live run holds `orders` (this process's claim lasts a minute, longer than the test).
     store = CursorStore.of(open_history())
     assert not isinstance(store.claim("connectors", "orders", "a-live-run"), bool)
@@ -437,21 +446,15 @@ def test_a_wait_through_runs_that_each_finish_in_turn_outlasts_the_timeout(
         tmp_path,
         [sql_source("users"), sql_source("orders")],
         {"users": COLLECT, "orders": COLLECT},
+        workflow={"timeout_seconds": 4},
         USERS_URL=f"sqlite:///{database}",
         TEST_CLAIM_SECONDS="1",  # so that the sources wait at most their 4 s for any one run
         TEST_RENEW_SECONDS="0.25",
     )
-    config = project.workflows / "connectors" / "config.yaml"
-    document = yaml.safe_load(config.read_text())
-    document["workflow"]["timeout_seconds"] = 4
-    config.write_text(yaml.safe_dump(document, sort_keys=False))
     store = CursorStore.of(open_history())
     assert not isinstance(store.claim("connectors", "orders", "run-x"), bool)
     process = project.start("run", "--json")
-    assert process.stderr is not None
-    line = process.stderr.readline()
-    while line and "waits for its cursor" not in line:
-        line = process.stderr.readline()
+    line = waiting_line(process)
     assert "run run-x holds it" in line, line
 
     # run-x holds `orders` 2.5 s more, then run-y (which took it as run-x let go) 2.5 s:
