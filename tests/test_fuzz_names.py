@@ -30,7 +30,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, event, example, given, note, settings
 from hypothesis import strategies as st
-from parallel_workflow_runtime import project as runtime_project
+from parallel_workflow_runtime._core import project as runtime_project
 
 from helpers import TEMPLATE, entry_name
 

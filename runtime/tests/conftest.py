@@ -21,12 +21,12 @@ import pytest
 from agno.models.base import Model
 from agno.models.response import ModelResponse
 
-from parallel_workflow_runtime import project as project_module
-from parallel_workflow_runtime.project import Project
-from parallel_workflow_runtime.registry import WorkflowEntry, discover
-from parallel_workflow_runtime.results import SourceFunction
-from parallel_workflow_runtime.settings import DATABASE_URL_ENV
-from parallel_workflow_runtime.steps import SOURCE_FUNCTION_NAMES
+from parallel_workflow_runtime import Project
+from parallel_workflow_runtime._core import project as project_module
+from parallel_workflow_runtime._core.registry import WorkflowEntry, discover
+from parallel_workflow_runtime._core.results import SourceFunction
+from parallel_workflow_runtime._core.settings import DATABASE_URL_ENV
+from parallel_workflow_runtime._execution.steps import SOURCE_FUNCTION_NAMES
 
 # The project these tests run: tests/project/, as the template renders one (two workflows:
 # the default answers, and five odd names with max_concurrency 2 and a report model).
@@ -128,8 +128,8 @@ def all_sources_synthetic(monkeypatch: pytest.MonkeyPatch) -> None:
 SYNTHETIC_PROGRAM = """
 import importlib, sys
 from example_project import project
-from parallel_workflow_runtime.registry import discover
-from parallel_workflow_runtime.steps import SOURCE_FUNCTION_NAMES
+from parallel_workflow_runtime._core.registry import discover
+from parallel_workflow_runtime._execution.steps import SOURCE_FUNCTION_NAMES
 from tests.conftest import synthetic_source
 for entry in discover().values():
     for index, source in enumerate(entry.config.sources):

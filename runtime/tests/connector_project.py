@@ -19,7 +19,7 @@ from .conftest import FIRST_WORKFLOW, RUNTIME, WORKFLOWS, user_environment
 PROGRAM = """
 import sys
 import example_project.workflows as workflows
-from parallel_workflow_runtime.project import Project
+from parallel_workflow_runtime import Project
 workflows.__path__.append(sys.argv[1])
 sys.exit(Project.register("example_project", sys.argv[1]).main(sys.argv[2:]))
 """

@@ -20,9 +20,9 @@ import example_project.workflows
 import pytest
 import yaml
 
-from parallel_workflow_runtime import project as project_module
-from parallel_workflow_runtime.cli import main
-from parallel_workflow_runtime.project import Project
+from parallel_workflow_runtime import Project
+from parallel_workflow_runtime._cli.cli import main
+from parallel_workflow_runtime._core import project as project_module
 
 from .conftest import HISTORY_DB_ENV, PACKAGE, REPORT_MODEL_ENV, SRC, WORKFLOWS, free_port
 

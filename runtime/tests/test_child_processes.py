@@ -18,7 +18,7 @@ import httpx
 import pytest
 from example_project import Source, SourceSummary
 
-from parallel_workflow_runtime.registry import WorkflowEntry
+from parallel_workflow_runtime._core.registry import WorkflowEntry
 
 from .conftest import PROJECT, free_port, user_environment
 
@@ -66,8 +66,8 @@ LEAVING_PROGRAM = """
 import functools, importlib, sys
 from example_project import project
 main = project.main
-from parallel_workflow_runtime.registry import discover
-from parallel_workflow_runtime.steps import SOURCE_FUNCTION_NAMES
+from parallel_workflow_runtime._core.registry import discover
+from parallel_workflow_runtime._execution.steps import SOURCE_FUNCTION_NAMES
 from tests.test_child_processes import forks, starts_a_program, starts_a_session
 if __name__ == "__main__":
     leaving = [forks, starts_a_program, starts_a_session]

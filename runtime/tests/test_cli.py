@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from parallel_workflow_runtime.bench import workflow as workflow_bench
-from parallel_workflow_runtime.bench.serve import Answer, burst_summary
-from parallel_workflow_runtime.children import descendants
-from parallel_workflow_runtime.cli import main
-from parallel_workflow_runtime.contained_loop import ContainedLoop, new_loop
-from parallel_workflow_runtime.registry import WorkflowEntry
+from parallel_workflow_runtime._bench import workflow as workflow_bench
+from parallel_workflow_runtime._bench.serve import Answer, burst_summary
+from parallel_workflow_runtime._cli.cli import main
+from parallel_workflow_runtime._core.registry import WorkflowEntry
+from parallel_workflow_runtime._execution.children import descendants
+from parallel_workflow_runtime._execution.contained_loop import ContainedLoop, new_loop
 
 from .conftest import (
     FIRST_WORKFLOW,

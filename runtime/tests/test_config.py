@@ -8,9 +8,9 @@ import pytest
 import yaml
 from example_project import SourceLimits
 
-from parallel_workflow_runtime.cli import main
-from parallel_workflow_runtime.config import ConfigError, load_config
-from parallel_workflow_runtime.registry import WorkflowEntry
+from parallel_workflow_runtime._cli.cli import main
+from parallel_workflow_runtime._core.config import ConfigError, load_config
+from parallel_workflow_runtime._core.registry import WorkflowEntry
 
 from .conftest import workflows_in
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from parallel_workflow_runtime.connectors import MAX_CURSOR_KEYS
-from parallel_workflow_runtime.cursors import CursorStore
-from parallel_workflow_runtime.history import open_history
+from parallel_workflow_runtime._connectors.connectors import MAX_CURSOR_KEYS
+from parallel_workflow_runtime._store.cursors import CursorStore
+from parallel_workflow_runtime._store.history import open_history
 
 from . import connector_sources
 from .test_connectors import (

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from parallel_workflow_runtime.connectors import MAX_CURSOR_KEYS
-from parallel_workflow_runtime.cursors import CursorStore
-from parallel_workflow_runtime.history import open_history
+from parallel_workflow_runtime._connectors.connectors import MAX_CURSOR_KEYS
+from parallel_workflow_runtime._store.cursors import CursorStore
+from parallel_workflow_runtime._store.history import open_history
 
 from .conftest import RUNTIME, user_environment
 from .test_connectors import by_id, file_source, folder, keys, run, write_config
@@ -143,9 +143,9 @@ MEASURED_READ = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    from parallel_workflow_runtime.config import load_config
-    from parallel_workflow_runtime.connector_imports import imported_once
-    from parallel_workflow_runtime.connectors import ConnectorRun
+    from parallel_workflow_runtime._core.config import load_config
+    from parallel_workflow_runtime._connectors.connector_imports import imported_once
+    from parallel_workflow_runtime._connectors.connectors import ConnectorRun
     from tests.connector_sources import count
 
     def resident(field):

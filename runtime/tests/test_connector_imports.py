@@ -196,9 +196,9 @@ FAMILIES = ("dlt", "sqlalchemy", "pandas", "pyarrow", "numpy", "fsspec", "reques
 READ_EACH_KIND = """
 import json, sys
 from pathlib import Path
-from parallel_workflow_runtime.config import load_config
-from parallel_workflow_runtime.connector_imports import imported_once
-from parallel_workflow_runtime.connectors import Deadline, Secrets, flattened, open_rows
+from parallel_workflow_runtime._core.config import load_config
+from parallel_workflow_runtime._connectors.connector_imports import imported_once
+from parallel_workflow_runtime._connectors.connectors import Deadline, Secrets, flattened, open_rows
 
 families = tuple(sys.argv[2].split(","))
 config = load_config(Path(sys.argv[1]))
@@ -267,8 +267,8 @@ def test_a_missing_dlt_is_the_one_line_that_says_what_to_install() -> None:
     each kind's read did before."""
     program = (
         "import sys; sys.modules['dlt'] = None\n"
-        "from parallel_workflow_runtime.connector_imports import imported_once\n"
-        "from parallel_workflow_runtime.results import SourceError\n"
+        "from parallel_workflow_runtime._connectors.connector_imports import imported_once\n"
+        "from parallel_workflow_runtime._core.results import SourceError\n"
         "try:\n    imported_once('http')\n"
         "except SourceError as error:\n    print(error)\n"
     )

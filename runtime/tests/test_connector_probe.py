@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from parallel_workflow_runtime.config import Source, load_config
-from parallel_workflow_runtime.connectors import environment_variables, probe
-from parallel_workflow_runtime.results import SourceError
+from parallel_workflow_runtime._connectors.connectors import environment_variables, probe
+from parallel_workflow_runtime._core.config import Source, load_config
+from parallel_workflow_runtime._core.results import SourceError
 
 from .conftest import free_port
 from .test_connector_targets import LATE, events_source, shown_database, write_items

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from parallel_workflow_runtime.cursors import CursorStore
-from parallel_workflow_runtime.history import open_history
+from parallel_workflow_runtime._store.cursors import CursorStore
+from parallel_workflow_runtime._store.history import open_history
 
 from .conftest import RUNTIME
 from .test_connectors import (

@@ -23,19 +23,19 @@ from typing import Any
 import pytest
 import yaml
 
-from parallel_workflow_runtime.config import ConfigError, ExecutorName, load_config
-from parallel_workflow_runtime.connectors import ConnectorRun
-from parallel_workflow_runtime.cursors import CursorStore
-from parallel_workflow_runtime.executors import Executors, pooled_specs
-from parallel_workflow_runtime.history import open_history
-from parallel_workflow_runtime.results import (
+from parallel_workflow_runtime._connectors.connectors import ConnectorRun
+from parallel_workflow_runtime._core.config import ConfigError, ExecutorName, load_config
+from parallel_workflow_runtime._core.results import (
     Aggregation,
     SourceError,
     SourceFunction,
     SourceResult,
 )
-from parallel_workflow_runtime.running import on_executor, run_workflow
-from parallel_workflow_runtime.settings import DASK_ADDRESS_ENV, load_settings
+from parallel_workflow_runtime._core.settings import DASK_ADDRESS_ENV, load_settings
+from parallel_workflow_runtime._execution.executors import Executors, pooled_specs
+from parallel_workflow_runtime._execution.running import on_executor, run_workflow
+from parallel_workflow_runtime._store.cursors import CursorStore
+from parallel_workflow_runtime._store.history import open_history
 
 from . import connector_sources
 from .conftest import FIRST_WORKFLOW, RUNTIME, WORKFLOWS, free_port, user_environment
@@ -879,7 +879,7 @@ def test_history_cursors_and_run_full_refresh_on_the_command_line(
         import sys
         from pathlib import Path
         import example_project.workflows as workflows
-        from parallel_workflow_runtime.project import Project
+        from parallel_workflow_runtime import Project
         workflows.__path__.append({str(tmp_path / "workflows")!r})
         sys.exit(Project.register("example_project", {str(tmp_path / "workflows")!r}).main())
         """
@@ -925,7 +925,7 @@ def test_a_chunk_moves_the_cursor_exactly_as_its_rows_one_by_one() -> None:
     NaN and mixed values, from no start and from a start with rows already seen there."""
     import random
 
-    from parallel_workflow_runtime.connectors import encoded, row_key
+    from parallel_workflow_runtime._connectors.connectors import encoded, row_key
 
     generator = random.Random(20)
     pools: list[list[Any]] = [
@@ -967,7 +967,7 @@ def admitted(
 ) -> tuple[list[Any], Any] | str:
     """The ids a fresh tracker admits from `chunks` and the cursor it ends at, chunk by chunk
     (`whole`) or row by row; the error when values cannot be compared."""
-    from parallel_workflow_runtime.connectors import CursorTracker
+    from parallel_workflow_runtime._connectors.connectors import CursorTracker
 
     tracker = CursorTracker("updated_at", start, None)
     kept: list[Any] = []

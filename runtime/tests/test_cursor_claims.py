@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from parallel_workflow_runtime.cursors import CursorStore, Holder
-from parallel_workflow_runtime.history import open_history
+from parallel_workflow_runtime._store.cursors import CursorStore, Holder
+from parallel_workflow_runtime._store.history import open_history
 
 from .conftest import RUNTIME, user_environment
 from .connector_project import write_connector_workflow
@@ -52,7 +52,7 @@ PROGRAM = textwrap.dedent(
     import os, sys
     import example_project.workflows as workflows
     from parallel_workflow_runtime import cursors
-    from parallel_workflow_runtime.project import Project
+    from parallel_workflow_runtime import Project
     for name in ("CLAIM_SECONDS", "RENEW_SECONDS"):
         if os.environ.get("TEST_" + name):
             setattr(cursors, name, float(os.environ["TEST_" + name]))

@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from parallel_workflow_runtime.bench.workflow import wait_blocking
-from parallel_workflow_runtime.config import Source, SourceLimits
-from parallel_workflow_runtime.dask_cluster import STARTED_TOPIC, DaskExecutor
-from parallel_workflow_runtime.executor_base import CallLimits, ExecutorSpec
-from parallel_workflow_runtime.results import SourceFunction, SourceSummary
+from parallel_workflow_runtime._bench.workflow import wait_blocking
+from parallel_workflow_runtime._core.config import Source, SourceLimits
+from parallel_workflow_runtime._core.results import SourceFunction, SourceSummary
+from parallel_workflow_runtime._execution.dask_cluster import STARTED_TOPIC, DaskExecutor
+from parallel_workflow_runtime._execution.executor_base import CallLimits, ExecutorSpec
 
 SOURCES = 16
 

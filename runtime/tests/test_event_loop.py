@@ -19,10 +19,10 @@ import httpx
 import pytest
 from example_project import Source, SourceSummary
 
-from parallel_workflow_runtime.config import SourceLimits
-from parallel_workflow_runtime.registry import WorkflowEntry
-from parallel_workflow_runtime.results import SourceFunction, SourceState
-from parallel_workflow_runtime.running import execute
+from parallel_workflow_runtime._core.config import SourceLimits
+from parallel_workflow_runtime._core.registry import WorkflowEntry
+from parallel_workflow_runtime._core.results import SourceFunction, SourceState
+from parallel_workflow_runtime._execution.running import execute
 
 from .conftest import (
     FIRST_WORKFLOW,
@@ -121,8 +121,8 @@ HOSTILE_PROGRAM = """
 import asyncio, importlib, os, sys, time
 from example_project import project
 main = project.main
-from parallel_workflow_runtime.registry import discover
-from parallel_workflow_runtime.steps import SOURCE_FUNCTION_NAMES
+from parallel_workflow_runtime._core.registry import discover
+from parallel_workflow_runtime._execution.steps import SOURCE_FUNCTION_NAMES
 from tests.conftest import synthetic_source
 
 async def leaves_a_task_that_exits(source):

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from example_project import Aggregation, Source, SourceLimits, SourceSummary
 
-from parallel_workflow_runtime.execution import backoff_seconds
-from parallel_workflow_runtime.in_process import SOURCE_THREADS, SourceThreads
-from parallel_workflow_runtime.progress import LISTENER, SourceEvent
-from parallel_workflow_runtime.registry import WorkflowEntry
-from parallel_workflow_runtime.results import SourceFunction, SourceState
+from parallel_workflow_runtime._core.registry import WorkflowEntry
+from parallel_workflow_runtime._core.results import SourceFunction, SourceState
+from parallel_workflow_runtime._execution.execution import backoff_seconds
+from parallel_workflow_runtime._execution.in_process import SOURCE_THREADS, SourceThreads
+from parallel_workflow_runtime._execution.progress import LISTENER, SourceEvent
 
 from .conftest import user_environment
 
@@ -205,7 +205,7 @@ def test_the_process_exits_promptly_although_a_blocking_source_still_hangs(
         f"""
         import asyncio, dataclasses, json, threading
         from example_project import SourceLimits
-        from parallel_workflow_runtime.registry import discover
+        from parallel_workflow_runtime._core.registry import discover
 
         entry = discover()[{entry.config.workflow_id!r}]
         sources = tuple(

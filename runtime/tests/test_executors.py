@@ -25,15 +25,15 @@ from agno.workflow import Workflow
 from example_project import Aggregation, Source, SourceLimits, SourceSummary
 from fastapi.testclient import TestClient
 
-from parallel_workflow_runtime.cli import main
-from parallel_workflow_runtime.config import ConfigError, ExecutorName, load_config
-from parallel_workflow_runtime.history import open_history
-from parallel_workflow_runtime.http_app import build_app
-from parallel_workflow_runtime.registry import WorkflowEntry, discover
-from parallel_workflow_runtime.report import render_report
-from parallel_workflow_runtime.results import SourceFunction, SourceState
-from parallel_workflow_runtime.settings import DASK_ADDRESS_ENV
-from parallel_workflow_runtime.steps import load_source_function
+from parallel_workflow_runtime._cli.cli import main
+from parallel_workflow_runtime._core.config import ConfigError, ExecutorName, load_config
+from parallel_workflow_runtime._core.registry import WorkflowEntry, discover
+from parallel_workflow_runtime._core.results import SourceFunction, SourceState
+from parallel_workflow_runtime._core.settings import DASK_ADDRESS_ENV
+from parallel_workflow_runtime._execution.steps import load_source_function
+from parallel_workflow_runtime._observe.report import render_report
+from parallel_workflow_runtime._serve.http_app import build_app
+from parallel_workflow_runtime._store.history import open_history
 
 from .conftest import (
     FIRST_WORKFLOW,
@@ -405,7 +405,7 @@ def test_the_outcomes_stay_out_of_the_event_log_of_anothers_dask_scheduler(
     way too (test_dask_overhead.py)."""
     from distributed import Client
 
-    from parallel_workflow_runtime.dask_cluster import STARTED_TOPIC
+    from parallel_workflow_runtime._execution.dask_cluster import STARTED_TOPIC
 
     address, _ = on_dask_cluster
 
@@ -547,8 +547,8 @@ SLEEPING_PROGRAM = """
 import functools, importlib, sys
 from example_project import project
 main = project.main
-from parallel_workflow_runtime.registry import discover
-from parallel_workflow_runtime.steps import SOURCE_FUNCTION_NAMES
+from parallel_workflow_runtime._core.registry import discover
+from parallel_workflow_runtime._execution.steps import SOURCE_FUNCTION_NAMES
 from tests.test_executors import says_started_then_sleeps
 for entry in discover().values():
     for source in entry.config.sources:

@@ -21,13 +21,13 @@ import yaml
 from agno.workflow import Parallel, Workflow
 from example_project import Aggregation, Source, SourceLimits, SourceSummary
 
-from parallel_workflow_runtime.cli import main
-from parallel_workflow_runtime.config import ConfigError, load_config
-from parallel_workflow_runtime.execution import backoff_seconds
-from parallel_workflow_runtime.project import current
-from parallel_workflow_runtime.registry import WorkflowEntry
-from parallel_workflow_runtime.results import SourceFunction
-from parallel_workflow_runtime.steps import (
+from parallel_workflow_runtime._cli.cli import main
+from parallel_workflow_runtime._core.config import ConfigError, load_config
+from parallel_workflow_runtime._core.project import current
+from parallel_workflow_runtime._core.registry import WorkflowEntry
+from parallel_workflow_runtime._core.results import SourceFunction
+from parallel_workflow_runtime._execution.execution import backoff_seconds
+from parallel_workflow_runtime._execution.steps import (
     aggregation_step,
     preparation_step,
     report_step,
@@ -389,8 +389,8 @@ INTERRUPTED_RUN = """
 import importlib, pathlib, sys, time
 from example_project import project
 main = project.main
-from parallel_workflow_runtime.registry import discover
-from parallel_workflow_runtime.steps import SOURCE_FUNCTION_NAMES
+from parallel_workflow_runtime._core.registry import discover
+from parallel_workflow_runtime._execution.steps import SOURCE_FUNCTION_NAMES
 
 workflow_id, started = sys.argv[1], pathlib.Path(sys.argv[2])
 entry = discover()[workflow_id]

@@ -23,16 +23,16 @@ import pytest
 from example_project import Source, SourceSummary
 from sqlalchemy import create_engine, make_url, text
 
-from parallel_workflow_runtime.cli import main
-from parallel_workflow_runtime.database import masked
-from parallel_workflow_runtime.history import (
+from parallel_workflow_runtime._cli.cli import main
+from parallel_workflow_runtime._core.masking import masked
+from parallel_workflow_runtime._core.registry import WorkflowEntry, discover
+from parallel_workflow_runtime._core.settings import DATABASE_URL_ENV
+from parallel_workflow_runtime._execution.running import run_workflow
+from parallel_workflow_runtime._store.history import (
     open_history,
     prune,
     recent_runs,
 )
-from parallel_workflow_runtime.registry import WorkflowEntry, discover
-from parallel_workflow_runtime.running import run_workflow
-from parallel_workflow_runtime.settings import DATABASE_URL_ENV
 
 from .conftest import (
     FIRST_WORKFLOW,

@@ -22,17 +22,17 @@ from agno.db.base import SessionType
 from agno.session.workflow import WorkflowSession
 from example_project import Source, SourceSummary
 
-from parallel_workflow_runtime.cli import main
-from parallel_workflow_runtime.history import (
+from parallel_workflow_runtime._cli.cli import main
+from parallel_workflow_runtime._core.registry import discover
+from parallel_workflow_runtime._core.settings import DATABASE_URL_ENV
+from parallel_workflow_runtime._execution.running import run_workflow
+from parallel_workflow_runtime._store.history import (
     HistoryError,
     history_location,
     open_history,
     recent_runs,
     stored_run,
 )
-from parallel_workflow_runtime.registry import discover
-from parallel_workflow_runtime.running import run_workflow
-from parallel_workflow_runtime.settings import DATABASE_URL_ENV
 
 from .conftest import (
     FIRST_WORKFLOW,

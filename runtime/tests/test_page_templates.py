@@ -14,12 +14,12 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from parallel_workflow_runtime import page_parts, trace_view
-from parallel_workflow_runtime.page import run_page
-from parallel_workflow_runtime.page_parts import BenchBars, LegendItem, SourceRow, Timeline
-from parallel_workflow_runtime.page_templates import ENVIRONMENT, render
-from parallel_workflow_runtime.results import aggregate
-from parallel_workflow_runtime.trace_view import TraceNode, TraceSpan
+from parallel_workflow_runtime._core.results import aggregate
+from parallel_workflow_runtime._observe import page_parts, trace_view
+from parallel_workflow_runtime._observe.page import run_page
+from parallel_workflow_runtime._observe.page_parts import BenchBars, LegendItem, SourceRow, Timeline
+from parallel_workflow_runtime._observe.page_templates import ENVIRONMENT, render
+from parallel_workflow_runtime._observe.trace_view import TraceNode, TraceSpan
 
 
 class HostileText:

@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 from example_project import Source, SourceSummary
 
-from parallel_workflow_runtime import project as project_module
-from parallel_workflow_runtime.cli import main
-from parallel_workflow_runtime.history import history_location, open_history, recent_runs
-from parallel_workflow_runtime.project import Project, current
-from parallel_workflow_runtime.registry import discover
-from parallel_workflow_runtime.settings import DATABASE_URL_ENV, HistorySettings, Settings
+from parallel_workflow_runtime import Project
+from parallel_workflow_runtime._cli.cli import main
+from parallel_workflow_runtime._core import project as project_module
+from parallel_workflow_runtime._core.project import current
+from parallel_workflow_runtime._core.registry import discover
+from parallel_workflow_runtime._core.settings import DATABASE_URL_ENV, HistorySettings, Settings
+from parallel_workflow_runtime._store.history import history_location, open_history, recent_runs
 
 from .conftest import DISTRIBUTION, HISTORY_DB_ENV, PACKAGE, PROJECT, SRC, replace_source
 

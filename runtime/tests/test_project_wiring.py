@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from parallel_workflow_runtime import project as project_module
-from parallel_workflow_runtime.project import Project, current
+from parallel_workflow_runtime import Project
+from parallel_workflow_runtime._core import project as project_module
+from parallel_workflow_runtime._core.project import OLD_IMPORT_PATHS, current
 
 from .conftest import PACKAGE, SRC, user_environment
 
@@ -38,9 +39,9 @@ def test_the_same_package_registered_again_replaces_it(
 
 
 def test_the_0_4_0_import_paths_are_the_runtimes_modules() -> None:
-    for name in ("config", "results", "sample_data"):
+    for name, module in OLD_IMPORT_PATHS.items():
         old = importlib.import_module(f"{PACKAGE}.{name}")
-        assert old is importlib.import_module(f"parallel_workflow_runtime.{name}")
+        assert old is importlib.import_module(module)
     from example_project.config import Source  # type: ignore[import-not-found]  # as in 0.4.0
 
     assert Source is importlib.import_module("parallel_workflow_runtime").Source

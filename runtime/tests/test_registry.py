@@ -13,11 +13,11 @@ import pytest
 from agno.workflow import Parallel, Step
 from example_project import Source
 
-from parallel_workflow_runtime.cli import main
-from parallel_workflow_runtime.config import ConfigError
-from parallel_workflow_runtime.entry import program_name
-from parallel_workflow_runtime.registry import WorkflowEntry, discover
-from parallel_workflow_runtime.settings import load_settings
+from parallel_workflow_runtime._cli.cli import main
+from parallel_workflow_runtime._cli.entry import program_name
+from parallel_workflow_runtime._core.config import ConfigError
+from parallel_workflow_runtime._core.registry import WorkflowEntry, discover
+from parallel_workflow_runtime._core.settings import load_settings
 
 from .conftest import FIRST_WORKFLOW, PACKAGE, SRC, workflows_in
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from example_project import Aggregation
 
-from parallel_workflow_runtime.cli import main
-from parallel_workflow_runtime.registry import WorkflowEntry
-from parallel_workflow_runtime.timeline import mermaid_gantt
+from parallel_workflow_runtime._cli.cli import main
+from parallel_workflow_runtime._core.registry import WorkflowEntry
+from parallel_workflow_runtime._observe.timeline import mermaid_gantt
 
 from .conftest import REPORT_MODEL_ENV, RecordingModel
 

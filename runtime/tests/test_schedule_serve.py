@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy
 import yaml
 
-from parallel_workflow_runtime.scheduler import TickStore
+from parallel_workflow_runtime._store.ticks import TickStore
 
 from .conftest import DATABASE_URL_ENV, ENV_PREFIX, PROJECT, free_port, user_environment
 from .test_tracing import TRACED_PROGRAM, traced_cli, traced_workflows

@@ -20,17 +20,11 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy
 
-from parallel_workflow_runtime.config import ConfigError, load_config
-from parallel_workflow_runtime.scheduler import (
-    CATCHING_UP,
-    RUNNING,
-    SKIPPED,
-    Scheduler,
-    Tick,
-    TickStore,
-)
-from parallel_workflow_runtime.schedules import OnMissed, Overlap, Schedule
-from parallel_workflow_runtime.store.migrate import migrate
+from parallel_workflow_runtime._core.config import ConfigError, load_config
+from parallel_workflow_runtime._core.schedules import OnMissed, Overlap, Schedule
+from parallel_workflow_runtime._schedule.scheduler import CATCHING_UP, Scheduler
+from parallel_workflow_runtime._store.migrate import migrate
+from parallel_workflow_runtime._store.ticks import RUNNING, SKIPPED, Tick, TickStore
 
 from .conftest import WORKFLOWS
 

@@ -22,11 +22,11 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from parallel_workflow_runtime.cli import main
-from parallel_workflow_runtime.history import open_history, recent_runs
-from parallel_workflow_runtime.http_app import build_app
-from parallel_workflow_runtime.registry import discover
-from parallel_workflow_runtime.settings import DATABASE_URL_ENV, ServeSettings, load_settings
+from parallel_workflow_runtime._cli.cli import main
+from parallel_workflow_runtime._core.registry import discover
+from parallel_workflow_runtime._core.settings import DATABASE_URL_ENV, ServeSettings, load_settings
+from parallel_workflow_runtime._serve.http_app import build_app
+from parallel_workflow_runtime._store.history import open_history, recent_runs
 
 from .conftest import (
     ENV_PREFIX,
@@ -351,7 +351,7 @@ def test_serving_without_the_serve_extra_is_a_one_line_error(
     # Make `import agno.os` fail as it does where the serve extra is not installed, and
     # forget the app module that this process imported with it.
     monkeypatch.setitem(sys.modules, "agno.os", None)
-    monkeypatch.delitem(sys.modules, "parallel_workflow_runtime.http_app", raising=False)
+    monkeypatch.delitem(sys.modules, "parallel_workflow_runtime._serve.http_app", raising=False)
 
     assert main(["serve", "--port", str(free_port())]) == 2
     error = capsys.readouterr().err

@@ -16,14 +16,14 @@ from pathlib import Path
 import httpx
 from agno.run.base import RunStatus
 
-from parallel_workflow_runtime.history import open_history, recent_runs
-from parallel_workflow_runtime.interrupted_runs import (
+from parallel_workflow_runtime._core.registry import discover
+from parallel_workflow_runtime._store.history import open_history, recent_runs
+from parallel_workflow_runtime._store.interrupted_runs import (
     mark_interrupted,
     process_identity,
     runs,
     stand_in,
 )
-from parallel_workflow_runtime.registry import discover
 
 from .conftest import ENV_PREFIX, PROJECT, SYNTHETIC_PROGRAM, free_port, user_environment
 
@@ -36,8 +36,8 @@ SLOW_PROGRAM = """
 import asyncio, importlib, sys
 from example_project import project
 main = project.main
-from parallel_workflow_runtime.registry import discover
-from parallel_workflow_runtime.steps import SOURCE_FUNCTION_NAMES
+from parallel_workflow_runtime._core.registry import discover
+from parallel_workflow_runtime._execution.steps import SOURCE_FUNCTION_NAMES
 async def slow(source):
     await asyncio.sleep(600)
 for entry in discover().values():

@@ -24,17 +24,17 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from parallel_workflow_runtime.cursors import CursorStore
-from parallel_workflow_runtime.history import HistoryError, HistoryLocation, open_history
-from parallel_workflow_runtime.scheduler import TickStore
-from parallel_workflow_runtime.store import agno_adapter, tables
-from parallel_workflow_runtime.store.migrate import (
+from parallel_workflow_runtime._store import agno_adapter, tables
+from parallel_workflow_runtime._store.cursors import CursorStore
+from parallel_workflow_runtime._store.history import HistoryError, HistoryLocation, open_history
+from parallel_workflow_runtime._store.migrate import (
     HEAD,
     MIGRATIONS,
     VERSION_TABLE,
     current_revision,
     migrate,
 )
+from parallel_workflow_runtime._store.ticks import TickStore
 
 from .conftest import forked_at_once
 from .data.history_0_9_0 import EXPECTED_CURSORS, EXPECTED_TICKS, HELD_BY, SCHEDULE, WORKFLOW
@@ -241,7 +241,7 @@ def test_a_history_at_the_head_is_opened_without_importing_alembic(tmp_path: Pat
     engine.dispose()
     program = (
         "import sys, time, sqlalchemy\n"
-        "from parallel_workflow_runtime.store.migrate import migrate\n"
+        "from parallel_workflow_runtime._store.migrate import migrate\n"
         "engine = sqlalchemy.create_engine(sys.argv[1])\n"
         "engine.connect().close()\n"
         "began = time.perf_counter()\n"

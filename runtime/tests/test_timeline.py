@@ -24,17 +24,15 @@ from example_project import Aggregation, Source, SourceLimits, SourceSummary
 from fastapi.testclient import TestClient
 from rich.console import Console
 
-from parallel_workflow_runtime.cli import main
-from parallel_workflow_runtime.connector_imports import imported_once
-from parallel_workflow_runtime.cursors import CursorStore, Holder
-from parallel_workflow_runtime.history import open_history
-from parallel_workflow_runtime.http_app import build_app
-from parallel_workflow_runtime.interruption import INTERRUPTION, Interruption
-from parallel_workflow_runtime.page import run_page
-from parallel_workflow_runtime.registry import WorkflowEntry
-from parallel_workflow_runtime.report import render_report
-from parallel_workflow_runtime.results import SourceFunction, SourceResult, SourceState
-from parallel_workflow_runtime.timeline import (
+from parallel_workflow_runtime._cli.cli import main
+from parallel_workflow_runtime._cli.views import print_summary
+from parallel_workflow_runtime._connectors.connector_imports import imported_once
+from parallel_workflow_runtime._core.registry import WorkflowEntry
+from parallel_workflow_runtime._core.results import SourceFunction, SourceResult, SourceState
+from parallel_workflow_runtime._execution.interruption import INTERRUPTION, Interruption
+from parallel_workflow_runtime._observe.page import run_page
+from parallel_workflow_runtime._observe.report import render_report
+from parallel_workflow_runtime._observe.timeline import (
     MERMAID_TAG_COLOURS,
     MERMAID_TAGS,
     Span,
@@ -43,7 +41,9 @@ from parallel_workflow_runtime.timeline import (
     spans,
     straggler,
 )
-from parallel_workflow_runtime.views import print_summary
+from parallel_workflow_runtime._serve.http_app import build_app
+from parallel_workflow_runtime._store.cursors import CursorStore, Holder
+from parallel_workflow_runtime._store.history import open_history
 
 from .conftest import WORKFLOWS, RecordingModel, replace_source
 from .test_connectors import file_source, write_config
@@ -970,7 +970,7 @@ def test_run_html_without_a_history_says_the_run_is_not_in_it(
     entry: WorkflowEntry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # As the library-only install runs: no SQLite support, so no history to read a status from.
-    import parallel_workflow_runtime.commands as commands
+    import parallel_workflow_runtime._cli.commands as commands
 
     monkeypatch.setattr(commands, "history_for_run", lambda: None)
     replace_source(monkeypatch, entry, entry.config.sources[0].id, waits(0.01))

@@ -23,9 +23,9 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from parallel_workflow_runtime.history import open_history
-from parallel_workflow_runtime.http_app import build_app
-from parallel_workflow_runtime.tracing import MAX_SPANS_PER_RUN
+from parallel_workflow_runtime._observe.tracing import MAX_SPANS_PER_RUN
+from parallel_workflow_runtime._serve.http_app import build_app
+from parallel_workflow_runtime._store.history import open_history
 
 from .conftest import (
     ENV_PREFIX,
@@ -53,7 +53,7 @@ TRACED_PROGRAM = """
 import os, sys
 from pathlib import Path
 import example_project.workflows
-from parallel_workflow_runtime.project import Project
+from parallel_workflow_runtime import Project
 if os.environ.get("USER_PROVIDER"):
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider

@@ -15,17 +15,17 @@ import pytest
 from agno.run.workflow import WorkflowRunOutput
 from example_project import Aggregation, Source, SourceSummary
 
-from parallel_workflow_runtime.cli import main
-from parallel_workflow_runtime.history import history_for_run
-from parallel_workflow_runtime.registry import WorkflowEntry
-from parallel_workflow_runtime.report import render_report
-from parallel_workflow_runtime.results import (
+from parallel_workflow_runtime._cli.cli import main
+from parallel_workflow_runtime._core.registry import WorkflowEntry
+from parallel_workflow_runtime._core.results import (
     MAX_DETAILS_DEPTH,
     MAX_MESSAGE_CHARS,
     MAX_REQUEST_CHARS,
     SourceResult,
 )
-from parallel_workflow_runtime.running import run_workflow
+from parallel_workflow_runtime._execution.running import run_workflow
+from parallel_workflow_runtime._observe.report import render_report
+from parallel_workflow_runtime._store.history import history_for_run
 
 from .conftest import PROJECT, user_environment
 from .test_faults import errors, quick, run_sources
@@ -66,8 +66,8 @@ HOSTILE_CLI = """
 import importlib, sys
 from example_project import project
 main = project.main
-from parallel_workflow_runtime.registry import discover
-from parallel_workflow_runtime.steps import SOURCE_FUNCTION_NAMES
+from parallel_workflow_runtime._core.registry import discover
+from parallel_workflow_runtime._execution.steps import SOURCE_FUNCTION_NAMES
 from tests import test_untrusted_text as functions
 for entry in discover().values():
     for index, source in enumerate(entry.config.sources):

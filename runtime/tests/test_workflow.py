@@ -11,16 +11,16 @@ from agno.workflow import Parallel, Step, Workflow
 from agno.workflow.types import StepInput, StepOutput
 from example_project import Source, SourceSummary, aggregation_of
 
-from parallel_workflow_runtime.config import PARALLEL_STEP
-from parallel_workflow_runtime.registry import WorkflowEntry
-from parallel_workflow_runtime.report import escape
-from parallel_workflow_runtime.results import SourceFunction
-from parallel_workflow_runtime.steps import (
+from parallel_workflow_runtime._core.config import PARALLEL_STEP
+from parallel_workflow_runtime._core.registry import WorkflowEntry
+from parallel_workflow_runtime._core.results import SourceFunction
+from parallel_workflow_runtime._execution.steps import (
     aggregation_step,
     preparation_step,
     report_step,
     source_steps,
 )
+from parallel_workflow_runtime._observe.report import escape
 
 
 def run(

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from opentelemetry import trace
 
-from parallel_workflow_runtime.config import Source
-from parallel_workflow_runtime.results import SourceSummary
+from parallel_workflow_runtime._core.config import Source
+from parallel_workflow_runtime._core.results import SourceSummary
 
 tracer = trace.get_tracer("tests.traced_sources")
 

@@ -19,9 +19,9 @@ from agno.db.base import BaseDb
 from agno.models.base import Model
 from agno.workflow import Parallel, Workflow
 
-from parallel_workflow_runtime.config import PARALLEL_STEP, WorkflowConfig, load_config
-from parallel_workflow_runtime.results import SourceFunction
-from parallel_workflow_runtime.steps import (
+from parallel_workflow_runtime._core.config import PARALLEL_STEP, WorkflowConfig, load_config
+from parallel_workflow_runtime._core.results import SourceFunction
+from parallel_workflow_runtime._execution.steps import (
     aggregation_step,
     preparation_step,
     report_step,
