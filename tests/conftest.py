@@ -22,6 +22,8 @@ from helpers import (
     runtime_wheel,
 )
 
+HERE = Path(__file__).resolve().parent
+
 for variable, value in {
     "GIT_AUTHOR_NAME": "parallel-workflow tests",
     "GIT_AUTHOR_EMAIL": "tests@localhost",
@@ -54,11 +56,22 @@ LONGEST_FIRST = (
 )
 
 
+# The template's tests render it with Copier and install, run and lint what it generated, in
+# processes of their own: the integration tier (runtime/tests/conftest.py says what that is),
+# but for these, which parse text in this process.
+IN_PROCESS_MODULES = ("test_runtime_url.py",)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
-    """xdist (--maxschedchunk 1) starts each worker on two consecutive tests, then gives it the
+    """Marks the template's tests (this folder's) `integration`, but IN_PROCESS_MODULES'.
+
+    xdist (--maxschedchunk 1) starts each worker on two consecutive tests, then gives it the
     next one whenever it has one left. So the order is: each of the longest, one per worker,
     followed by one of the shortest, then the rest longest first: no worker starts with two
     long ones."""
+    for item in items:
+        if item.path.parent == HERE and item.path.name not in IN_PROCESS_MODULES:
+            item.add_marker("integration")
 
     def rank(item) -> int:
         return next(

@@ -656,18 +656,20 @@ def add_release(repository: Path, commit: str, tag: str) -> None:
     git(repository, "tag", tag)
 
 
-# This checkout is the release after 0.5.0 here, whatever CHANGELOG.md calls it.
-HEAD_RELEASE = "v0.6.0"
+# This checkout is the release after 0.7.0 here, whatever CHANGELOG.md calls it.
+HEAD_RELEASE = "v0.9.0"
 
 
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A template repository with v0.4.0 (the commit before the engine moved to _runtime/),
-    v0.5.0 (both as CHANGELOG.md names them) and v0.6.0, this checkout as it is now."""
+    v0.5.0, v0.7.0 (the three as CHANGELOG.md names them) and v0.9.0, this checkout as it is
+    now."""
     repository = tmp_path_factory.mktemp("releases") / "parallel-workflow"
     repository.mkdir()
     add_release(repository, changelog_commit("0.4.0"), "v0.4.0")
     add_release(repository, changelog_commit("0.5.0"), "v0.5.0")
+    add_release(repository, changelog_commit("0.7.0"), "v0.7.0")
     git(repository, "rm", "-rq", ".")
     copy_checkout(repository)
     commit_all(repository, HEAD_RELEASE)
@@ -817,6 +819,59 @@ def test_a_0_5_0_project_updates_keeping_its_files_and_history_and_names_an_edit
     assert tests.returncode == 0, tests.stdout[-4000:] + tests.stderr[-2000:]
 
 
+# A test of the team's own, written against the import paths of runtime 0.9.0 (template
+# 0.7.0): deprecated since runtime 0.11.0, they still work, and say what to import instead.
+TEAMS_TEST = f'''"""Our own checks of the workflow's config."""
+
+from pathlib import Path
+
+from parallel_workflow_runtime.config import load_config
+from parallel_workflow_runtime.results import SourceSummary
+
+CONFIG = Path(__file__).parents[1] / "{WORKFLOW.as_posix()}" / "config.yaml"
+
+
+def test_the_workflow_reads_three_sources() -> None:
+    assert len(load_config(CONFIG).sources) == 3
+    assert SourceSummary(records=2)["records"] == 2
+'''
+
+
+def test_a_0_7_0_project_updates_its_runtime_imports_and_the_teams_old_ones_still_work(
+    releases: Path, tmp_path: Path
+) -> None:
+    """0.7.0 → this version: the template's files move to the runtime's public API (its
+    sub-packages are private since runtime 0.11.0); the team's own code, which imported the
+    runtime's modules, keeps working until 0.12.0 with a DeprecationWarning naming the
+    public import."""
+    project = project_at(releases, "v0.7.0", tmp_path)
+    template_files = ("tests/conftest.py", "tests/test_project.py", WORKFLOW / "workflow.py")
+    assert all("from parallel_workflow_runtime." in read(project, f) for f in template_files)
+    (project / "tests" / "test_teams_checks.py").write_text(TEAMS_TEST, encoding="utf-8")
+    commit_all(project, "the team's own test")
+
+    result = copier("update", "--defaults", f"--answers-file={ANSWERS}", str(project))
+
+    assert result.returncode == 0, result.stderr
+    assert answers_of(project)["_commit"] == HEAD_RELEASE
+    assert_no_conflicts(project)
+    assert read(project, "tests/test_teams_checks.py") == TEAMS_TEST
+    for path in template_files:
+        assert "from parallel_workflow_runtime." not in read(project, path), path
+        assert "from parallel_workflow_runtime import (" in read(project, path), path
+    environment = reinstalled(project, tmp_path)
+    tests = shell("python -m pytest -q -p no:cacheprovider", project, environment)
+    print(f"$ python -m pytest -q\n{tests.stdout[-1500:]}")
+    assert tests.returncode == 0, tests.stdout[-4000:] + tests.stderr[-2000:]
+    said = " ".join(tests.stdout.split())  # pytest's warnings summary, its lines wrapped
+    for name, module in (("load_config", "config"), ("SourceSummary", "results")):
+        assert (
+            f"DeprecationWarning: parallel_workflow_runtime.{module} is private since"
+            f" parallel-workflow-runtime 0.11.0 and goes in 0.12.0: use"
+            f" `from parallel_workflow_runtime import {name}`"
+        ) in said, said[-3000:]
+
+
 # The environment variable that overrides report_model: empty forces the offline report.
 OFFLINE_REPORT = "PARALLEL_WORKFLOW_REPORT_MODEL"
 
@@ -909,7 +964,8 @@ def test_a_release_that_changes_only_the_runtime_changes_one_line(
     major, minor, patch = (int(part) for part in version.split("."))
     following = f"{major}.{minor}.{patch + 1}"
     (template / "runtime" / "VERSION").write_text(f"{following}\n", encoding="utf-8")
-    append(template / "runtime" / "src" / "parallel_workflow_runtime" / "report.py", "# a fix\n")
+    runtime = template / "runtime" / "src" / "parallel_workflow_runtime"
+    append(runtime / "_observe" / "report.py", "# a fix\n")
     commit_all(template, "runtime only")
     git(template, "tag", "v1.0.1")
     project = tmp_path / "project"

@@ -231,3 +231,34 @@ def test_the_rendered_python_compiles(rendered: tuple[Path, dict], tmp_path: Pat
 def test_the_rendered_files_look_hand_written(rendered: tuple[Path, dict]) -> None:
     # Answers may hold Jinja syntax (the "odd names" do); it must never reach code.
     assert_hand_written(rendered[0], jinja_free="*.py")
+
+
+def test_the_rendered_python_imports_only_the_runtimes_public_api(
+    rendered: tuple[Path, dict],
+) -> None:
+    """The runtime's sub-packages are private (its decision 0018): what a project imports from
+    it is `from parallel_workflow_runtime import ...`, and each name it imports is public."""
+    import parallel_workflow_runtime
+
+    project, _ = rendered
+    imports = []
+    for path in sorted(project.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        for line in re.findall(r"^\s*(?:from|import) parallel_workflow_runtime\b.*$", text, re.M):
+            imports.append((path.relative_to(project).as_posix(), line.strip()))
+        for names in re.findall(r"^from parallel_workflow_runtime import \(([^)]*)\)", text, re.M):
+            unknown = set(re.findall(r"\w+", names)) - set(parallel_workflow_runtime.__all__)
+            assert not unknown, f"{path}: {sorted(unknown)} are not public"
+
+    assert imports, "the rendered project imports nothing of the runtime"
+    private = [
+        (path, line)
+        for path, line in imports
+        if not (line.startswith(PUBLIC_IMPORTS[0]) or line == PUBLIC_IMPORTS[1])
+    ]
+    assert private == [], private
+
+
+# The package's top, by name or for its names (the rendered __init__.py reads the runtime's
+# names through the package: `import parallel_workflow_runtime`).
+PUBLIC_IMPORTS = ("from parallel_workflow_runtime import ", "import parallel_workflow_runtime")

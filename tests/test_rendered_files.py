@@ -121,7 +121,7 @@ def test_the_readme_documents_every_setting_of_config_yaml(
     fields = run_in(
         project,
         "-c",
-        "import json; from parallel_workflow_runtime import config as c; print(json.dumps({"
+        "import json; from parallel_workflow_runtime._core import config as c; print(json.dumps({"
         "'workflow': list(c.WorkflowSection.model_fields),"
         " 'source': list(c.SourceEntry.model_fields)}))",
     )

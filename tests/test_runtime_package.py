@@ -4,6 +4,7 @@ template's history, and the template pins it where it is."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tarfile
@@ -40,14 +41,15 @@ def test_the_wheel_and_sdist_hold_the_package_its_types_and_its_data(tmp_path: P
     (sdist,) = tmp_path.glob(f"parallel_workflow_runtime-{version}.tar.gz")
     names = zipfile.ZipFile(wheel).namelist()
     package = "parallel_workflow_runtime/"
-    assert {package + "py.typed", package + "released_engine_files.json"} <= set(names)
-    assert {f"{package}{path.name}" for path in (RUNTIME / "src" / package).glob("*.py")} <= set(
-        names
-    )
+    assert {package + "py.typed", package + "_cli/released_engine_files.json"} <= set(names)
+    source = RUNTIME / "src" / package
+    modules = {f"{package}{path.relative_to(source).as_posix()}" for path in source.rglob("*.py")}
+    assert modules <= set(names)
+    assert f"{package}_store/migrations/versions/0001_cursors_and_ticks.py" in modules
     # The HTML pages' templates, which page_templates.py loads from the installed package.
-    templates = (RUNTIME / "src" / package / "templates").glob("*.jinja")
-    assert {f"{package}templates/{path.name}" for path in templates} <= set(names)
-    assert f"{package}templates/run.html.jinja" in names
+    templates = (source / "_observe" / "templates").glob("*.jinja")
+    assert {f"{package}_observe/templates/{path.name}" for path in templates} <= set(names)
+    assert f"{package}_observe/templates/run.html.jinja" in names
     assert not [name for name in names if "tests/" in name or "example_project" in name]
     metadata = (
         zipfile.ZipFile(wheel)
@@ -61,6 +63,26 @@ def test_the_wheel_and_sdist_hold_the_package_its_types_and_its_data(tmp_path: P
     root = f"parallel_workflow_runtime-{version}/"
     for kept in ("README.md", "CHANGELOG.md", "VERSION", "pyproject.toml", "tests/conftest.py"):
         assert root + kept in members
+
+
+def test_the_decision_records_picture_names_the_layers_that_import_linter_checks() -> None:
+    """Decision 0018 draws the runtime's layers; runtime/pyproject.toml's contract is what
+    holds them: the same names, in the same order, top to bottom."""
+    decision = (TEMPLATE / "docs" / "decisions" / "0018-the-runtime-in-layers.md").read_text(
+        encoding="utf-8"
+    )
+    picture = decision.split("```", 2)[1]
+    drawn = re.findall(r"^ [├└]─ (_[a-z]+(?: \| _[a-z]+)*)", picture, re.M)
+    with (RUNTIME / "pyproject.toml").open("rb") as file:
+        [layers] = [
+            contract["layers"]
+            for contract in tomllib.load(file)["tool"]["importlinter"]["contracts"]
+            if contract["type"] == "layers"
+        ]
+
+    assert drawn == layers
+    subpackages = sorted(path.parent.name for path in RUNTIME.glob("src/*/_*/__init__.py"))
+    assert sorted(name for layer in layers for name in layer.split(" | ")) == subpackages
 
 
 def test_the_changelog_has_an_entry_for_the_version() -> None:

@@ -1,4 +1,4 @@
-"""Writes src/parallel_workflow_runtime/released_engine_files.json: the SHA-256 of every engine
+"""Writes src/parallel_workflow_runtime/_cli/released_engine_files.json: the SHA-256 of every
 file that a released template version rendered into projects and that the current template
 no longer renders (so `copier update` deletes it). `engine-edits` tells a file the user edited
 from one a release wrote.
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-MANIFEST = REPOSITORY / "runtime/src/parallel_workflow_runtime/released_engine_files.json"
+MANIFEST = REPOSITORY / "runtime/src/parallel_workflow_runtime/_cli/released_engine_files.json"
 PACKAGE_FOLDER = "template/src/{{ package_name }}/"
 # Engine releases: the versions whose projects carry the engine in their package.
 RELEASES = ("0.4.0", "0.5.0")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import croniter  # noqa: F401  (see in_process_unless_integration)
 import pytest
 from agno.models.base import Model
 from agno.models.response import ModelResponse
@@ -221,6 +222,95 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
         return connect(sock, address)
 
     monkeypatch.setattr(socket.socket, "connect", loopback_only)
+
+
+# --- the test pyramid ----------------------------------------------------------------------
+# `integration`: a test that needs more than this process: a subprocess (the command line, a
+# server, Phoenix, a browser), worker processes (the process and Dask executors), or a server
+# to connect to (PostgreSQL, an HTTP API). The rest is the unit tier, which
+# `./scripts/test --quick` runs: in this process, where a test that starts a process or
+# connects to a server fails and says to mark it.
+INTEGRATION = "integration"
+# The fixtures that start what runs outside the test's process (some once per module or
+# session, before a test's own fixtures could see it happen).
+OUTSIDE_FIXTURES = frozenset(
+    {
+        "api_server",
+        "cluster_processes",
+        "dask_cluster",
+        "fresh_history",
+        "fresh_postgres",
+        "on_dask_cluster",
+        "phoenix",
+        "secret_dask_cluster",
+        "storage",
+        "users_project",
+    }
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{INTEGRATION}: needs a subprocess, worker processes or a server besides this process"
+        " (./scripts/test --quick leaves it out)",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parameters = getattr(item, "callspec", None)
+        names = set(getattr(item, "fixturenames", ()))
+        # A fixture parametrized "sqlite"/"postgresql" (storage, fresh_history, store) runs
+        # the test against the PostgreSQL server in its "postgresql" case.
+        on_postgresql = parameters is not None and "postgresql" in parameters.params.values()
+        if (
+            on_postgresql
+            or OUTSIDE_FIXTURES & names
+            or any(n.startswith("postgres") for n in names)
+        ):
+            item.add_marker(INTEGRATION)
+
+
+@dataclass
+class Outside:
+    """What a unit test tried to start or reach outside its process."""
+
+    attempts: list[str] = field(default_factory=list)
+
+    def refuse(self, what: str) -> Callable[..., Any]:
+        def refused(*args: Any, **kwargs: Any) -> Any:
+            self.attempts.append(what)
+            raise AssertionError(f"a unit test {what}: mark it @pytest.mark.{INTEGRATION}")
+
+        return refused
+
+
+@pytest.fixture(autouse=True)
+def in_process_unless_integration(
+    request: pytest.FixtureRequest, offline: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """A unit test runs in this process, whatever the code it tests catches: an attempt to
+    start a process or connect to a server fails it at the end too. (croniter's import runs
+    `file`, through platform.architecture: it is imported with this module, before any test.)"""
+    if request.node.get_closest_marker(INTEGRATION) is not None:
+        yield
+        return
+    outside = Outside()
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", outside.refuse("starts a subprocess"))
+    monkeypatch.setattr(
+        multiprocessing.process.BaseProcess, "start", outside.refuse("starts a worker process")
+    )
+    connect = socket.socket.connect  # offline's: loopback only
+
+    def to_no_server(sock: socket.socket, address: Any) -> Any:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            return outside.refuse(f"connects to a server ({address!r})")()
+        return connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", to_no_server)
+    yield
+    assert outside.attempts == [], f"mark it @pytest.mark.{INTEGRATION}: {outside.attempts}"
 
 
 @pytest.fixture(params=list(WORKFLOWS))

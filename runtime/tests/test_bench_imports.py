@@ -12,6 +12,9 @@ import pytest
 
 from .conftest import FIRST_WORKFLOW, HISTORY_DB_ENV, user_environment
 
+# Each test here starts processes or servers (conftest.py: the test pyramid).
+pytestmark = pytest.mark.integration
+
 # Imports every module of every sub-package of the runtime but the bench (and Alembic's
 # migration scripts, which run only under Alembic), in a fresh process, and prints the bench's
 # modules that are loaded then: any top-level import of the bench, however indirect, shows in it.

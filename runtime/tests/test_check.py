@@ -237,6 +237,7 @@ def test_names_and_errors_are_shown_as_they_are_not_as_markup(
     assert "file: the folder data/[bold]logs[/bold] does not exist" in capsys.readouterr().out
 
 
+@pytest.mark.integration
 def test_every_problem_is_a_row_of_its_own_and_the_exit_code_is_1(
     project: CheckedProject, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -298,6 +299,7 @@ def test_every_problem_is_a_row_of_its_own_and_the_exit_code_is_1(
     assert capsys.readouterr().out.rstrip().endswith("9 problems.")
 
 
+@pytest.mark.integration
 def test_a_target_that_never_answers_is_a_problem_once_the_timeout_is_up(
     project: CheckedProject, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -22,9 +22,12 @@ from parallel_workflow_runtime._core.registry import WorkflowEntry
 
 from .conftest import PROJECT, free_port, user_environment
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="only Linux has a subreaper (see children.py)"
-)
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux"), reason="only Linux has a subreaper (see children.py)"
+    ),
+]
 
 
 # The sources of these tests, each leaving a process that would run for 70 minutes, its pid

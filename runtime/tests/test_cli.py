@@ -34,6 +34,7 @@ from .conftest import (
 )
 
 
+@pytest.mark.integration
 def test_run_json_reports_every_source(entry: WorkflowEntry) -> None:
     result = synthetic_cli("run", "--json", "--workflow", entry.config.workflow_id)
 
@@ -173,6 +174,7 @@ def test_bench_prints_a_table_and_refuses_bad_options(
         assert message in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_bench_startup_times_whole_processes_on_a_history_of_its_own(
     entry: WorkflowEntry, tmp_path: Path
 ) -> None:
@@ -201,6 +203,7 @@ def test_bench_startup_times_whole_processes_on_a_history_of_its_own(
     assert "--startup takes no --html, --executor or --sequential" in refused.stderr
 
 
+@pytest.mark.integration
 def test_bench_serve_sends_runs_at_once_to_a_real_server_and_finds_them_in_its_history(
     tmp_path: Path,
 ) -> None:
@@ -228,6 +231,7 @@ def test_bench_serve_sends_runs_at_once_to_a_real_server_and_finds_them_in_its_h
     assert not history.exists()  # the server wrote to a history of its own
 
 
+@pytest.mark.integration
 def test_bench_serve_prints_its_lines_and_leaves_no_process_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -334,6 +338,7 @@ for module in ("sqlalchemy", "agno.db.sqlite", "agno.db.postgres", "fastapi", "u
 """
 
 
+@pytest.mark.integration
 def test_the_package_runs_without_its_extras(entry: WorkflowEntry) -> None:
     def without_extras(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -376,6 +381,7 @@ def without_modules(modules: Sequence[str], *arguments: str) -> subprocess.Compl
     )
 
 
+@pytest.mark.integration
 def test_a_missing_dependency_is_one_line_naming_the_reinstall() -> None:
     # As after a `copier update` that added a dependency, before the reinstall: pebble, which
     # the engine imports for its process executor, is not installed.
@@ -401,6 +407,7 @@ THE_ENGINES_DEPENDENCIES = (
 )
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("arguments", [["--help"], ["run", "--help"], ["bench", "--help"]])
 def test_help_imports_nothing_that_the_commands_use(arguments: list[str]) -> None:
     result = without_modules(THE_ENGINES_DEPENDENCIES, *arguments)
@@ -409,6 +416,7 @@ def test_help_imports_nothing_that_the_commands_use(arguments: list[str]) -> Non
     assert result.stdout.startswith("usage: ")
 
 
+@pytest.mark.integration
 def test_version_names_the_project_the_runtime_and_agno_at_once() -> None:
     # Read from the installed metadata: none of the modules the commands use is imported.
     result = without_modules(THE_ENGINES_DEPENDENCIES, "--version")
@@ -421,6 +429,7 @@ def test_version_names_the_project_the_runtime_and_agno_at_once() -> None:
     )
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("listing", [["history"], ["history", "ticks"]])
 def test_a_limit_too_large_for_the_database_is_a_usage_error(listing: list[str]) -> None:
     # SQLite and PostgreSQL hold a LIMIT of 64 bits: a larger one was an OverflowError (or
@@ -437,6 +446,7 @@ def test_a_limit_too_large_for_the_database_is_a_usage_error(listing: list[str])
     assert cli(*listing, "--limit", "1000000").returncode == 0
 
 
+@pytest.mark.integration
 def test_schedule_next_refuses_more_fire_times_than_it_can_compute_at_once() -> None:
     # Two million fire times kept croniter busy for minutes before printing anything.
     asked = cli("schedule", "next", "nightly", "--count", "2000000")

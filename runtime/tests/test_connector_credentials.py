@@ -258,7 +258,7 @@ def test_every_form_of_a_secret_is_scrubbed_and_a_url_with_nothing_to_hide_is_le
     """run()'s warnings and details leave the source too. A URL without a password, an
     SQLite file's (sqlite:////absolute/path), was taken apart and put together again by the
     masking, which dropped two of its slashes."""
-    from parallel_workflow_runtime._connectors.connectors import Secrets
+    from parallel_workflow_runtime._connectors.read_context import Secrets
 
     secrets = Secrets()
     secrets.add_basic(USER, SECRET)

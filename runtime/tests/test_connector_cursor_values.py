@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from parallel_workflow_runtime._connectors.connectors import MAX_CURSOR_KEYS
+from parallel_workflow_runtime._connectors.cursor_tracker import MAX_CURSOR_KEYS
 from parallel_workflow_runtime._store.cursors import CursorStore
 from parallel_workflow_runtime._store.history import open_history
 

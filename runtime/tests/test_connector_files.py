@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from parallel_workflow_runtime._connectors.connectors import MAX_CURSOR_KEYS
+from parallel_workflow_runtime._connectors.cursor_tracker import MAX_CURSOR_KEYS
 from parallel_workflow_runtime._store.cursors import CursorStore
 from parallel_workflow_runtime._store.history import open_history
 
@@ -45,6 +45,7 @@ def state() -> dict[str, Any]:
 # --- item 6: a file never seen is read, whatever its modification time ---------------------
 
 
+@pytest.mark.integration
 def test_files_that_arrive_with_an_old_modification_time_are_read(
     folder: Path, tmp_path: Path
 ) -> None:
@@ -189,6 +190,7 @@ def one_long_line(path: Path, size: int, start: bytes) -> None:
             file.write(block)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("file_format", "start", "expected"),
     [

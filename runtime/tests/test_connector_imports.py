@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from .conftest import RUNTIME, user_environment
@@ -163,6 +164,7 @@ def slow_dlt_plugin(folder: Path, seconds: float) -> Path:
     return folder
 
 
+@pytest.mark.integration
 def test_a_slow_first_import_of_the_connectors_is_not_counted_against_a_timeout(
     tmp_path: Path,
 ) -> None:
@@ -198,7 +200,8 @@ import json, sys
 from pathlib import Path
 from parallel_workflow_runtime._core.config import load_config
 from parallel_workflow_runtime._connectors.connector_imports import imported_once
-from parallel_workflow_runtime._connectors.connectors import Deadline, Secrets, flattened, open_rows
+from parallel_workflow_runtime._connectors.connectors import open_rows
+from parallel_workflow_runtime._connectors.read_context import Deadline, Secrets, flattened
 
 families = tuple(sys.argv[2].split(","))
 config = load_config(Path(sys.argv[1]))
@@ -262,6 +265,7 @@ def test_once_imported_a_read_of_any_kind_imports_nothing_heavy(
     assert {key: new for key, (_, new) in found.items() if new} == {}
 
 
+@pytest.mark.integration
 def test_a_missing_dlt_is_the_one_line_that_says_what_to_install() -> None:
     """With dlt not importable, the warm-up fails the source with the extra to install, as
     each kind's read did before."""

@@ -1,7 +1,7 @@
-"""`probe` and `environment_variables` (connectors.py), which the `check` command calls: each
-kind's target reached without reading its rows, against the real systems (SQLite files, the
-test PostgreSQL, the test API's uvicorn process, a folder), and a peer that accepts a
-connection and never answers, a real listening socket."""
+"""`probe` (probe.py) and `environment_variables` (connectors.py), which the `check` command
+calls: each kind's target reached without reading its rows, against the real systems (SQLite
+files, the test PostgreSQL, the test API's uvicorn process, a folder), and a peer that accepts
+a connection and never answers, a real listening socket."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from parallel_workflow_runtime._connectors.connectors import environment_variables, probe
+from parallel_workflow_runtime._connectors.connectors import environment_variables
+from parallel_workflow_runtime._connectors.probe import probe
 from parallel_workflow_runtime._core.config import Source, load_config
 from parallel_workflow_runtime._core.results import SourceError
 
@@ -204,6 +205,7 @@ def silent_peer() -> Iterator[int]:
     server.close()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("kind", ["sql", "http"])
 def test_probe_gives_up_in_time_on_a_peer_that_accepts_and_never_answers(
     folder: Path, monkeypatch: pytest.MonkeyPatch, silent_peer: int, kind: str

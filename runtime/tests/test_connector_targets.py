@@ -91,6 +91,7 @@ EVENTS_SAMPLE_NOTE = (
 # --- the bundled samples ----------------------------------------------------------------------
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("executor", ["thread", "process"])
 def test_http_reads_its_sample_while_its_token_is_unset_with_the_cursor_of_an_api(
     folder: Path, monkeypatch: pytest.MonkeyPatch, executor: Any

@@ -245,6 +245,7 @@ def sql_source(source_id: str = "users", **block: Any) -> dict[str, Any]:
     }
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("executor", ["thread", "process"])
 def test_sql_reads_every_row_once_over_two_runs_on_a_sqlite_file(
     folder: Path, monkeypatch: pytest.MonkeyPatch, executor: ExecutorName
@@ -448,6 +449,7 @@ print(json.dumps(keys(by_id(run(Path(sys.argv[1])))["users"])))
 """
 
 
+@pytest.mark.integration
 def test_sixteen_concurrent_runs_on_a_fresh_history_read_each_row_exactly_once(
     folder: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -665,7 +667,7 @@ def test_http_honours_the_proxies_no_proxy_and_netrc_of_the_environment(
     api_server: str,
     executor: ExecutorName,
 ) -> None:
-    """requests' environment is read once per read (connectors.read_environment_once), not
+    """requests' environment is read once per read (http.read_environment_once), not
     on every page: what it reads must still be what requests would have read."""
     for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
@@ -731,6 +733,7 @@ def write_parquet(path: Path, ids: range) -> None:
     pq.write_table(pa.table({"id": list(ids), "value": [n * 1.5 for n in ids]}), path)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("executor", ["thread", "process"])
 def test_files_of_each_format_and_only_changed_files_the_next_time(
     folder: Path, executor: ExecutorName
@@ -868,6 +871,7 @@ def test_where_the_token_is_set_on_the_workers_only_they_read_the_api_not_the_sa
     assert (cursor.state or {})["target"] == f"{api_server}/{dataset}/pages, cursor updated_at"
 
 
+@pytest.mark.integration
 def test_history_cursors_and_run_full_refresh_on_the_command_line(
     folder: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -925,7 +929,7 @@ def test_a_chunk_moves_the_cursor_exactly_as_its_rows_one_by_one() -> None:
     NaN and mixed values, from no start and from a start with rows already seen there."""
     import random
 
-    from parallel_workflow_runtime._connectors.connectors import encoded, row_key
+    from parallel_workflow_runtime._connectors.cursor_tracker import encoded, row_key
 
     generator = random.Random(20)
     pools: list[list[Any]] = [
@@ -967,7 +971,7 @@ def admitted(
 ) -> tuple[list[Any], Any] | str:
     """The ids a fresh tracker admits from `chunks` and the cursor it ends at, chunk by chunk
     (`whole`) or row by row; the error when values cannot be compared."""
-    from parallel_workflow_runtime._connectors.connectors import CursorTracker
+    from parallel_workflow_runtime._connectors.cursor_tracker import CursorTracker
 
     tracker = CursorTracker("updated_at", start, None)
     kept: list[Any] = []

@@ -51,11 +51,11 @@ PROGRAM = textwrap.dedent(
     """
     import os, sys
     import example_project.workflows as workflows
-    from parallel_workflow_runtime import cursors
     from parallel_workflow_runtime import Project
-    for name in ("CLAIM_SECONDS", "RENEW_SECONDS"):
+    from parallel_workflow_runtime._store import cursor_session, cursors
+    for module, name in ((cursors, "CLAIM_SECONDS"), (cursor_session, "RENEW_SECONDS")):
         if os.environ.get("TEST_" + name):
-            setattr(cursors, name, float(os.environ["TEST_" + name]))
+            setattr(module, name, float(os.environ["TEST_" + name]))
     workflows.__path__.append(os.environ["WORKFLOWS_DIR"])
     sys.exit(Project.register("example_project", os.environ["WORKFLOWS_DIR"]).main())
     """
@@ -411,6 +411,7 @@ def test_after_kill_9_the_next_run_says_whom_it_waits_for_and_counts_the_wait(
     assert holder not in rest, rest[-3000:]
 
 
+@pytest.mark.integration
 def test_a_wait_for_a_cursor_ends_with_each_sources_timeout(tmp_path: Path) -> None:
     database = tmp_path / "users.sqlite"
     sqlite_table(database, 5)
@@ -447,6 +448,7 @@ def test_a_wait_for_a_cursor_ends_with_each_sources_timeout(tmp_path: Path) -> N
     assert claimed_by() == {"orders": "a-live-run"}
 
 
+@pytest.mark.integration
 def test_a_wait_through_runs_that_each_finish_in_turn_outlasts_the_timeout(
     tmp_path: Path,
 ) -> None:

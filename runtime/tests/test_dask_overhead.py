@@ -9,11 +9,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from parallel_workflow_runtime._bench.workflow import wait_blocking
 from parallel_workflow_runtime._core.config import Source, SourceLimits
 from parallel_workflow_runtime._core.results import SourceFunction, SourceSummary
-from parallel_workflow_runtime._execution.dask_cluster import STARTED_TOPIC, DaskExecutor
+from parallel_workflow_runtime._execution.dask_cluster import DaskExecutor
+from parallel_workflow_runtime._execution.dask_worker_tasks import STARTED_TOPIC
 from parallel_workflow_runtime._execution.executor_base import CallLimits, ExecutorSpec
+
+# Each test here starts processes or servers (conftest.py: the test pyramid).
+pytestmark = pytest.mark.integration
 
 SOURCES = 16
 

@@ -9,7 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import RUNTIME
+
+# Each test here starts processes or servers (conftest.py: the test pyramid).
+pytestmark = pytest.mark.integration
 
 
 def deptry(folder: Path) -> subprocess.CompletedProcess[str]:

@@ -146,6 +146,7 @@ raise SystemExit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.integration
 def test_the_cli_reports_the_run_when_a_sources_task_exits() -> None:
     result = subprocess.run(
         [
@@ -209,6 +210,7 @@ def hostile_server(
             process.wait()
 
 
+@pytest.mark.integration
 def test_the_server_survives_a_sources_task_that_exits(tmp_path: Path) -> None:
     with hostile_server("exit", tmp_path / "serve.log") as (client, process):
         run = client.post(RUNS, data={"message": "Hostile"})
@@ -219,6 +221,7 @@ def test_the_server_survives_a_sources_task_that_exits(tmp_path: Path) -> None:
         assert process.poll() is None
 
 
+@pytest.mark.integration
 def test_the_server_stays_healthy_while_a_source_blocks_its_loop(tmp_path: Path) -> None:
     with (
         hostile_server("block", tmp_path / "serve.log") as (client, _),

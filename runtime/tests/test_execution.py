@@ -19,9 +19,9 @@ from example_project import Aggregation, Source, SourceLimits, SourceSummary
 
 from parallel_workflow_runtime._core.registry import WorkflowEntry
 from parallel_workflow_runtime._core.results import SourceFunction, SourceState
-from parallel_workflow_runtime._execution.execution import backoff_seconds
 from parallel_workflow_runtime._execution.in_process import SOURCE_THREADS, SourceThreads
 from parallel_workflow_runtime._execution.progress import LISTENER, SourceEvent
+from parallel_workflow_runtime._execution.source_limits import backoff_seconds
 
 from .conftest import user_environment
 
@@ -197,6 +197,7 @@ def test_a_hanging_source_times_out_and_the_others_complete(entry: WorkflowEntry
     assert aggregation.failed == ["synthetic_0", "synthetic_1"]
 
 
+@pytest.mark.integration
 def test_the_process_exits_promptly_although_a_blocking_source_still_hangs(
     entry: WorkflowEntry,
 ) -> None:

@@ -206,6 +206,7 @@ def running(pid: int) -> bool:
     return not (status.exists() and status.read_text().split(") ")[-1].startswith("Z"))
 
 
+@pytest.mark.integration
 def test_process_executor_runs_cpu_bound_sources_in_worker_processes(
     entry: WorkflowEntry,
 ) -> None:
@@ -217,6 +218,7 @@ def test_process_executor_runs_cpu_bound_sources_in_worker_processes(
     assert len(pids) == 2  # max_workers: two at once, each in a process of its own
 
 
+@pytest.mark.integration
 def test_process_executor_keeps_each_failure_to_its_source(
     entry: WorkflowEntry, tmp_path: Path
 ) -> None:
@@ -245,6 +247,7 @@ def test_process_executor_keeps_each_failure_to_its_source(
     assert sorted(aggregation.failed) == ["closure", "dies", "exits", "nan", "unpicklable"]
 
 
+@pytest.mark.integration
 def test_a_timed_out_process_source_leaves_nothing_running(
     entry: WorkflowEntry, tmp_path: Path
 ) -> None:
@@ -270,6 +273,7 @@ def test_a_timed_out_process_source_leaves_nothing_running(
     assert not running(child), "the program the source started still runs"
 
 
+@pytest.mark.integration
 def test_a_source_module_that_does_not_import_fails_with_its_own_error_on_process(
     entry: WorkflowEntry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -302,6 +306,7 @@ def test_a_source_module_that_does_not_import_fails_with_its_own_error_on_proces
     }
 
 
+@pytest.mark.integration
 def test_serve_keeps_one_process_pool_for_its_lifetime(monkeypatch: pytest.MonkeyPatch) -> None:
     workflow_id, entry = next(iter(discover().items()))
     for source in entry.config.sources:
@@ -405,7 +410,7 @@ def test_the_outcomes_stay_out_of_the_event_log_of_anothers_dask_scheduler(
     way too (test_dask_overhead.py)."""
     from distributed import Client
 
-    from parallel_workflow_runtime._execution.dask_cluster import STARTED_TOPIC
+    from parallel_workflow_runtime._execution.dask_worker_tasks import STARTED_TOPIC
 
     address, _ = on_dask_cluster
 
@@ -513,6 +518,7 @@ def test_dask_without_the_project_installed_fails_the_sources_in_one_line(
     assert "install this project where the scheduler and every worker run" in (result.error or "")
 
 
+@pytest.mark.integration
 def test_an_unreachable_scheduler_stops_the_run_before_any_source(entry: WorkflowEntry) -> None:
     address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
     refused = cli(

@@ -26,7 +26,7 @@ from parallel_workflow_runtime._core.config import ConfigError, load_config
 from parallel_workflow_runtime._core.project import current
 from parallel_workflow_runtime._core.registry import WorkflowEntry
 from parallel_workflow_runtime._core.results import SourceFunction
-from parallel_workflow_runtime._execution.execution import backoff_seconds
+from parallel_workflow_runtime._execution.source_limits import backoff_seconds
 from parallel_workflow_runtime._execution.steps import (
     aggregation_step,
     preparation_step,
@@ -421,6 +421,7 @@ sys.exit(main(["run", "--workflow", workflow_id]))
 """
 
 
+@pytest.mark.integration
 def test_ctrl_c_stops_the_run_in_one_line_and_records_what_finished(
     entry: WorkflowEntry, tmp_path: Path
 ) -> None:

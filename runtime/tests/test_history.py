@@ -237,6 +237,7 @@ raise SystemExit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("arguments", [["--help"], ["run", "--json"], ["history"]])
 def test_every_command_refuses_a_system_other_than_posix_in_one_line(
     arguments: list[str], tmp_path: Path

@@ -81,6 +81,7 @@ def one_line_refusal(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("url", "named"),
     [
@@ -102,6 +103,7 @@ def test_a_database_url_that_does_not_parse_is_one_line_for_every_command(
         assert result.stdout == ""
 
 
+@pytest.mark.integration
 def test_a_history_file_where_no_folder_can_be_made_is_one_line() -> None:
     result = synthetic_cli(
         "run",
@@ -122,6 +124,7 @@ def test_the_postgres_scheme_means_postgresql(monkeypatch: pytest.MonkeyPatch) -
     assert location.database_url == "postgresql+psycopg://reports:pw@db:5432/reports"
 
 
+@pytest.mark.integration
 def test_a_postgres_scheme_url_reaches_the_server_it_names() -> None:
     # Port 1 of this machine: nobody answers, and the message says so, in one line.
     result = synthetic_cli("history", DATABASE_URL="postgres://reports:s3cret@127.0.0.1:1/x")
@@ -130,6 +133,7 @@ def test_a_postgres_scheme_url_reaches_the_server_it_names() -> None:
     assert "Connection refused" in refusal and "s3cret" not in refusal
 
 
+@pytest.mark.integration
 def test_a_history_damaged_after_its_first_page_is_one_line_on_run() -> None:
     record_runs(2, details_bytes=20_000)
     history = Path(os.environ[HISTORY_DB_ENV])
@@ -145,6 +149,7 @@ def test_a_history_damaged_after_its_first_page_is_one_line_on_run() -> None:
         assert "the file is damaged" in one_line_refusal(result), command
 
 
+@pytest.mark.integration
 def test_a_damaged_sqlite_history_is_one_line_on_run(tmp_path: Path) -> None:
     history = tmp_path / "history.sqlite"
     history.write_bytes(b"SQLite format 3\x00" + os.urandom(8192))
@@ -156,6 +161,7 @@ def test_a_damaged_sqlite_history_is_one_line_on_run(tmp_path: Path) -> None:
     assert str(history) in one_line_refusal(result)
 
 
+@pytest.mark.integration
 def test_another_programs_sqlite_file_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
     theirs = tmp_path / "inventory.sqlite"
     with sqlite3.connect(theirs) as connection:
@@ -177,6 +183,7 @@ def limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
 
 
+@pytest.mark.integration
 def test_a_first_run_on_a_full_disk_is_one_line_and_no_traceback(tmp_path: Path) -> None:
     history = tmp_path / "history.sqlite"
     result = subprocess.run(
@@ -305,6 +312,7 @@ def test_sessions_written_and_read_in_bulk_are_stored_once_too() -> None:
     assert again.session_data["session_state"]["aggregation"]["sources"][1]["error"] == error
 
 
+@pytest.mark.integration
 def test_the_page_of_a_run_is_private_like_the_history(tmp_path: Path) -> None:
     page = tmp_path / "run.html"
     previous = os.umask(0o022)

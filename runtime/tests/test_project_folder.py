@@ -268,6 +268,7 @@ def exports_records(document: object) -> int:
     return records
 
 
+@pytest.mark.integration
 def test_the_command_run_from_an_empty_folder_uses_the_projects_history_and_cursors(
     tmp_path: Path,
 ) -> None:
@@ -300,6 +301,7 @@ def test_the_command_run_from_an_empty_folder_uses_the_projects_history_and_curs
     assert list(empty.iterdir()) == [] and not home.exists()
 
 
+@pytest.mark.integration
 def test_the_projects_env_file_sets_what_the_environment_does_not(tmp_path: Path) -> None:
     project = copied_project(tmp_path)
     home = tmp_path / "home"
@@ -325,6 +327,7 @@ def test_the_projects_env_file_sets_what_the_environment_does_not(tmp_path: Path
     assert isinstance(runs, list) and len(runs) == 1  # the first run only, in from_file
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("content", "line"),
     [

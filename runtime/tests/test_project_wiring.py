@@ -62,6 +62,7 @@ def engine_edits(project: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration
 def test_engine_edits_names_each_removed_engine_file_that_held_edits(tmp_path: Path) -> None:
     project = tmp_path / "project"
     shutil.copytree(SRC, project / "src", ignore=shutil.ignore_patterns("__pycache__"))
@@ -87,6 +88,7 @@ def test_engine_edits_names_each_removed_engine_file_that_held_edits(tmp_path: P
     ]
 
 
+@pytest.mark.integration
 def test_engine_edits_outside_a_git_checkout_is_one_line(tmp_path: Path) -> None:
     project = tmp_path / "project"
     shutil.copytree(SRC, project / "src", ignore=shutil.ignore_patterns("__pycache__"))

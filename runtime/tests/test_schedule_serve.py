@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy
 import yaml
 
-from parallel_workflow_runtime._store.ticks import TickStore
+from parallel_workflow_runtime._store.ticks import Tick, TickStore
 
 from .conftest import DATABASE_URL_ENV, ENV_PREFIX, PROJECT, free_port, user_environment
 from .test_tracing import TRACED_PROGRAM, traced_cli, traced_workflows
@@ -36,6 +36,24 @@ def ticks(workflows: Path, **environment: str) -> list[dict[str, Any]]:
     listed = traced_cli(workflows, "history", "ticks", "--limit", "500", "--json", **environment)
     assert listed.returncode == 0, listed.stderr
     return list(reversed(json.loads(listed.stdout)))  # oldest first
+
+
+def ticks_of(schedule: str, environment: dict[str, str]) -> list[Tick]:
+    """The schedule's ticks in the history (PostgreSQL), oldest first, read in this process."""
+    engine = sqlalchemy.create_engine(environment[DATABASE_URL_ENV])
+    try:
+        return list(reversed(TickStore(engine).rows(schedule=schedule)))
+    finally:
+        engine.dispose()
+
+
+def wait_for(condition: Callable[[], Any], seconds: float, what: str) -> Any:
+    """What `condition` returns once it is true, looking every 0.2 s; fails after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        time.sleep(0.2)
+    return value
 
 
 # A replica whose own clock is CLOCK_OFFSET_ENV seconds off, as faketime would make it, for
@@ -123,20 +141,27 @@ def test_two_replicas_run_each_tick_once_through_one_killed_mid_run(
     first, _ = replica(workflows, tmp_path / "first.log", environment)
     second, _ = replica(workflows, tmp_path / "second.log", environment)
     stopped_at_the_end.extend([first, second])
-    time.sleep(7)
-    # Kill the replica that runs a tick now, mid-run, as a crash would.
-    deadline = time.monotonic() + 10
-    while True:
-        running = [t for t in ticks(workflows, **environment) if t["state"] == "running"]
-        if running or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert running, "no tick was running"
-    victim = first if str(first.pid) in running[-1]["replica"] else second
+    schedule = f"traced/{name}"
+    # Kill the replica that runs a tick now, mid-run, as a crash would: the second tick or a
+    # later one, once both replicas have been deciding.
+    running = wait_for(
+        lambda: [t for t in ticks_of(schedule, environment)[1:] if t.state == "running"],
+        60,
+        "a second tick running",
+    )
+    victim = first if str(first.pid) in str(running[-1].replica) else second
     survivor = second if victim is first else first
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait()
-    time.sleep(10)
+    killed_at = datetime.now(UTC)
+
+    def survived() -> bool:
+        """The killed run's tick ended failed (stale), and two ticks since ran to the end."""
+        mine = ticks_of(schedule, environment)
+        ran = [t for t in mine if t.at > killed_at and t.state == "ok"]
+        return len(mine) >= 6 and len(ran) >= 2 and any(t.state == "failed" for t in mine)
+
+    wait_for(survived, 60, "the survivor's runs after the kill")
     survivor.send_signal(signal.SIGTERM)
     survivor.wait(timeout=60)
 
@@ -161,6 +186,7 @@ def test_two_replicas_run_each_tick_once_through_one_killed_mid_run(
     assert set(ran) <= set(requests)
 
 
+@pytest.mark.integration
 def test_schedule_list_next_and_trigger_from_the_command_line(tmp_path: Path) -> None:
     workflows = traced_workflows(
         tmp_path,
@@ -189,6 +215,7 @@ def test_schedule_list_next_and_trigger_from_the_command_line(tmp_path: Path) ->
     )
 
 
+@pytest.mark.integration
 def test_a_schedule_faster_than_the_scheduler_looks_is_refused_before_serving(
     tmp_path: Path,
 ) -> None:
@@ -204,6 +231,7 @@ def test_a_schedule_faster_than_the_scheduler_looks_is_refused_before_serving(
     assert "Serving on" not in served.stdout
 
 
+@pytest.mark.integration
 def test_serve_says_which_schedules_are_gone_from_config_yaml(
     tmp_path: Path, stopped_at_the_end: list[subprocess.Popen[bytes]]
 ) -> None:
@@ -226,6 +254,7 @@ def test_serve_says_which_schedules_are_gone_from_config_yaml(
     assert tick["schedule"] == "traced/old" and tick["state"] == "ok"  # what ran stays
 
 
+@pytest.mark.integration
 def test_a_timezone_zoneinfo_cannot_open_is_one_line_from_schedule_list_and_run(
     tmp_path: Path,
 ) -> None:
@@ -245,6 +274,7 @@ def test_a_timezone_zoneinfo_cannot_open_is_one_line_from_schedule_list_and_run(
         assert "schedules[0].timezone must be an IANA timezone name" in done.stderr
 
 
+@pytest.mark.integration
 def test_a_replica_stopped_with_sigterm_mid_run_records_its_tick_with_the_run(
     tmp_path: Path, stopped_at_the_end: list[subprocess.Popen[bytes]]
 ) -> None:
@@ -296,10 +326,22 @@ def test_a_replica_whose_clock_runs_two_hours_ahead_decides_no_tick_and_silences
     ahead_environment = {**environment, CLOCK_OFFSET_ENV: "7200"}
     ahead, _ = replica(workflows, tmp_path / "ahead.log", ahead_environment)
     stopped_at_the_end.append(ahead)
-    time.sleep(15)  # together
+    joined = datetime.now(UTC)
+    schedule = f"traced/{name}"
+
+    def refused_while_the_healthy_one_decided() -> bool:
+        refusal = "decides no ticks until they agree" in (tmp_path / "ahead.log").read_text()
+        return refusal and len([t for t in ticks_of(schedule, environment) if t.at > joined]) >= 3
+
+    wait_for(refused_while_the_healthy_one_decided, 90, "three ticks with both replicas up")
     ahead.send_signal(signal.SIGTERM)
     ahead.wait(timeout=60)
-    time.sleep(10)  # the healthy one alone
+    left = datetime.now(UTC)
+    wait_for(
+        lambda: len([t for t in ticks_of(schedule, environment) if t.at > left]) >= 3,
+        60,
+        "three ticks of the healthy replica alone",
+    )
     healthy.send_signal(signal.SIGTERM)
     healthy.wait(timeout=60)
     stopped = datetime.now(UTC)

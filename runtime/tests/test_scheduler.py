@@ -22,7 +22,8 @@ import sqlalchemy
 
 from parallel_workflow_runtime._core.config import ConfigError, load_config
 from parallel_workflow_runtime._core.schedules import OnMissed, Overlap, Schedule
-from parallel_workflow_runtime._schedule.scheduler import CATCHING_UP, Scheduler
+from parallel_workflow_runtime._schedule.decisions import CATCHING_UP
+from parallel_workflow_runtime._schedule.scheduler import Scheduler
 from parallel_workflow_runtime._store.migrate import migrate
 from parallel_workflow_runtime._store.ticks import RUNNING, SKIPPED, Tick, TickStore
 
@@ -99,6 +100,14 @@ class Runs:
         self.instant = True
         for event in self.ends.values():
             event.set()
+
+
+async def begun(store: TickStore, runs: Runs) -> None:
+    """Until the run of each tick the store holds as running has begun (runs.started): the
+    scheduler starts each in a task of its own, which a poll does not wait for."""
+    async with asyncio.timeout(30):
+        while {t.at for t in store.rows(states=(RUNNING,))} - {t.at for t in runs.started}:
+            await asyncio.sleep(0.001)
 
 
 def scheduler(
@@ -245,13 +254,16 @@ async def test_a_run_longer_than_the_interval_follows_overlap(
     for second in range(0, 200):
         clock.now = START + timedelta(seconds=second)
         await scheduling.poll()
-        await asyncio.sleep(0)
+        await begun(store, runs)  # each run the poll started, in a task of its own
         running = [tick for tick in runs.started if not runs.ends[tick.at].is_set()]
         at_most_at_once = max(at_most_at_once, len(running))
+        ending = []
         for tick in running:
             if clock.now - tick.decided_at >= timedelta(seconds=150):  # type: ignore[operator]
+                ending.append(scheduling.runs[(tick.schedule, tick.at)])
                 runs.ends[tick.at].set()
-        await asyncio.sleep(0)
+        if ending:  # each ended run records its end (and starts a queued tick) before the next
+            await asyncio.wait(ending)
     runs.end_all()
     await scheduling.wait()
     for _ in range(3):  # the queued ticks start one after another, each once the last ended

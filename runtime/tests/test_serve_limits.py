@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 from agno.run.base import RunStatus
 
 from parallel_workflow_runtime._core.registry import discover
@@ -26,6 +27,9 @@ from parallel_workflow_runtime._store.interrupted_runs import (
 )
 
 from .conftest import ENV_PREFIX, PROJECT, SYNTHETIC_PROGRAM, free_port, user_environment
+
+# Each test here starts processes or servers (conftest.py: the test pyramid).
+pytestmark = pytest.mark.integration
 
 STARTUP_SECONDS = 60
 FILE_LIMIT = 256  # the server's open-file limit, soft and hard: it cannot raise it

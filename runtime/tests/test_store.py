@@ -200,6 +200,7 @@ def test_a_0_9_0_history_keeps_its_cursors_and_ticks_and_is_recorded_at_the_head
     engine.dispose()
 
 
+@pytest.mark.integration
 def test_sixteen_processes_opening_a_fresh_history_migrate_it_once(empty_database: str) -> None:
     found = forked_at_once(16, open_when_all_are_ready, empty_database)
 
@@ -234,6 +235,7 @@ def open_when_all_are_ready(barrier: Any, outcomes: Any, url: str) -> None:
     outcomes.append("migrated" if any("migrated" in line for line in said) else "at the head")
 
 
+@pytest.mark.integration
 def test_a_history_at_the_head_is_opened_without_importing_alembic(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'history.sqlite'}"
     engine = sqlalchemy.create_engine(url)
@@ -288,7 +290,7 @@ def test_only_the_adapter_reaches_into_agnos_databases(private: str) -> None:
         if f".{private}" in path.read_text(encoding="utf-8")
         or f'"{private}"' in path.read_text(encoding="utf-8")
     )
-    assert users == ["store/agno_adapter.py"]
+    assert users == ["_store/agno_adapter.py"]
 
 
 def test_a_history_without_alembic_installed_is_one_line_naming_the_extra(

@@ -528,6 +528,7 @@ def label_boxes(driver: Any, page: Path) -> tuple[float, list[tuple[str, float, 
     return plot, [tuple(box) for box in boxes]
 
 
+@pytest.mark.integration
 def test_a_real_browser_shows_every_name_whole_beside_the_plot(
     entry: WorkflowEntry, tmp_path: Path
 ) -> None:
@@ -712,6 +713,7 @@ def chromium() -> Any:
     return webdriver.Chrome(options=options, service=Service(driver_binary))
 
 
+@pytest.mark.integration
 def test_a_real_browser_draws_a_bar_per_source(entry: WorkflowEntry, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
@@ -979,6 +981,7 @@ def test_run_html_without_a_history_says_the_run_is_not_in_it(
     assert page_facts(page_file.read_text())["status"] == "not in the history"
 
 
+@pytest.mark.integration
 def test_a_real_browser_shows_the_run_page_as_history_lists_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from parallel_workflow_runtime._observe.tracing import MAX_SPANS_PER_RUN
+from parallel_workflow_runtime._observe.run_spans import MAX_SPANS_PER_RUN
 from parallel_workflow_runtime._serve.http_app import build_app
 from parallel_workflow_runtime._store.history import open_history
 
@@ -295,6 +295,7 @@ def test_every_attempt_is_a_span_in_the_history_and_in_phoenix(
 QUICK = {"first": ("awaits", {}), "second": ("flaky", {"retries": 1})}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("environment", "expected"),
     [
@@ -333,6 +334,7 @@ def test_an_export_that_cannot_happen_costs_one_line_and_nothing_else(
         assert "user provider: 0 spans" not in ran.stderr and "user provider:" in ran.stderr
 
 
+@pytest.mark.integration
 def test_a_source_that_makes_100000_spans_keeps_the_run_and_says_what_was_dropped(
     tmp_path: Path,
 ) -> None:
@@ -353,6 +355,7 @@ def test_a_source_that_makes_100000_spans_keeps_the_run_and_says_what_was_droppe
     assert {"quiet attempt 1", "chatty attempt 1", "Aggregation.aexecute"} <= set(names)
 
 
+@pytest.mark.integration
 def test_a_run_without_a_trace_says_so_in_one_line(tmp_path: Path) -> None:
     workflows = traced_workflows(tmp_path, QUICK)
     ran = traced_cli(workflows, "run", "--json")
@@ -381,6 +384,7 @@ def test_serve_mounts_the_trace_routes_only_with_tracing_and_behind_its_guards(
         assert traced.post("/traces/search", headers=forged, json={}).status_code == 403
 
 
+@pytest.mark.integration
 def test_serve_with_tracing_from_the_environment_serves_each_runs_trace(tmp_path: Path) -> None:
     environment = {
         f"{ENV_PREFIX}TRACING": "true",
@@ -400,6 +404,7 @@ def test_serve_with_tracing_from_the_environment_serves_each_runs_trace(tmp_path
     assert trace["run_id"] == run["run_id"] and detail["total_spans"] >= 3
 
 
+@pytest.mark.integration
 def test_bench_trace_times_traced_against_untraced_runs_and_processes() -> None:
     arguments = ["--sources=20", "--latency=0.02", "--repeat=2", "--json"]
 
@@ -420,6 +425,7 @@ def test_bench_trace_times_traced_against_untraced_runs_and_processes() -> None:
     assert refused.returncode == 2 and "--trace times --kind async or sync" in refused.stderr
 
 
+@pytest.mark.integration
 def test_16_traced_runs_at_once_on_a_fresh_history_each_keep_their_trace(tmp_path: Path) -> None:
     workflows = traced_workflows(tmp_path, {"only": ("awaits", {})})
     fresh = {f"{ENV_PREFIX}HISTORY_DB": str(tmp_path / "fresh.sqlite")}

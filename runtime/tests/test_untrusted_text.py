@@ -149,6 +149,7 @@ def test_details_nested_too_deep_fail_only_their_source(entry: WorkflowEntry) ->
     }
 
 
+@pytest.mark.integration
 def test_run_json_stays_one_document_with_invalid_unicode_in_the_request_and_an_error(
     entry: WorkflowEntry, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -190,6 +191,7 @@ def test_the_request_enters_every_run_as_valid_capped_text(entry: WorkflowEntry)
         assert isinstance(run, WorkflowRunOutput) and run.input == stored  # as Agno stored it
 
 
+@pytest.mark.integration
 def test_a_twenty_megabyte_error_message_is_capped_in_the_output_and_the_history(
     entry: WorkflowEntry, tmp_path: Path
 ) -> None:
@@ -221,6 +223,7 @@ def test_errors_and_warnings_are_kept_as_one_capped_line() -> None:
     assert warning.startswith("w w w") and len(warning) <= MAX_MESSAGE_CHARS
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("executor", "function", "others"),
     [

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 from parallel_workflow_runtime._cli.entry import Project
 
 if TYPE_CHECKING:
-    from parallel_workflow_runtime._cli.check import sample_of
-    from parallel_workflow_runtime._connectors.connectors import Rows, environment_variables
+    from parallel_workflow_runtime._cli.check_sources import sample_of
+    from parallel_workflow_runtime._connectors.connectors import environment_variables
     from parallel_workflow_runtime._connectors.profile import RowProfile
+    from parallel_workflow_runtime._connectors.read_context import Rows
     from parallel_workflow_runtime._connectors.sample_data import summarise_sample
     from parallel_workflow_runtime._core.config import (
         PARALLEL_STEP,
@@ -69,7 +70,7 @@ MODULE_OF = {
     "SourceResult": "_core.results",
     "Aggregation": "_core.results",
     "aggregation_of": "_core.results",
-    "Rows": "_connectors.connectors",
+    "Rows": "_connectors.read_context",
     "RowProfile": "_connectors.profile",
     "summarise_sample": "_connectors.sample_data",
     # A project's tests: its workflows, their sources' modules, samples and variables, the
@@ -77,7 +78,7 @@ MODULE_OF = {
     "WorkflowEntry": "_core.registry",
     "discover": "_core.registry",
     "SOURCE_FUNCTION_NAMES": "_execution.steps",
-    "sample_of": "_cli.check",
+    "sample_of": "_cli.check_sources",
     "environment_variables": "_connectors.connectors",
     "open_history": "_store.history",
     "build_app": "_serve.http_app",

@@ -3,4 +3,4 @@
 
 from parallel_workflow_runtime._deprecated import moved
 
-__getattr__ = moved(__name__, "parallel_workflow_runtime._cli.check")
+__getattr__ = moved(__name__, "parallel_workflow_runtime._cli.check_sources")

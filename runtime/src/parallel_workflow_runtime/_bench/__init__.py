@@ -1,6 +1,6 @@
 """The `bench` command's modules: what the engine costs, timed.
 
-Only `bench` imports them (commands.py's bench_command and its helpers, inside the
+Only `bench` imports them (bench_commands.py's bench_command and its helpers, inside the
 functions), so that `run`, `serve` and a project's own code never load them;
 tests/test_bench_imports.py fails if anything else does. This file imports nothing, so that
 importing one of them loads only what that one needs.

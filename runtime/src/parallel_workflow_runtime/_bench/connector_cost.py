@@ -26,13 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from parallel_workflow_runtime._connectors.connectors import (
-    ConnectorRun,
-    Deadline,
-    Secrets,
-    flattened,
-    open_rows,
-)
+from parallel_workflow_runtime._connectors.connectors import ConnectorRun, open_rows
+from parallel_workflow_runtime._connectors.read_context import Deadline, Secrets, flattened
 from parallel_workflow_runtime._core.config import Source, SourceLimits, WorkflowConfig
 from parallel_workflow_runtime._core.connector_config import (
     FileBlock,

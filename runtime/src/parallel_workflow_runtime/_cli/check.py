@@ -3,30 +3,37 @@
 It loads settings.yaml and every workflow (config.yaml, then workflow.py with its sources'
 modules and its report model), lists every environment variable the configuration names,
 set or unset (never its value, and whether the project's .env set it), and tries what each
-connector source reads (connectors.probe: connect and read a first page or list the files)
+connector source reads (probe.probe: connect and read a first page or list the files)
 under a timeout. Each finding is one row; any problem makes the exit code 1.
 
 A source that reads its bundled sample because its variable is unset (a fresh render: sql's
 `sqlite_file`, http's `sample_file`) is not a problem: its row says it reads the sample.
+
+Here: the project-level checks (settings.yaml, the workflows, the history, the variables);
+check_sources.py holds the sources' rows, check_findings.py the rows and their table.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
+from parallel_workflow_runtime._cli.check_findings import PROBLEM, Finding
+from parallel_workflow_runtime._cli.check_sources import (
+    BLOCKS,
+    module_problems,
+    sample_of,
+    source_findings,
+    within,
+)
 from parallel_workflow_runtime._core.config import Source, WorkflowConfig, load_config
-from parallel_workflow_runtime._core.connector_config import HttpBlock, SqlBlock
 from parallel_workflow_runtime._core.masking import masked_text
 from parallel_workflow_runtime._core.project import current, from_env_file
 from parallel_workflow_runtime._core.registry import WorkflowEntry
-from parallel_workflow_runtime._core.results import SourceError, one_line
+from parallel_workflow_runtime._core.results import one_line
 from parallel_workflow_runtime._core.settings import (
     DASK_ADDRESS_ENV,
     DATABASE_URL_ENV,
@@ -38,13 +45,7 @@ from parallel_workflow_runtime._core.settings import (
 from parallel_workflow_runtime._core.usage import USAGE_ERRORS, UsageError
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
     from parallel_workflow_runtime._store.history import HistoryLocation
-
-# How much longer than its timeout a probe may take before check stops waiting for it: the
-# connectors bound their own waits by the timeout, this is for one that does not.
-PROBE_GRACE_SECONDS = 2.0
 
 # The API key variable of each report model provider that Agno's own model classes read
 # (agno/models/<provider>: getenv("...")); a provider not listed here gets no row.
@@ -66,34 +67,6 @@ PROVIDER_API_KEYS = {
     "cerebras": "CEREBRAS_API_KEY",
     "azure-openai": "AZURE_OPENAI_API_KEY",
 }
-
-# A finding's status: "ok" and "sample" (a source reading its bundled sample) are fine, as
-# are "set", "unset", "not probed" and "not built"; "problem" makes the exit code 1.
-PROBLEM = "problem"
-STATUS_STYLES = {PROBLEM: "bold red", "ok": "green", "sample": "yellow"}
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One row of the table: what was checked, its name, how it stands, and one line."""
-
-    area: str  # settings, workflow, history, report model, source, variable
-    name: str
-    status: str
-    detail: str
-
-    @property
-    def problem(self) -> bool:
-        return self.status == PROBLEM
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return {
-            "area": self.area,
-            "name": self.name,
-            "status": self.status,
-            "detail": self.detail,
-            "problem": self.problem,
-        }
 
 
 @dataclass
@@ -293,17 +266,6 @@ def add_source_variables(variables: Variables, config: WorkflowConfig, source: S
         variables.add(name, use, needed=sample_of(source) is None)
 
 
-def sample_of(source: Source) -> str | None:
-    """The bundled sample a connector source falls back to while it is not configured (sql's
-    `sqlite_file`, http's `sample_file`); None when it has none."""
-    block = source.connector
-    if isinstance(block, SqlBlock):
-        return block.sqlite_file
-    if isinstance(block, HttpBlock):
-        return block.sample_file
-    return None
-
-
 def workflow_findings(
     config: WorkflowConfig, settings: Settings | None, timeout: float, blocked: list[str]
 ) -> list[Finding]:
@@ -331,156 +293,3 @@ def workflow_findings(
         Finding("workflow", config.workflow_id, "ok", f"{config.name}: {sources} sources"),
         Finding("report model", config.workflow_id, "ok", model),
     ]
-
-
-def source_findings(
-    configs: dict[str, WorkflowConfig],
-    modules: dict[tuple[str, str], str | None],
-    timeout: float,
-) -> list[Finding]:
-    """A row per source, named `<workflow>/<source> (<kind>)`: what kept its module from
-    giving its `run` (a run would fail the source), else each connector source's target
-    probed, all at once, under `timeout`."""
-    connectors_imported(configs)
-    rows: list[tuple[str, Probe | Finding]] = []
-    for config in configs.values():
-        for source in config.sources:
-            name = f"{config.workflow_id}/{source.id} ({source.kind})"
-            problem = modules[config.workflow_id, source.id]
-            if problem is not None:
-                rows.append((name, Finding("source", name, PROBLEM, problem)))
-            elif source.connector is None:
-                rows.append((name, Finding("source", name, "not probed", "its run reads the data")))
-            else:
-                rows.append((name, Probe(source, timeout)))
-    return [
-        row if isinstance(row, Finding) else Finding("source", name, *row.outcome())
-        for name, row in rows
-    ]
-
-
-# How a finding ends when a user's module did not return: its code blocks when imported.
-BLOCKS = ": its code blocks when imported (a wait, a connection that never answers, a loop)"
-
-Result = TypeVar("Result")
-
-
-def within(seconds: float, call: Callable[[], Result]) -> Result | None:
-    """`call()` in a daemon thread, waited for `seconds`: its result, its exception raised
-    here, or None when it has not returned by then. The thread of a call that never returns
-    is left behind; a daemon, it does not keep the process alive."""
-    outcome: list[tuple[bool, Any]] = []
-
-    def target() -> None:
-        try:
-            outcome.append((True, call()))
-        except BaseException as error:  # handed to the caller, whatever it is
-            outcome.append((False, error))
-
-    thread = threading.Thread(target=target, name="check-import", daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if not outcome:
-        return None
-    returned, value = outcome[0]
-    if not returned:
-        raise value
-    return value
-
-
-def module_problems(
-    configs: dict[str, WorkflowConfig], timeout: float
-) -> dict[tuple[str, str], str | None]:
-    """What keeps each source's module, sources/<id>.py, from giving its `run` (None: nothing),
-    by (workflow id, source id). One module at a time, each within `timeout`: modules that
-    import the same heavy library at once could break each other's import."""
-    return {
-        (config.workflow_id, source.id): module_problem(config, source, timeout)
-        for config in configs.values()
-        for source in config.sources
-    }
-
-
-def module_problem(config: WorkflowConfig, source: Source, timeout: float) -> str | None:
-    from parallel_workflow_runtime._execution.steps import CannotRun, load_source_function
-
-    try:
-        function = within(timeout, lambda: load_source_function(config, source))
-    except USAGE_ERRORS as error:  # no module, or no run in it
-        return str(error)
-    if function is None:
-        return f"sources/{source.id}.py is still importing after {timeout:g} s{BLOCKS}"
-    return function.message if isinstance(function, CannotRun) else None
-
-
-def connectors_imported(configs: dict[str, WorkflowConfig]) -> None:
-    """dlt and what the connectors read with, imported before the probes start their clocks:
-    a second or two on a warm machine, far more on a cold and busy one, which the timeout is
-    not about (the target's answer is). A missing dlt is the probes' finding."""
-    from parallel_workflow_runtime._connectors.connector_imports import imported_once
-
-    kinds = [s.kind for c in configs.values() for s in c.sources if s.connector is not None]
-    if kinds:
-        with contextlib.suppress(SourceError):
-            imported_once(kinds[0])
-
-
-class Probe:
-    """connectors.probe of one source in a daemon thread of its own: the probes run at once,
-    and one that never returns neither holds the others up nor keeps the process alive."""
-
-    def __init__(self, source: Source, timeout: float) -> None:
-        self.source = source
-        self.timeout = timeout
-        self.result: tuple[str, str] | None = None
-        self.thread = threading.Thread(target=self.run, name=f"check-{source.id}", daemon=True)
-        self.thread.start()
-
-    def run(self) -> None:
-        from parallel_workflow_runtime._connectors.connectors import probe
-
-        try:
-            line = probe(self.source, self.timeout)
-        except SourceError as error:
-            self.result = (PROBLEM, one_line(error))
-        except Exception as error:  # whatever stops it is the finding
-            self.result = (PROBLEM, masked_text(one_line(error)))
-        else:
-            # What probe reached starts with "sample <file>" when it is the bundled sample.
-            sample = sample_of(self.source)
-            reads_sample = sample is not None and line.startswith(f"sample {sample}")
-            self.result = ("sample" if reads_sample else "ok", line)
-
-    def outcome(self) -> tuple[str, str]:
-        self.thread.join(self.timeout + PROBE_GRACE_SECONDS)
-        if self.result is None:
-            return (PROBLEM, f"no answer within {self.timeout:g} s")
-        return self.result
-
-
-def problems(findings: Iterable[Finding]) -> int:
-    return sum(finding.problem for finding in findings)
-
-
-def findings_table(findings: list[Finding]) -> Table:
-    """The findings as a rich Table, each status in its colour. Every cell is Text, never
-    markup: a name or an error may hold brackets."""
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table()
-    for column in ("What", "Name", "Status", "Detail"):
-        table.add_column(column, overflow="fold")
-    for finding in findings:
-        status = Text(finding.status, style=STATUS_STYLES.get(finding.status, ""))
-        table.add_row(Text(finding.area), Text(finding.name), status, Text(finding.detail))
-    return table
-
-
-def env_file_line() -> str | None:
-    """Which variables the project's .env set, when it set any."""
-    names = from_env_file()
-    path: Path | None = current().env_file
-    if not names or path is None:
-        return None
-    return f"{path} set {', '.join(names)} (a variable set in the environment wins over it)"

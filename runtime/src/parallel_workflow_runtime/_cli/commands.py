@@ -1,5 +1,8 @@
 """What each command of the command line does, one small function per command: cli.py
-parses the arguments and calls the one that `set_defaults(func=...)` names.
+parses the arguments and calls the one that `set_defaults(func=...)` names. Here: `run`,
+`list`, `check`, `engine-edits` and `serve`, and what the commands share (choose,
+writable_page, quiet_agno_logs); the families of commands have modules of their own:
+history_commands.py, schedule_commands.py, bench_commands.py.
 
 What only some commands use (the web server, the bench, the HTML pages, the engine's old
 files) is imported in the functions that use it: `run` does not wait for it.
@@ -13,57 +16,32 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
-from datetime import timedelta
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
 
 from parallel_workflow_runtime._cli.views import (
     ProgressTable,
-    cursor_document,
-    cursors_table,
     event_line,
-    history_document,
-    history_table,
     print_summary,
-    schedule_document,
-    schedules_table,
-    stored_document,
-    tick_document,
-    ticks_table,
-    utc_text,
     workflows_table,
 )
-from parallel_workflow_runtime._core.connector_config import CONNECTOR_KINDS, cursor_of
+from parallel_workflow_runtime._core.connector_config import cursor_of
 from parallel_workflow_runtime._core.project import current
 from parallel_workflow_runtime._core.registry import WorkflowEntry, default_entry, discover
 from parallel_workflow_runtime._core.results import RunOutcome
 from parallel_workflow_runtime._core.settings import history_elsewhere, load_settings
-from parallel_workflow_runtime._core.usage import RunInterrupted, UsageError
+from parallel_workflow_runtime._core.usage import UsageError
 from parallel_workflow_runtime._execution.running import execute
 from parallel_workflow_runtime._execution.steps import effective_report_model
 from parallel_workflow_runtime._observe import tracing
-from parallel_workflow_runtime._store.cursors import CursorStore
-from parallel_workflow_runtime._store.history import (
-    existing_history,
-    history_for_run,
-    history_location,
-    prune,
-    recent_runs,
-    stored_run,
-)
+from parallel_workflow_runtime._store.history import history_for_run, history_location
 
 if TYPE_CHECKING:
     from agno.db.base import BaseDb
-
-    from parallel_workflow_runtime._bench.workflow import BenchSettings
-    from parallel_workflow_runtime._core.config import WorkflowConfig
-
-
-Results = TypeVar("Results")  # what a bench returns, as its table printer takes it
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -163,8 +141,8 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def check_command(args: argparse.Namespace) -> int:
-    from parallel_workflow_runtime._cli.check import (
-        check_project,
+    from parallel_workflow_runtime._cli.check import check_project
+    from parallel_workflow_runtime._cli.check_findings import (
         env_file_line,
         findings_table,
         problems,
@@ -208,208 +186,6 @@ def engine_edits_command(args: argparse.Namespace) -> int:
     return 1 if removed else 0
 
 
-def history_command(args: argparse.Namespace) -> int:
-    if args.workflow is not None:
-        choose(discover(), args.workflow)  # refuses an unknown id
-    quiet_agno_logs(verbose=False)
-    location = history_location()
-    db = existing_history(location)
-    records = recent_runs(db, args.workflow, args.limit) if db is not None else []
-    # Which database this is, on a line of its own that rich does not wrap: it depends on where
-    # the command runs (settings.sqlite_file), and a path is there to be copied.
-    if args.json:
-        print(json.dumps([history_document(record) for record in records], indent=2))
-        print(f"History: {location}", file=sys.stderr)  # stdout stays one JSON document
-        return 0
-    if not records:
-        print(f"No runs yet in {location}.")
-        return 0
-    print(f"Recent runs in {location}:")
-    table = history_table(records, location)
-    table.title = None  # the line above, which a title as wide as the table would break
-    # Piped output gets a wide page rather than rich's 80 columns: eight columns need it.
-    Console(highlight=False, width=None if sys.stdout.isatty() else 140).print(table)
-    return 0
-
-
-def show_command(args: argparse.Namespace) -> int:
-    html = writable_page(args.html)
-    quiet_agno_logs(verbose=False)
-    location = history_location()
-    db = existing_history(location)
-    if db is None:
-        raise UsageError(f"no run {args.run_id!r}: no runs yet in {location}")
-    record = stored_run(db, args.run_id)
-    from parallel_workflow_runtime._observe.trace_view import run_spans, trace_tree
-
-    # The page shows the trace whenever the run has one.
-    spans = run_spans(db, record.run_id) if args.trace or html is not None else None
-    if args.trace and not spans:
-        raise UsageError(
-            f"run {record.run_id} has no trace: it ran with tracing off (run --trace, or "
-            f"`tracing: true` in {current().settings_path})"
-        )
-    if html is not None:
-        from parallel_workflow_runtime._observe.page import record_page, write_page
-
-        write_page(html, record_page(record, spans))
-        print(f"The run's page: {html}", file=sys.stderr)
-    elif args.json:
-        document = stored_document(record)
-        if spans:
-            document["trace"] = [span.to_json_dict() for span in spans]
-        print(json.dumps(document, indent=2, ensure_ascii=False))
-    elif spans:
-        Console(highlight=False).print(trace_tree(spans))
-    elif record.aggregation is None:
-        print(f"Run {record.run_id} ({record.status}) stopped before its Aggregation step.")
-    else:
-        print_summary(Console(highlight=False), record.aggregation, record.report)
-    return 0
-
-
-def prune_command(args: argparse.Namespace) -> int:
-    if args.workflow is not None:
-        choose(discover(), args.workflow)
-    quiet_agno_logs(verbose=False)
-    location = history_location()
-    older_than = timedelta(days=args.older_than) if args.older_than is not None else None
-    db = existing_history(location)
-    deleted = prune(db, args.workflow, args.keep, older_than) if db is not None else 0
-    if args.json:
-        print(json.dumps({"deleted_runs": deleted}))
-    else:
-        print(f"Deleted {deleted} runs from {location}.")
-    return 0
-
-
-def cursors_command(args: argparse.Namespace) -> int:
-    if args.workflow is not None:
-        choose(discover(), args.workflow)
-    quiet_agno_logs(verbose=False)
-    location = history_location()
-    db = existing_history(location)
-    cursors = CursorStore.of(db).all(args.workflow) if db is not None else []
-    if args.json:
-        print(json.dumps([cursor_document(cursor) for cursor in cursors], indent=2))
-        return 0
-    if not cursors:
-        print(f"No cursors yet in {location}.")
-        return 0
-    print(f"Cursors in {location}:")
-    Console(highlight=False, width=None if sys.stdout.isatty() else 140).print(
-        cursors_table(cursors)
-    )
-    return 0
-
-
-def configs_of(args: argparse.Namespace) -> dict[str, WorkflowConfig]:
-    """The configs of --workflow's workflow, or of all of them."""
-    entries = discover()
-    if args.workflow is not None:
-        entry = choose(entries, args.workflow)
-        return {entry.config.workflow_id: entry.config}
-    return {workflow_id: entry.config for workflow_id, entry in entries.items()}
-
-
-def schedule_list_command(args: argparse.Namespace) -> int:
-    from parallel_workflow_runtime._schedule.scheduled import all_schedules, next_fires
-    from parallel_workflow_runtime._store.ticks import TickStore
-
-    schedules = all_schedules(configs_of(args))
-    quiet_agno_logs(verbose=False)
-    db = existing_history(history_location())
-    store = TickStore.of(db) if db is not None else None
-    rows = []
-    for schedule in schedules:
-        [fire] = next_fires(schedule, 1)
-        last = store.rows(schedule=schedule.key, limit=1) if store is not None else []
-        rows.append((schedule, fire, last[0] if last else None))
-    if args.json:
-        print(json.dumps([schedule_document(*row) for row in rows], indent=2))
-        return 0
-    if not rows:
-        print("No schedules: add them under `schedules:` in a workflow's config.yaml.")
-        return 0
-    Console(highlight=False, width=None if sys.stdout.isatty() else 160).print(
-        schedules_table(rows)
-    )
-    return 0
-
-
-def schedule_next_command(args: argparse.Namespace) -> int:
-    from parallel_workflow_runtime._schedule.scheduled import find_schedule, next_fires
-
-    schedule = find_schedule(configs_of(args), args.schedule)
-    fires = next_fires(schedule, args.count)
-    if args.json:
-        print(json.dumps([{"local": f.isoformat(), "utc": utc_text(f)} for f in fires]))
-        return 0
-    print(f"{schedule.key}: {schedule.cron} in {schedule.timezone}")
-    for fire in fires:
-        print(f"  {fire.strftime('%Y-%m-%d %H:%M:%S %Z')}   {utc_text(fire)}")
-    return 0
-
-
-def schedule_trigger_command(args: argparse.Namespace) -> int:
-    from parallel_workflow_runtime._schedule.scheduled import find_schedule, request_of
-    from parallel_workflow_runtime._schedule.scheduler import Scheduler
-    from parallel_workflow_runtime._store.ticks import RUNNING, TickStore
-
-    schedule = find_schedule(configs_of(args), args.schedule)
-    entry = discover()[schedule.workflow_id]
-    quiet_agno_logs(verbose=False)
-    db = history_for_run()
-    if db is None:
-        raise UsageError("schedule trigger needs the run history (the serve extra)")
-
-    async def not_here(*_: Any) -> tuple[str | None, bool]:  # the run is `execute`, below
-        raise NotImplementedError
-
-    scheduler = Scheduler(store=TickStore.of(db), schedules=[schedule], start_run=not_here)
-    tick = scheduler.claim_trigger(schedule)
-    if tick.state != RUNNING:
-        print(f"{schedule.key}: {tick.state}: {tick.reason or 'behind the run under way'}")
-        return 1 if tick.state == "skipped" else 0
-    # The run as `run` makes it, here: Ctrl-C stops it as it stops `run`.
-    try:
-        outcome = execute(entry, request_of(schedule, tick), db=db)
-    except RunInterrupted as interrupted:
-        scheduler.finish(tick, "cancelled", interrupted.outcome.run_id, "interrupted (Ctrl-C)")
-        raise
-    except BaseException as problem:  # a usage error (a broken executor), Ctrl-C twice
-        scheduler.finish(tick, "failed", None, " ".join(str(problem).split())[:300])
-        raise
-    scheduler.finish(tick, "ok" if outcome.exit_code == 0 else "failed", outcome.run_id)
-    if args.json:
-        print(json.dumps(outcome.to_json_dict(), indent=2, ensure_ascii=False, allow_nan=False))
-    elif outcome.aggregation is not None:
-        print_summary(Console(highlight=False), outcome.aggregation, outcome.report)
-    for error in outcome.errors:
-        print(f"error: {error}", file=sys.stderr)
-    return outcome.exit_code
-
-
-def ticks_command(args: argparse.Namespace) -> int:
-    from parallel_workflow_runtime._store.ticks import TickStore
-
-    quiet_agno_logs(verbose=False)
-    location = history_location()
-    db = existing_history(location)
-    ticks = TickStore.of(db).rows(limit=args.limit) if db is not None else []
-    if args.workflow is not None:
-        choose(discover(), args.workflow)
-        ticks = [tick for tick in ticks if tick.schedule.startswith(f"{args.workflow}/")]
-    if args.json:
-        print(json.dumps([tick_document(tick) for tick in ticks], indent=2))
-        return 0
-    if not ticks:
-        print(f"No ticks yet in {location}.")
-        return 0
-    Console(highlight=False, width=None if sys.stdout.isatty() else 160).print(ticks_table(ticks))
-    return 0
-
-
 def serve_command(args: argparse.Namespace) -> int:
     from parallel_workflow_runtime._serve.serve import serve
 
@@ -423,140 +199,6 @@ def serve_command(args: argparse.Namespace) -> int:
         trace=args.trace,
     )
     return 0
-
-
-def bench_command(args: argparse.Namespace) -> int:
-    from parallel_workflow_runtime._bench.page import bench_page
-    from parallel_workflow_runtime._bench.results import print_bench
-    from parallel_workflow_runtime._bench.workflow import run_bench
-    from parallel_workflow_runtime._observe.page import write_page
-
-    entry = choose(discover(), args.workflow)
-    writable_page(args.html)
-    quiet_agno_logs(verbose=False)
-    if args.serve:
-        return serve_bench_command(args, entry)
-    if args.runs is not None:
-        raise UsageError("--runs is for --serve")
-    if args.startup:
-        return startup_bench_command(args, entry)
-    if args.trace:
-        return trace_bench_command(args, entry)
-    if args.kind in CONNECTOR_KINDS:
-        return connector_bench_command(args, entry)
-    results = run_bench(entry, bench_settings(args), progress=to_stderr)
-    if args.html is not None:
-        write_page(args.html, bench_page(results))
-        print(f"The bench's page: {args.html}", file=sys.stderr)
-    # Piped output gets a wide page, as for history: seven columns need it.
-    wide = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
-    return print_results(args, results, print_bench, wide)
-
-
-def bench_settings(args: argparse.Namespace) -> BenchSettings:
-    """The synthetic sources and runs that `bench` (and `bench --trace`) time."""
-    from parallel_workflow_runtime._bench.workflow import BenchSettings
-
-    return BenchSettings(
-        sources=args.sources or 200,
-        latencies=args.latency or (0.2,),
-        max_concurrency=args.max_concurrency,
-        repeat=args.repeat,
-        source_kind=args.kind,
-        sequential=args.sequential,
-        executors=args.executors,
-        max_workers=args.max_workers,
-    )
-
-
-def to_stderr(line: str) -> None:
-    """A bench's progress: on stderr, so that `--json` output stays one document."""
-    print(line, file=sys.stderr)
-
-
-def print_results(
-    args: argparse.Namespace,
-    results: Results,
-    print_table: Callable[[Console, Results], None],
-    console: Console | None = None,
-) -> int:
-    """A bench's results: one JSON document with --json, else its table."""
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        print_table(console or Console(highlight=False), results)
-    return 0
-
-
-def refuse_workflow_bench_options(args: argparse.Namespace, what: str) -> None:
-    """The bench's options that only its timing of the workflow's executors reads."""
-    if args.html is not None or args.executors or args.sequential:
-        raise UsageError(f"{what} takes no --html, --executor or --sequential")
-
-
-def startup_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
-    from parallel_workflow_runtime._bench.results import print_startup_bench
-    from parallel_workflow_runtime._bench.startup import run_startup_bench
-
-    refuse_workflow_bench_options(args, "--startup")
-    results = run_startup_bench(entry, args.repeat, to_stderr)
-    return print_results(args, results, print_startup_bench)
-
-
-def trace_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
-    from parallel_workflow_runtime._bench.results import print_trace_bench
-    from parallel_workflow_runtime._bench.tracing_cost import run_trace_bench
-
-    refuse_workflow_bench_options(args, "--trace")
-    if args.kind not in ("async", "sync"):
-        raise UsageError("--trace times --kind async or sync sources")
-    results = run_trace_bench(entry, bench_settings(args), to_stderr)
-    return print_results(args, results, print_trace_bench)
-
-
-def serve_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
-    from parallel_workflow_runtime._bench.serve import (
-        DEFAULT_LATENCY_SECONDS,
-        DEFAULT_RUNS,
-        SERVE_KINDS,
-        ServeBenchSettings,
-        print_serve_bench,
-        run_serve_bench,
-    )
-
-    refuse_workflow_bench_options(args, "--serve")
-    if args.startup or args.kind not in SERVE_KINDS or args.rows is not None:
-        raise UsageError("--serve takes no --startup or --rows, and --kind async or sync only")
-    settings = ServeBenchSettings(
-        runs=args.runs or DEFAULT_RUNS,
-        sources=args.sources,
-        latencies=args.latency or (DEFAULT_LATENCY_SECONDS,),
-        source_kind=args.kind,
-        max_concurrency=args.max_concurrency,
-        repeat=args.repeat,
-    )
-    results = run_serve_bench(entry, settings, to_stderr)
-    return print_results(args, results, print_serve_bench, Console(highlight=False, soft_wrap=True))
-
-
-def connector_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
-    from parallel_workflow_runtime._bench.connector_cost import (
-        ConnectorBenchSettings,
-        run_connector_bench,
-    )
-    from parallel_workflow_runtime._bench.results import print_connector_bench
-
-    refuse_workflow_bench_options(args, f"--kind {args.kind}")
-    http = args.kind == "http"
-    settings = ConnectorBenchSettings(
-        kind=args.kind,
-        sources=args.sources or (8 if http else 1),
-        rows=args.rows or (2_000 if http else 1_000_000),
-        repeat=args.repeat,
-        page_delay=args.page_delay,
-    )
-    results = run_connector_bench(entry, settings, progress=to_stderr)
-    return print_results(args, results, print_connector_bench)
 
 
 def writable_page(path: Path | None) -> Path | None:

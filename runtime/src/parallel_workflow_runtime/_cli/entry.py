@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # The command's imports (Agno, pydantic, SQLAlchemy, rich: a million objects) make no
     # garbage, yet the collector would walk them again and again while they load: a tenth of
-    # the command's CPU time. It is off until they are loaded (cli.py's `command` turns it
+    # the command's CPU time. It is off until they are loaded (options.py's `command` turns it
     # back on before the command's work), and on again here whatever happened.
     gc.disable()
     try:

@@ -15,7 +15,7 @@ from rich.markdown import Markdown
 from rich.table import Column, Table
 from rich.text import Text
 
-from parallel_workflow_runtime._connectors.connectors import shown
+from parallel_workflow_runtime._connectors.cursor_tracker import shown
 from parallel_workflow_runtime._core.config import Source
 from parallel_workflow_runtime._core.registry import WorkflowEntry
 from parallel_workflow_runtime._core.results import Aggregation, SourceResult, SourceState

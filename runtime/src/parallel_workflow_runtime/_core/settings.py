@@ -26,7 +26,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from parallel_workflow_runtime._core.config import Text, describe, read_yaml
+from parallel_workflow_runtime._core.config import Text, read_yaml
+from parallel_workflow_runtime._core.config_errors import describe
 from parallel_workflow_runtime._core.project import current
 from parallel_workflow_runtime._core.usage import ConfigError
 

@@ -3,7 +3,8 @@
 
 The workflow runs with Agno's `arun`, every source as an asyncio task, which hands each
 attempt to the source's executor (executors.py): a thread of its own, the event loop, a
-worker process or a Dask cluster. The limits are applied here, the same on every executor.
+worker process or a Dask cluster. The limits (source_limits.py) are applied here, the same on
+every executor.
 
 Whatever a source does, only that source fails: an exception of any kind (`SystemExit` and
 `KeyboardInterrupt` raised by its code included), a summary that is not one, details that are
@@ -16,16 +17,14 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import math
-import random
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from parallel_workflow_runtime._connectors.connector_imports import imported_once
-from parallel_workflow_runtime._connectors.connectors import ConnectorRun, shown
+from parallel_workflow_runtime._connectors.connectors import ConnectorRun
+from parallel_workflow_runtime._connectors.cursor_tracker import shown
 from parallel_workflow_runtime._core.config import Source
 from parallel_workflow_runtime._core.connector_config import cursor_of
 from parallel_workflow_runtime._core.results import (
@@ -41,34 +40,22 @@ from parallel_workflow_runtime._core.usage import ExecutorError
 from parallel_workflow_runtime._execution.contained_loop import CURRENT_SOURCE, SourceScope
 from parallel_workflow_runtime._execution.executor_base import CallLimits, Executor, ExecutorSpec
 from parallel_workflow_runtime._execution.executors import EXECUTORS, Executors
-from parallel_workflow_runtime._execution.in_process import LoopHolds
 from parallel_workflow_runtime._execution.interruption import INTERRUPTION, Interruption
 from parallel_workflow_runtime._execution.progress import SourceEvent, emit
 from parallel_workflow_runtime._execution.source_clock import Clock
+from parallel_workflow_runtime._execution.source_limits import (
+    ConcurrencyLimit,
+    SourceDeadline,
+    backoff_seconds,
+)
 from parallel_workflow_runtime._observe.tracing import attempt_span
-from parallel_workflow_runtime._store.cursors import CURSORS, CursorWaitTimedOut, wait_limit
+from parallel_workflow_runtime._store.cursor_session import CURSORS, CursorWaitTimedOut, wait_limit
 
 log = logging.getLogger("parallel_workflow_runtime")
 
 # The executors that run a source in this process, where its connector's imports can be done
 # before its attempt starts; a worker process or a Dask worker imports them in its attempt.
 IN_PROCESS = ("thread", "async")
-
-
-class ConcurrencyLimit:
-    """At most `limit` sources at once, counted per event loop (each `asyncio.run` has its own)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._slots: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-            WeakKeyDictionary()
-        )
-
-    def slot(self) -> asyncio.Semaphore:
-        loop = asyncio.get_running_loop()
-        if loop not in self._slots:
-            self._slots[loop] = asyncio.Semaphore(self.limit)
-        return self._slots[loop]
 
 
 @dataclass(frozen=True)
@@ -179,7 +166,7 @@ class SourceRunner:
         """The connector, reading from the source's cursor, which this run now holds: without
         a history, from its initial value. While another run holds it (or another of this
         run's cursors, which are claimed together), it waits: for any one run at most its
-        timeout_seconds but never less than a claim lasts (cursors.wait_limit), then
+        timeout_seconds but never less than a claim lasts (cursor_session.wait_limit), then
         CursorWaitTimedOut. That wait is counted in its `waited_seconds`.
 
         Whether that cursor is still this source's (the same target, the same column) is the
@@ -357,55 +344,3 @@ class SourceRunner:
         if deadline.overrun():
             return Attempt(SourceState.TIMED_OUT, error=f"timed out after {timeout:g} s")
         return Attempt(SourceState.OK, summary=checked)
-
-
-class SourceDeadline:
-    """A source's `timeout_seconds`, as `asyncio.timeout` applies it, except for the time
-    another source held the event loop meanwhile (an `async def` that blocks it: see
-    in_process.LoopHolds): then nothing on the loop moved, this source included, and only the
-    source that held it may be timed out for it."""
-
-    def __init__(self, source_id: str, seconds: float | None, started: bool = True) -> None:
-        self.source_id = source_id
-        self.seconds = seconds
-        self.started = time.perf_counter()
-        self.timeout = asyncio.timeout(None)
-        self.check: asyncio.TimerHandle | None = None
-        if started:
-            self.start()
-
-    def start(self) -> None:
-        """Start the clock now (again, for an attempt that waited in a cluster's queue)."""
-        self.close()
-        self.started = time.perf_counter()
-        if self.seconds is not None:
-            self.check = asyncio.get_running_loop().call_later(self.seconds, self.expire_if_due)
-
-    def remaining(self) -> float:
-        assert self.seconds is not None
-        excused = LoopHolds.of_running_loop().held_by_others(self.source_id, self.started)
-        return self.seconds - (time.perf_counter() - self.started - excused)
-
-    def expire_if_due(self) -> None:
-        remaining = self.remaining()
-        loop = asyncio.get_running_loop()
-        if remaining <= 0:
-            self.timeout.reschedule(loop.time())  # expire now: the attempt is cancelled
-        else:
-            self.check = loop.call_later(remaining, self.expire_if_due)
-
-    def overrun(self) -> bool:
-        """Whether the attempt, which has ended, took longer than its timeout."""
-        return self.seconds is not None and self.remaining() < 0
-
-    def close(self) -> None:
-        if self.check is not None:
-            self.check.cancel()
-
-
-def backoff_seconds(first: float, attempt: int, ceiling: float = math.inf) -> float:
-    """The pause after failed attempt number `attempt`: `first`, doubled for each retry so far
-    but never above `ceiling`, less a random part of up to half, so that sources failing
-    together do not retry together."""
-    longest = min(first * 2.0 ** min(attempt - 1, 64), ceiling)
-    return random.uniform(longest / 2, longest)

@@ -23,7 +23,7 @@ from parallel_workflow_runtime._core.results import (
     one_line,
 )
 from parallel_workflow_runtime._core.usage import ExecutorName
-from parallel_workflow_runtime._observe.tracing import adopt, in_worker
+from parallel_workflow_runtime._observe.worker_spans import adopt, in_worker
 
 POOLED = ("process", "dask")  # the executors with a pool or cluster to start and close
 
@@ -84,7 +84,7 @@ class ExecutorSpec:
 
 
 # What a worker sends back: whether the source succeeded, its checked summary as JSON or its
-# error, and the spans it made when traced (tracing.WorkerSpans' text, else "").
+# error, and the spans it made when traced (worker_spans.WorkerSpans' text, else "").
 Outcome = tuple[bool, str, str]
 
 

@@ -33,7 +33,8 @@ from parallel_workflow_runtime._execution.interruption import INTERRUPTION, Inte
 from parallel_workflow_runtime._execution.progress import LISTENER, Listener
 from parallel_workflow_runtime._observe import tracing
 from parallel_workflow_runtime._observe.tracing import run_root
-from parallel_workflow_runtime._store.cursors import CURSORS, CursorSession, CursorStore
+from parallel_workflow_runtime._store.cursor_session import CURSORS, CursorSession
+from parallel_workflow_runtime._store.cursors import CursorStore
 
 if TYPE_CHECKING:
     from agno.db.base import BaseDb

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 from rich.tree import Tree
 
-from parallel_workflow_runtime._observe.tracing import ATTRIBUTE_PREFIX, MAX_SPANS_PER_RUN
+from parallel_workflow_runtime._observe.run_spans import MAX_SPANS_PER_RUN
+from parallel_workflow_runtime._observe.tracing import ATTRIBUTE_PREFIX
 
 if TYPE_CHECKING:
     from agno.db.base import BaseDb

@@ -4,19 +4,8 @@ history's database, whichever `serve` replica gets to it first.
 The ticks table (`parallel_workflow_ticks`) has one row per schedule and tick, its primary
 key: a replica decides a tick by inserting that row, and a replica that finds it there
 already leaves the tick alone. So two replicas on one PostgreSQL never both fire a tick, and
-none is lost while one of them runs. What a replica decides for a tick:
-
-- `running`: it starts the run (the same run as `run` or an HTTP run: limits, history,
-  timeline, traces), renews `heartbeat_at` at each of its polls while it runs, and ends the
-  row `ok`, `failed` or `cancelled` with the run's id (the scheduler gives the run its id
-  before it starts: a run that `serve` stopped is cancelled under it). A row whose heartbeat
-  stopped for STALE_SECONDS (its replica was killed) ends `failed`, and no longer counts as
-  running; until then, under overlap: skip, the ticks that come are skipped.
-- `queued` (overlap: queue, or on_missed: catch_up): started, oldest first, once the
-  schedule's last run has ended (as soon as it ends, on the replica that ran it; otherwise
-  at the next poll of any replica).
-- `skipped`, with its reason: missed while no replica ran (on_missed), or its last run still
-  running (overlap: skip). `history ticks` lists them.
+none is lost while one of them runs. What a replica decides for a tick, and why, is in
+decisions.py.
 
 The decision for one schedule is taken under a lock of the database (PostgreSQL: an advisory
 lock for the transaction; SQLite: `BEGIN IMMEDIATE`), so that what it reads (the last tick,
@@ -51,6 +40,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from parallel_workflow_runtime._core.schedules import Schedule
+from parallel_workflow_runtime._schedule.decisions import CATCHING_UP, by_overlap, missed_or_run
 from parallel_workflow_runtime._store.ticks import (
     LATE_SECONDS,
     POLL_SECONDS,
@@ -82,8 +72,6 @@ def replica_name() -> str:
 # whether it succeeded; it is cancelled past the schedule's max_runtime_seconds and when
 # `serve` stops.
 StartRun = Callable[[Schedule, Tick, str], Awaitable[tuple[str | None, bool]]]
-
-CATCHING_UP = "catch_up: missed while no replica was serving; run in order, one at a time"
 
 
 @dataclass
@@ -224,46 +212,28 @@ class Scheduler:
     ) -> list[Tick]:
         """What becomes of each due tick, by on_missed and overlap."""
         late = timedelta(seconds=self.poll_seconds + LATE_SECONDS)
-        on_time = [at for at in due if now - at <= late]
-        missed = [at for at in due if now - at > late]
-        runs: list[datetime] = []
-        decided: list[Tick] = []
-        if schedule.on_missed == "skip":
-            skipped, runs = missed, on_time
-        elif schedule.on_missed == "run_once":
-            # One run for all of them: at the newest tick (an on-time one if there is one).
-            newest = (on_time or missed)[-1:]
-            skipped, runs = [at for at in due if at not in newest], newest
-        else:  # catch_up: each missed tick, the newest max_catch_up of them
-            kept = missed[-schedule.max_catch_up :]
-            skipped, runs = [at for at in missed if at not in kept], kept + on_time
-        for at in skipped:
-            why = "missed: no replica was serving when it was due"
-            if schedule.on_missed == "run_once" and at in missed:
-                why += f" (on_missed run_once: one run, at the tick of {runs[-1].isoformat()})"
-            elif schedule.on_missed == "catch_up":
-                why += f" (beyond max_catch_up {schedule.max_catch_up})"
-            decided.append(self.tick(schedule, at, SKIPPED, now, reason=why))
-        if schedule.on_missed == "catch_up" and missed:
+        sorted_out = missed_or_run(schedule, due, now, late)
+        decided = [
+            self.tick(schedule, at, SKIPPED, now, reason=why) for at, why in sorted_out.skipped
+        ]
+        if sorted_out.catching_up:
             # The catch-up runs every tick it keeps, and those on time with them, oldest first
             # and one after another, whatever `overlap` says (under `skip`, all but the first
             # would be skipped, under `allow` all would run at once): queued, started by
             # `dequeued`. `overlap` decides only the ticks that come while it runs.
-            decided += [self.tick(schedule, at, QUEUED, now, reason=CATCHING_UP) for at in runs]
-            return decided
+            return decided + [
+                self.tick(schedule, at, QUEUED, now, reason=CATCHING_UP) for at in sorted_out.runs
+            ]
         # What a new tick waits behind: the run under way or a tick still to run (a catch-up,
         # or under queue, a queued tick), the oldest first.
         waiting = (RUNNING,) if schedule.overlap == "allow" else (RUNNING, QUEUED)
         running = self.store.rows(connection, schedule.key, waiting)
         busy = running[-1] if running else None
-        for at in runs:
-            if busy is None or schedule.overlap == "allow":
-                tick = self.tick(schedule, at, RUNNING, now)
+        for at in sorted_out.runs:
+            state, reason = by_overlap(schedule.overlap, busy)
+            tick = self.tick(schedule, at, state, now, reason=reason)
+            if state == RUNNING:
                 busy = tick
-            elif schedule.overlap == "skip":
-                tick = self.tick(schedule, at, SKIPPED, now, reason=overlapped(busy))
-            else:
-                tick = self.tick(schedule, at, QUEUED, now)
             decided.append(tick)
         return decided
 
@@ -415,12 +385,7 @@ class Scheduler:
             now = self.now(connection)
             self.end_stale(connection, schedule, now)
             running = self.store.rows(connection, schedule.key, (RUNNING,), limit=1)
-            state = RUNNING
-            reason = None
-            if running and schedule.overlap == "skip":
-                state, reason = SKIPPED, overlapped(running[0])
-            elif running and schedule.overlap == "queue":
-                state = QUEUED
+            state, reason = by_overlap(schedule.overlap, running[0] if running else None)
             tick = dataclasses.replace(self.tick(schedule, now, state, now, reason), manual=True)
             self.store.add(connection, tick)
         return tick
@@ -433,13 +398,3 @@ class Scheduler:
         """Until the runs this replica started have ended (tests, shutdown)."""
         while self.runs:
             await asyncio.gather(*self.runs.values(), return_exceptions=True)
-
-
-def overlapped(busy: Tick) -> str:
-    """Why a tick is skipped under overlap: skip, `busy` the oldest tick it would overlap."""
-    if busy.reason == CATCHING_UP:
-        return (
-            "overlap: the schedule was catching up on missed ticks (from the tick of "
-            f"{busy.at.isoformat()})"
-        )
-    return f"overlap: the run of the tick of {busy.at.isoformat()} was still running"

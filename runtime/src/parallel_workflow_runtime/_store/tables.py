@@ -1,5 +1,5 @@
 """The runtime's own tables in the history's database, beside Agno's: one SQLAlchemy Core
-`MetaData` that cursors.py and scheduler.py read and write through, and that the migrations
+`MetaData` that cursors.py and ticks.py read and write through, and that the migrations
 (migrations/versions/) bring every history to.
 
 A change to a table here needs a new revision in migrations/versions/ that makes it: a history

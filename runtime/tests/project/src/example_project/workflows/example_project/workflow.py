@@ -19,10 +19,12 @@ from agno.db.base import BaseDb
 from agno.models.base import Model
 from agno.workflow import Parallel, Workflow
 
-from parallel_workflow_runtime._core.config import PARALLEL_STEP, WorkflowConfig, load_config
-from parallel_workflow_runtime._core.results import SourceFunction
-from parallel_workflow_runtime._execution.steps import (
+from parallel_workflow_runtime import (
+    PARALLEL_STEP,
+    SourceFunction,
+    WorkflowConfig,
     aggregation_step,
+    load_config,
     preparation_step,
     report_step,
     source_steps,

@@ -21,17 +21,14 @@ import os
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from parallel_workflow_runtime._connectors.connectors import (
+from parallel_workflow_runtime._connectors.connector_imports import dlt_module
+from parallel_workflow_runtime._connectors.cursor_tracker import (
     MAX_CURSOR_KEYS,
-    Chunks,
-    Notes,
     decoded,
-    dlt_module,
     encoded,
-    file_bucket_url,
-    flattened,
     shown,
 )
+from parallel_workflow_runtime._connectors.read_context import Chunks, Notes, flattened
 from parallel_workflow_runtime._core.config import Source
 from parallel_workflow_runtime._core.connector_config import FileBlock
 from parallel_workflow_runtime._core.results import SourceError
@@ -111,6 +108,17 @@ class FileCursor:
         if before is not None:
             state["files_before"] = encoded(before)
         return state
+
+
+def file_bucket_url(source: Source, block: FileBlock) -> str:
+    """Where a file source's files are, as dlt's filesystem takes it: a URL as written, or a
+    folder (relative to the workflow's folder) that must exist."""
+    if "://" in block.path:
+        return block.path
+    folder = source.folder / block.path
+    if not folder.is_dir():
+        raise SourceError(f"file: the folder {block.path} does not exist")
+    return str(folder.resolve())
 
 
 def file_chunks(source: Source, block: FileBlock, files: FileCursor | None, notes: Notes) -> Chunks:
@@ -343,3 +351,17 @@ def first_break(data: bytes, start: int, end: int) -> int:
 
 def last_break(data: bytes, start: int, end: int) -> int:
     return max(data.rfind(b"\n", start, end), data.rfind(b"\r", start, end))
+
+
+def files_reached(source: Source, block: FileBlock) -> str:
+    from dlt.sources.filesystem import filesystem
+
+    bucket_url = file_bucket_url(source, block)
+    # The listing only: dlt's filesystem resource yields the files' names, dates and sizes.
+    count = sum(
+        len(chunk) if isinstance(chunk, list) else 1
+        for chunk in filesystem(bucket_url=bucket_url, file_glob=block.glob)
+    )
+    if not count:
+        raise SourceError(f"file: no file in {block.path} matches {block.glob!r}")
+    return f"{block.path}: {count} {'file matches' if count == 1 else 'files match'} {block.glob}"
