@@ -43,10 +43,18 @@ def forks(folder: str, source: Source) -> SourceSummary:
     with STARTING:
         child = os.fork()
     if child == 0:  # the copy of this process: it sleeps, then leaves without cleaning up
-        time.sleep(4243)
+        try:
+            time.sleep(4243)
+        finally:  # the copy ran on: not ended by a signal, something raised in it
+            ran_on(folder, source).write_text("the forked copy ran on", encoding="utf-8")
         os._exit(0)
     note_process(folder, source, child)
     return SourceSummary(records=1)
+
+
+def ran_on(folder: str, source: Source) -> Path:
+    """Where the forked copy of a source says that it ran on instead of ending."""
+    return Path(folder).with_name(f"ran-on-{source.id}")
 
 
 def starts_a_program(folder: str, source: Source) -> SourceSummary:
@@ -160,6 +168,10 @@ def test_run_leaves_no_process_that_a_source_started(
         }
     assert len(pids) == len(entry.config.sources)
     assert still_running == {}
+    # The copies that sources forked were ended by the SIGTERM the run sent them: none ran on
+    # as a copy of the runtime (which ran the next queued source in it, whose program then
+    # outlived the run).
+    assert sorted(path.name for path in tmp_path.glob("ran-on-*")) == []
 
 
 def test_serve_leaves_no_process_behind_and_its_port_free(

@@ -20,6 +20,7 @@ from parallel_workflow_runtime._observe.page import run_page
 from parallel_workflow_runtime._observe.page_parts import BenchBars, LegendItem, SourceRow, Timeline
 from parallel_workflow_runtime._observe.page_templates import ENVIRONMENT, render
 from parallel_workflow_runtime._observe.trace_view import TraceNode, TraceSpan
+from parallel_workflow_runtime._serve.http_docs import Route
 
 
 class HostileText:
@@ -85,6 +86,12 @@ def hostile_views() -> dict[str, tuple[dict[str, Any], HostileText]]:
     views["timeline.svg.jinja"] = ({"timeline": hostile(Timeline, text)}, text)
     text = HostileText()
     views["trace.html.jinja"] = ({"trace": [hostile(TraceNode, text)]}, text)
+    text = HostileText()
+    route = Route(text(), text(), text(), [text(), text()])
+    views["api_docs.html.jinja"] = (
+        {"title": text(), "description": text(), "routes": [route]},
+        text,
+    )
     return views
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import sys
@@ -92,7 +93,7 @@ def no_process_left_behind() -> Iterator[None]:
     spared = descendants()
     handling_sigterm = threading.current_thread() is threading.main_thread()
     if handling_sigterm:  # only the main thread may set a signal handler
-        previous = signal.signal(signal.SIGTERM, raise_terminated)
+        previous = signal.signal(signal.SIGTERM, functools.partial(raise_terminated, os.getpid()))
     terminated = False
     try:
         yield
@@ -112,7 +113,16 @@ class Terminated(BaseException):
     """SIGTERM arrived: raised so that the way out stops the leftovers first."""
 
 
-def raise_terminated(signum: int, frame: object) -> None:
+def raise_terminated(owner: int, signum: int, frame: object) -> None:
+    """In the process that set this handler (`owner`), SIGTERM becomes Terminated. A copy of
+    it that a source forked inherits the handler, and is one of the leftovers that get
+    SIGTERM: there it ends the copy, as SIGTERM does by default. (Raised there, Terminated
+    unwound the copy's thread into the runtime's code, which ran the next queued source in
+    the copy, after the run had stopped its leftovers: that source's program outlived it.)"""
+    if os.getpid() != owner:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     raise Terminated()
 
 

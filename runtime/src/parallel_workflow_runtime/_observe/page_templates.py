@@ -1,5 +1,5 @@
 """The Jinja2 templates of the HTML pages (templates/, shipped in the wheel): the run's page,
-the bench's page, the timeline's SVG and the trace's tree.
+the bench's page, the timeline's SVG, the trace's tree and `serve`'s API docs.
 
 Every template escapes what it prints: the names, errors, requests and reports in a page are
 text that sources and users wrote, and none of it may become markup. The Python side hands a

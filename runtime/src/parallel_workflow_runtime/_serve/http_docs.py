@@ -6,11 +6,13 @@ a CDN; these are guarded like every other route and /docs is a plain page that w
 
 from __future__ import annotations
 
-import html
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
+
+from parallel_workflow_runtime._observe.page_templates import render
 
 
 def add_docs_routes(app: FastAPI, dependencies: list[Any]) -> None:
@@ -24,9 +26,10 @@ def add_docs_routes(app: FastAPI, dependencies: list[Any]) -> None:
 
 
 def docs_page(document: dict[str, Any]) -> str:
-    """The routes of the OpenAPI document as a page of its own: Swagger UI, FastAPI's usual
-    docs page, loads its scripts from a CDN, and this project works offline."""
-    rows = []
+    """The routes of the OpenAPI document as a page of its own (templates/api_docs.html.jinja,
+    which escapes every string): Swagger UI, FastAPI's usual docs page, loads its scripts from
+    a CDN, and this project works offline."""
+    routes = []
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             fields = [parameter["name"] for parameter in operation.get("parameters", [])]
@@ -34,19 +37,25 @@ def docs_page(document: dict[str, Any]) -> str:
             for body in form.values():
                 schema = resolve(document, body.get("schema", {}))
                 fields.extend(schema.get("properties", {}))
-            rows.append(
-                f"<tr><td>{method.upper()}</td><td><code>{html.escape(path)}</code></td>"
-                f"<td>{html.escape(operation.get('summary', ''))}</td>"
-                f"<td>{html.escape(', '.join(fields))}</td></tr>"
-            )
-    title = html.escape(document["info"]["title"])
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
-        f"<body><h1>{title}</h1><p>{html.escape(document['info'].get('description', ''))}</p>"
-        "<table><tr><th>Method</th><th>Path</th><th>What</th><th>Parameters</th></tr>"
-        f"{''.join(rows)}</table>"
-        "<p>The full description: <a href='openapi.json'>openapi.json</a>.</p></body></html>"
+            summary = operation.get("summary", "")
+            routes.append(Route(method.upper(), path, summary, fields))
+    info = document["info"]
+    return render(
+        "api_docs.html.jinja",
+        title=info["title"],
+        description=info.get("description", ""),
+        routes=routes,
     )
+
+
+@dataclass(frozen=True)
+class Route:
+    """One operation of the API, as the docs page lists it."""
+
+    method: str
+    path: str
+    summary: str
+    fields: list[str]
 
 
 def resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
