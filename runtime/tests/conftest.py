@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,18 @@ def cli(*args: str, **overrides: str) -> subprocess.CompletedProcess[str]:
         env=user_environment(**overrides),
         timeout=300,
     )
+
+
+def wait_until(condition: Callable[[], Any], seconds: float, what: str, every: float = 0.05) -> Any:
+    """What `condition` returns once it is true, looked at every `every` seconds: the event a
+    test waits for, instead of a fixed sleep. Fails the test, naming `what`, after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    pytest.fail(f"not within {seconds} s: {what}")
 
 
 def free_port() -> int:

@@ -21,7 +21,7 @@ import sys
 import textwrap
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ import pytest
 from parallel_workflow_runtime._store.cursors import CursorStore, Holder
 from parallel_workflow_runtime._store.history import open_history
 
-from .conftest import RUNTIME, user_environment
+from .conftest import RUNTIME, user_environment, wait_until
 from .connector_project import write_connector_workflow
 from .test_connectors import (  # noqa: F401  (api_server: a fixture, used by name)
     PAGED,
@@ -179,16 +179,6 @@ def read_keys(source: dict[str, Any]) -> list[Any]:
 def claimed_by(workflow_id: str = "connectors") -> dict[str, str | None]:
     """Who holds each cursor of the workflow now."""
     return {c.source_id: c.claimed_by for c in CursorStore.of(open_history()).all(workflow_id)}
-
-
-def wait_until(condition: Callable[[], Any], seconds: float, what: str) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"not within {seconds} s: {what}")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,14 @@ import yaml
 
 from parallel_workflow_runtime._store.ticks import Tick, TickStore
 
-from .conftest import DATABASE_URL_ENV, ENV_PREFIX, PROJECT, free_port, user_environment
+from .conftest import (
+    DATABASE_URL_ENV,
+    ENV_PREFIX,
+    PROJECT,
+    free_port,
+    user_environment,
+    wait_until,
+)
 from .test_tracing import TRACED_PROGRAM, traced_cli, traced_workflows
 
 EVERY_3_SECONDS = "* * * * * */3"  # croniter: a sixth field, seconds
@@ -45,15 +52,6 @@ def ticks_of(schedule: str, environment: dict[str, str]) -> list[Tick]:
         return list(reversed(TickStore(engine).rows(schedule=schedule)))
     finally:
         engine.dispose()
-
-
-def wait_for(condition: Callable[[], Any], seconds: float, what: str) -> Any:
-    """What `condition` returns once it is true, looking every 0.2 s; fails after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
-        time.sleep(0.2)
-    return value
 
 
 # A replica whose own clock is CLOCK_OFFSET_ENV seconds off, as faketime would make it, for
@@ -144,10 +142,11 @@ def test_two_replicas_run_each_tick_once_through_one_killed_mid_run(
     schedule = f"traced/{name}"
     # Kill the replica that runs a tick now, mid-run, as a crash would: the second tick or a
     # later one, once both replicas have been deciding.
-    running = wait_for(
+    running = wait_until(
         lambda: [t for t in ticks_of(schedule, environment)[1:] if t.state == "running"],
         60,
         "a second tick running",
+        every=0.2,  # each look reads the ticks through a new connection
     )
     victim = first if str(first.pid) in str(running[-1].replica) else second
     survivor = second if victim is first else first
@@ -161,7 +160,7 @@ def test_two_replicas_run_each_tick_once_through_one_killed_mid_run(
         ran = [t for t in mine if t.at > killed_at and t.state == "ok"]
         return len(mine) >= 6 and len(ran) >= 2 and any(t.state == "failed" for t in mine)
 
-    wait_for(survived, 60, "the survivor's runs after the kill")
+    wait_until(survived, 60, "the survivor's runs after the kill", every=0.2)
     survivor.send_signal(signal.SIGTERM)
     survivor.wait(timeout=60)
 
@@ -289,10 +288,12 @@ def test_a_replica_stopped_with_sigterm_mid_run_records_its_tick_with_the_run(
     environment = {f"{ENV_PREFIX}SCHEDULER": FAST_SCHEDULER}
     server, _ = replica(workflows, tmp_path / "serve.log", environment)
     stopped_at_the_end.append(server)
-    deadline = time.monotonic() + 20
-    while not [t for t in ticks(workflows, **environment) if t["state"] == "running"]:
-        assert time.monotonic() < deadline, "no tick was running"
-        time.sleep(0.2)
+    wait_until(
+        lambda: [t for t in ticks(workflows, **environment) if t["state"] == "running"],
+        20,
+        "a tick running",
+        every=0.2,
+    )
     time.sleep(1)  # mid-run: the nap lasts 6 s
 
     server.send_signal(signal.SIGTERM)
@@ -333,14 +334,17 @@ def test_a_replica_whose_clock_runs_two_hours_ahead_decides_no_tick_and_silences
         refusal = "decides no ticks until they agree" in (tmp_path / "ahead.log").read_text()
         return refusal and len([t for t in ticks_of(schedule, environment) if t.at > joined]) >= 3
 
-    wait_for(refused_while_the_healthy_one_decided, 90, "three ticks with both replicas up")
+    wait_until(
+        refused_while_the_healthy_one_decided, 90, "three ticks with both replicas up", every=0.2
+    )
     ahead.send_signal(signal.SIGTERM)
     ahead.wait(timeout=60)
     left = datetime.now(UTC)
-    wait_for(
+    wait_until(
         lambda: len([t for t in ticks_of(schedule, environment) if t.at > left]) >= 3,
         60,
         "three ticks of the healthy replica alone",
+        every=0.2,
     )
     healthy.send_signal(signal.SIGTERM)
     healthy.wait(timeout=60)
