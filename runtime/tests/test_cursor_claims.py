@@ -16,6 +16,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -31,7 +32,7 @@ import pytest
 from parallel_workflow_runtime._store.cursors import CursorStore, Holder
 from parallel_workflow_runtime._store.history import open_history
 
-from .conftest import RUNTIME, user_environment, wait_until
+from .conftest import HISTORY_DB_ENV, RUNTIME, user_environment, wait_until
 from .connector_project import write_connector_workflow
 from .test_connectors import (  # noqa: F401  (api_server: a fixture, used by name)
     PAGED,
@@ -335,6 +336,32 @@ def test_a_run_whose_event_loop_is_blocked_keeps_its_claim(
     assert b["timing"]["waited_seconds"] > 6  # ...which renewed its claim all the while
 
 
+def stop_outside_a_write(process: subprocess.Popen[str]) -> None:
+    """Stop `process` (SIGSTOP) at a moment it does not hold the SQLite history's one write
+    lock, which it takes for a few milliseconds to renew its claims: stopped inside one, it
+    would keep every other run from writing (the tests below show what they say then)."""
+    for _ in range(100):
+        process.send_signal(signal.SIGSTOP)
+        wait_until(lambda: stopped(process.pid), 10, "the process stopped", every=0.01)
+        probe = sqlite3.connect(os.environ[HISTORY_DB_ENV], timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:  # "database is locked": let it finish its write
+            process.send_signal(signal.SIGCONT)
+            time.sleep(0.05)
+        finally:
+            probe.close()
+    raise AssertionError("the process held the history's write lock at every try")
+
+
+def stopped(pid: int) -> bool:
+    """Whether the process is stopped by a signal (state T in /proc/PID/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2] == "T"
+
+
 def test_a_run_whose_claim_was_taken_while_it_was_stopped_fails_that_source(
     users_project: Project,
 ) -> None:
@@ -343,7 +370,7 @@ def test_a_run_whose_claim_was_taken_while_it_was_stopped_fails_that_source(
     first = users_project.start("run", "--json", PAUSE_PER_ROW="0.1")
     wait_until(lambda: claimed_by().get("users"), 120, "run A holds the cursor")
     time.sleep(1.0)  # A is reading
-    first.send_signal(signal.SIGSTOP)
+    stop_outside_a_write(first)
     try:
         second = users_project.run("run", "--json")
     finally:
@@ -361,6 +388,77 @@ def test_a_run_whose_claim_was_taken_while_it_was_stopped_fails_that_source(
     # The cursor is where B left it: A's read is not kept.
     [cursor] = CursorStore.of(open_history()).all("connectors")
     assert cursor.run_id == second_id and cursor.claimed_by is None
+
+
+@pytest.mark.integration
+def test_a_run_that_cannot_write_the_history_says_so_in_lines_and_leaves_the_cursors(
+    tmp_path: Path,
+) -> None:
+    # Another process holds the SQLite file's one write lock for the whole run, as a run
+    # stopped (SIGSTOP, a debugger) in the middle of renewing its claims would.
+    database = tmp_path / "users.sqlite"
+    sqlite_table(database, 5)
+    project = make_project(
+        tmp_path,
+        [sql_source("users"), sql_source("orders")],
+        {"users": COLLECT, "orders": COLLECT},
+        workflow={"timeout_seconds": 2},
+        USERS_URL=f"sqlite:///{database}",
+        TEST_CLAIM_SECONDS="1",
+        TEST_RENEW_SECONDS="0.25",
+    )
+    open_history()  # its tables, before the lock
+    locker = sqlite3.connect(os.environ[HISTORY_DB_ENV], isolation_level=None)
+    try:
+        locker.execute("BEGIN IMMEDIATE")
+        locked = project.run("run", "--json")
+    finally:
+        locker.close()
+
+    assert locked.returncode == 1
+    assert "Traceback" not in locked.stderr, locked.stderr[-3000:]
+    outcome = json.loads(locked.stdout)
+    for source in outcome["sources"]:
+        assert source["status"] == "timed_out", source
+        assert source["error"].endswith(
+            "waiting for its cursor: the history's database has not answered (is another"
+            " process writing to it?)"
+        ), source["error"]
+    # It never held them: nothing to release, and the run says why it was not saved.
+    assert outcome["errors"] == ["the run was not saved in the history: database is locked"]
+    assert locked.stderr.splitlines()[-1] == f"error: {outcome['errors'][0]}", locked.stderr
+    # Nothing moved; the claims it could not release were never taken.
+    assert claimed_by() == {}
+
+
+@pytest.mark.integration
+def test_a_run_that_loses_the_history_while_it_reads_keeps_no_cursor(
+    users_project: Project,
+) -> None:
+    # Run A holds the cursor and reads; then another process takes the history's write lock
+    # until A has ended: A cannot save its run nor let go of its claim.
+    first = users_project.start("run", "--json", PAUSE_PER_ROW="0.05")
+    wait_until(lambda: claimed_by().get("users"), 120, "run A holds the cursor")
+    locker = sqlite3.connect(os.environ[HISTORY_DB_ENV], isolation_level=None)
+    try:
+        locker.execute("BEGIN IMMEDIATE")
+        stdout, stderr = first.communicate(timeout=120)
+    finally:
+        locker.close()
+
+    assert first.returncode == 1
+    assert "Traceback" not in stderr, stderr[-3000:]
+    errors = json.loads(stdout)["errors"]
+    assert errors == [
+        "the run was not saved in the history: database is locked",
+        "the cursors of users stay claimed by this run for at most 3 s more: the history's"
+        " database failed: database is locked",
+    ], errors
+    # Its claim has run out (3 s after its last renewal): the next run reads every row again.
+    assert claimed_by() == {}
+    second = users_project.run("run", "--json")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert sorted(read_keys(sources_of(second)["users"])) == list(range(1, 41))
 
 
 # --- a run that was killed -----------------------------------------------------------------

@@ -203,7 +203,12 @@ def _outcome(
         errors.append("the run produced no aggregation")
     # Agno logs a failed save (e.g. no rights to create its tables) and carries on.
     if db is not None and (run_id is None or db.get_run(run_id) is None):
-        errors.append(NOT_SAVED)
+        from parallel_workflow_runtime._store.history_db import StoresEachFactOnce
+
+        failed = None
+        if isinstance(db, StoresEachFactOnce):  # the history's own adapters say why
+            failed = db.failed_writes().pop(str(session_id), None)
+        errors.append(NOT_SAVED if failed is None else f"{NOT_SAVED}: {failed}")
     report = next((step for step in steps if step.step_name == REPORT_STEP), None)
     return RunOutcome(
         aggregation=aggregation,

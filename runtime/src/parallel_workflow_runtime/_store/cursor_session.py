@@ -144,7 +144,10 @@ class CursorSession:
             )
         if self.error is not None:
             return f"the history's database failed: {self.error}"
-        return "other runs took it first, one after another"
+        if self.contended:
+            return "other runs took it first, one after another"
+        # Its first look has not come back: SQLite waits for another process's write lock.
+        return "the history's database has not answered (is another process writing to it?)"
 
     async def _claim_all(self, ids: list[str], run_id: str) -> None:
         """Look until this run holds all of `ids`, or nobody waits for them any more."""
@@ -253,10 +256,18 @@ class CursorSession:
             await asyncio.to_thread(self._renewer.join)
         if self.run_id is None or not self.asked:
             return []
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from parallel_workflow_runtime._store.database import reason
+
         reached = self.reached if recorded else {}
-        not_kept = await asyncio.to_thread(
-            self.store.settle, self.workflow_id, self.run_id, reached, self.asked
-        )
+        try:
+            not_kept = await asyncio.to_thread(
+                self.store.settle, self.workflow_id, self.run_id, reached, self.asked
+            )
+        except SQLAlchemyError as error:  # e.g. another process holds the SQLite write lock
+            held, self.held = sorted(self.held), set()
+            return [unsettled_line(held, bool(reached), reason(error))] if held else []
         self.held.clear()
         return [
             f"source {source_id}: its cursor was taken by another run before this run could"
@@ -299,3 +310,12 @@ def waiting_line(holder: Holder, held: int) -> str:
 # The run's cursors, for its sources' steps (set by running.run_workflow when the run has a
 # history); None: every connector reads from its initial value and keeps nothing.
 CURSORS: ContextVar[CursorSession | None] = ContextVar("cursors", default=None)
+
+
+def unsettled_line(held: list[str], reached: bool, error: str) -> str:
+    """Why the cursors this run held were neither advanced nor released, in one line."""
+    moved = "did not move (the next run reads those rows again) and " if reached else ""
+    return (
+        f"the cursors of {', '.join(held)} {moved}stay claimed by this run for at most"
+        f" {cursors.CLAIM_SECONDS:g} s more: the history's database failed: {error}"
+    )

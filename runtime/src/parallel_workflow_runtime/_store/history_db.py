@@ -42,6 +42,7 @@ from agno.run.workflow import WorkflowRunOutput
 from agno.session.workflow import WorkflowSession
 
 from parallel_workflow_runtime._core.config import AGGREGATION_STEP, PARALLEL_STEP
+from parallel_workflow_runtime._store.database import reason
 
 # Where the Aggregation step leaves the aggregation in the session state (steps.py).
 AGGREGATION_KEY = "aggregation"
@@ -65,7 +66,16 @@ class StoresEachFactOnce(BaseDb):
     # (SqliteDb, PostgresDb) implements them.
     def upsert_session(self, session: Any, deserialize: bool | None = True) -> Any:
         stored = without_aggregation(session)
-        return super().upsert_session(stored, deserialize=deserialize)  # type: ignore[safe-super]
+        try:
+            return super().upsert_session(stored, deserialize=deserialize)  # type: ignore[safe-super]
+        except Exception as error:
+            # Agno's workflow logs a failed save and carries on: the run's outcome says why.
+            self.failed_writes()[str(getattr(session, "session_id", ""))] = reason(error)
+            raise
+
+    def failed_writes(self) -> dict[str, str]:
+        """Why the last write of a session failed, by session id (the caller pops it)."""
+        return self.__dict__.setdefault("_failed_writes", {})
 
     def get_session(self, *args: Any, **kwargs: Any) -> Any:
         return with_aggregation(super().get_session(*args, **kwargs))  # type: ignore[safe-super]
