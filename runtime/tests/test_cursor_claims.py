@@ -158,6 +158,22 @@ def make_project(
     )
 
 
+def users_and_orders(tmp_path: Path, timeout_seconds: float) -> Project:
+    """`users` and `orders`: sql sources of one 5-row table (COLLECT) that time out after
+    `timeout_seconds`, whose claims last 1 s (renewed every 0.25 s)."""
+    database = tmp_path / "users.sqlite"
+    sqlite_table(database, 5)
+    return make_project(
+        tmp_path,
+        [sql_source("users"), sql_source("orders")],
+        {"users": COLLECT, "orders": COLLECT},
+        workflow={"timeout_seconds": timeout_seconds},
+        USERS_URL=f"sqlite:///{database}",
+        TEST_CLAIM_SECONDS="1",
+        TEST_RENEW_SECONDS="0.25",
+    )
+
+
 def waiting_line(process: subprocess.Popen[str]) -> str:
     """The first line on a run's stderr that says a source waits for its cursor ("" if the
     run ended without one)."""
@@ -396,17 +412,7 @@ def test_a_run_that_cannot_write_the_history_says_so_in_lines_and_leaves_the_cur
 ) -> None:
     # Another process holds the SQLite file's one write lock for the whole run, as a run
     # stopped (SIGSTOP, a debugger) in the middle of renewing its claims would.
-    database = tmp_path / "users.sqlite"
-    sqlite_table(database, 5)
-    project = make_project(
-        tmp_path,
-        [sql_source("users"), sql_source("orders")],
-        {"users": COLLECT, "orders": COLLECT},
-        workflow={"timeout_seconds": 2},
-        USERS_URL=f"sqlite:///{database}",
-        TEST_CLAIM_SECONDS="1",
-        TEST_RENEW_SECONDS="0.25",
-    )
+    project = users_and_orders(tmp_path, timeout_seconds=2)
     open_history()  # its tables, before the lock
     locker = sqlite3.connect(os.environ[HISTORY_DB_ENV], isolation_level=None)
     try:
@@ -540,17 +546,8 @@ def test_a_wait_for_a_cursor_ends_with_each_sources_timeout(tmp_path: Path) -> N
 def test_a_wait_through_runs_that_each_finish_in_turn_outlasts_the_timeout(
     tmp_path: Path,
 ) -> None:
-    database = tmp_path / "users.sqlite"
-    sqlite_table(database, 5)
-    project = make_project(
-        tmp_path,
-        [sql_source("users"), sql_source("orders")],
-        {"users": COLLECT, "orders": COLLECT},
-        workflow={"timeout_seconds": 4},
-        USERS_URL=f"sqlite:///{database}",
-        TEST_CLAIM_SECONDS="1",  # so that the sources wait at most their 4 s for any one run
-        TEST_RENEW_SECONDS="0.25",
-    )
+    # A claim lasts 1 s: the sources wait at most their 4 s for any one run.
+    project = users_and_orders(tmp_path, timeout_seconds=4)
     store = CursorStore.of(open_history())
     assert not isinstance(store.claim("connectors", "orders", "run-x"), bool)
     process = project.start("run", "--json")
