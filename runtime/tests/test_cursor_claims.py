@@ -443,7 +443,7 @@ def test_a_run_that_loses_the_history_while_it_reads_keeps_no_cursor(
 ) -> None:
     # Run A holds the cursor and reads; then another process takes the history's write lock
     # until A has ended: A cannot save its run nor let go of its claim.
-    first = users_project.start("run", "--json", PAUSE_PER_ROW="0.05")
+    first = users_project.start("run", "--json", PAUSE_PER_ROW="0.1")  # 4 s of reading
     wait_until(lambda: claimed_by().get("users"), 120, "run A holds the cursor")
     locker = sqlite3.connect(os.environ[HISTORY_DB_ENV], isolation_level=None)
     try:
