@@ -116,17 +116,22 @@ def test_threads_are_reused_across_runs_and_a_stuck_one_is_not_handed_work(
     entry: WorkflowEntry,
 ) -> None:
     release = threading.Event()
+    # The other 11 sources of a run end together, once all of them have started: none frees
+    # its thread for another before each has one (on a busy machine, one that ended at once
+    # did, and the run used fewer threads than sources).
+    all_started = threading.Barrier(11)
     # Thread objects, not idents: the system reuses an ended thread's ident.
     threads_of: dict[str, list[threading.Thread]] = {}
 
     def blocking(source: Source) -> SourceSummary:
         threads_of.setdefault(source.id, []).append(threading.current_thread())
         if source.id == "synthetic_0" and not release.is_set():
-            release.wait(10)  # stuck past its timeout, in its thread
-        time.sleep(0.02)
+            release.wait(10)  # stuck past its timeout (2 s), in its thread
+        else:
+            all_started.wait(10)
         return SourceSummary(records=1)
 
-    sources = synthetic(entry, 12, timeout_seconds=0.5)
+    sources = synthetic(entry, 12, timeout_seconds=2)
     first = run_with(entry, sources, blocking, max_concurrency=12)
     stuck_thread = threads_of["synthetic_0"][0]
     # The first run's threads free again (on a busy machine a thread that has just settled its
