@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from parallel_workflow_runtime._store.cursors import CursorStore, Holder
 from parallel_workflow_runtime._store.history import open_history
@@ -435,6 +436,37 @@ def test_a_run_that_cannot_write_the_history_says_so_in_lines_and_leaves_the_cur
     assert locked.stderr.splitlines()[-1] == f"error: {outcome['errors'][0]}", locked.stderr
     # Nothing moved; the claims it could not release were never taken.
     assert claimed_by() == {}
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("fresh_postgres")
+def test_a_run_whose_cursors_another_session_locks_on_postgresql_ends_at_its_timeout(
+    tmp_path: Path,
+) -> None:
+    # A session holds a lock on the cursors' table that lets nobody else write it, as a
+    # process stopped in the middle of renewing its claims would: PostgreSQL waits for a row
+    # lock without end, unless the history sets lock_timeout.
+    project = users_and_orders(tmp_path, timeout_seconds=2)
+    store = CursorStore.of(open_history())
+    store.claim_all("connectors", ["orders", "users"], "earlier-run")  # the rows exist
+    store.settle("connectors", "earlier-run", {})
+    with store.engine.connect() as locker, locker.begin():
+        locker.execute(text(f"LOCK TABLE {store.table.name} IN EXCLUSIVE MODE"))
+        started = time.monotonic()
+        locked = project.run("run", "--json")
+        seconds = time.monotonic() - started
+
+    assert locked.returncode == 1
+    assert "Traceback" not in locked.stderr, locked.stderr[-3000:]
+    outcome = json.loads(locked.stdout)
+    for source in outcome["sources"]:
+        assert source["status"] == "timed_out", source
+        assert source["error"].endswith(
+            "the history's database has not answered (is another process writing to it?)"
+        ), source["error"]
+    assert outcome["errors"] == []  # the run itself is saved: its tables are not locked
+    # Its sources' timeout, its claim's lock_timeout, its release's, and the process.
+    assert seconds < 60, seconds
 
 
 @pytest.mark.integration

@@ -38,6 +38,7 @@ from parallel_workflow_runtime._store.ticks import TickStore
 
 from .conftest import forked_at_once
 from .data.history_0_9_0 import EXPECTED_CURSORS, EXPECTED_TICKS, HELD_BY, SCHEDULE, WORKFLOW
+from .test_history import fresh_postgres  # noqa: F401  (a fixture, used by name)
 
 DATA = Path(__file__).with_name("data")
 SQLITE_0_9_0 = DATA / "history-0.9.0.sqlite"
@@ -301,3 +302,25 @@ def test_a_history_without_alembic_installed_is_one_line_naming_the_extra(
         open_history(HistoryLocation(sqlite_file=tmp_path / "history.sqlite"))
     assert "\n" not in str(raised.value)
     assert "needs the runtime's serve extra" in str(raised.value)
+
+
+# --- waits for locks ---------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_a_postgresql_history_waits_for_a_lock_at_most_5_s_keeping_the_urls_own_options(
+    request: pytest.FixtureRequest,
+) -> None:
+    # (SQLite's wait for its file's write lock is Python's sqlite3 default, 5 s.)
+    url = str(request.getfixturevalue("fresh_postgres"))
+    own = sqlalchemy.make_url(url).update_query_dict({"options": "-c statement_timeout=60000"})
+    engine = agno_adapter.engine_of(
+        open_history(location(own.render_as_string(hide_password=False)))
+    )
+    with engine.connect() as connection:
+        settings = [
+            connection.exec_driver_sql(f"SHOW {name}").scalar_one()
+            for name in ("lock_timeout", "statement_timeout")
+        ]
+    engine.dispose()
+    assert settings == ["5s", "1min"]

@@ -7,12 +7,13 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from parallel_workflow_runtime._core.masking import masked_text
 
 if TYPE_CHECKING:
     from agno.db.base import BaseDb
+    from sqlalchemy.engine import Engine
 
 # SQLAlchemy comes with the serve and postgres extras, not with the package: it is imported
 # where a database is opened, so that the command line runs without it.
@@ -71,12 +72,36 @@ def advisory_lock(db: BaseDb) -> Iterator[None]:
     from parallel_workflow_runtime._store.agno_adapter import engine_of
 
     with engine_of(db).connect() as connection:
+        # The tables take a while to create on a loaded machine: wait for whoever does it,
+        # past the history's lock_timeout (bounded_lock_waits).
+        connection.execute(text("SET LOCAL lock_timeout = 0"))
         connection.execute(text("SELECT pg_advisory_lock(hashtext('agno history tables'))"))
         try:
             yield
         finally:
             connection.execute(text("SELECT pg_advisory_unlock(hashtext('agno history tables'))"))
             connection.commit()
+
+
+# How long a statement of the history waits for another session's lock on PostgreSQL before
+# it fails, as SQLite waits for its file's write lock (5 s, Python's default): a session
+# stopped inside a transaction (its process stopped with SIGSTOP, say) would otherwise hold
+# every other run up without end. A failed claim or renewal is tried again; a failed save
+# says so in the run's errors.
+LOCK_TIMEOUT_MS = 5000
+
+
+def bounded_lock_waits(engine: Engine) -> None:
+    """Every new PostgreSQL connection of `engine` waits at most LOCK_TIMEOUT_MS for a lock,
+    whatever its URL's own `options` say besides."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "do_connect")
+    def _with_lock_timeout(
+        dialect: Any, record: Any, arguments: Any, parameters: dict[str, Any]
+    ) -> None:
+        options = parameters.get("options", "")
+        parameters["options"] = f"{options} -c lock_timeout={LOCK_TIMEOUT_MS}".strip()
 
 
 def reason(error: Exception) -> str:

@@ -28,6 +28,7 @@ from parallel_workflow_runtime._core.settings import Settings, load_settings, sq
 from parallel_workflow_runtime._core.usage import HistoryError, missing_extra
 from parallel_workflow_runtime._store.database import (
     advisory_lock,
+    bounded_lock_waits,
     create_private,
     file_lock,
     reason,
@@ -104,7 +105,10 @@ def open_history(location: HistoryLocation | None = None) -> BaseDb:
             from parallel_workflow_runtime._store.history_postgres import PostgresHistory
         except ImportError:
             raise MissingExtra(missing_extra("DATABASE_URL (PostgreSQL)", "postgres")) from None
+        from parallel_workflow_runtime._store.agno_adapter import engine_of
+
         db: BaseDb = PostgresHistory(db_url=location.database_url, id="history")
+        bounded_lock_waits(engine_of(db))
         lock: contextlib.AbstractContextManager[object] = advisory_lock(db)
     else:
         try:
