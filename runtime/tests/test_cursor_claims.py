@@ -407,6 +407,21 @@ def test_a_run_whose_claim_was_taken_while_it_was_stopped_fails_that_source(
     assert cursor.run_id == second_id and cursor.claimed_by is None
 
 
+def timed_out_unanswered(locked: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The `run --json` of a run whose claim the history's database never answered (another
+    session held its lock): it failed without a traceback, each source timed out saying so."""
+    assert locked.returncode == 1
+    assert "Traceback" not in locked.stderr, locked.stderr[-3000:]
+    outcome: dict[str, Any] = json.loads(locked.stdout)
+    for source in outcome["sources"]:
+        assert source["status"] == "timed_out", source
+        assert source["error"].endswith(
+            "waiting for its cursor: the history's database has not answered (is another"
+            " process writing to it?)"
+        ), source["error"]
+    return outcome
+
+
 @pytest.mark.integration
 def test_a_run_that_cannot_write_the_history_says_so_in_lines_and_leaves_the_cursors(
     tmp_path: Path,
@@ -422,15 +437,7 @@ def test_a_run_that_cannot_write_the_history_says_so_in_lines_and_leaves_the_cur
     finally:
         locker.close()
 
-    assert locked.returncode == 1
-    assert "Traceback" not in locked.stderr, locked.stderr[-3000:]
-    outcome = json.loads(locked.stdout)
-    for source in outcome["sources"]:
-        assert source["status"] == "timed_out", source
-        assert source["error"].endswith(
-            "waiting for its cursor: the history's database has not answered (is another"
-            " process writing to it?)"
-        ), source["error"]
+    outcome = timed_out_unanswered(locked)
     # It never held them: nothing to release, and the run says why it was not saved.
     assert outcome["errors"] == ["the run was not saved in the history: database is locked"]
     assert locked.stderr.splitlines()[-1] == f"error: {outcome['errors'][0]}", locked.stderr
@@ -456,14 +463,7 @@ def test_a_run_whose_cursors_another_session_locks_on_postgresql_ends_at_its_tim
         locked = project.run("run", "--json")
         seconds = time.monotonic() - started
 
-    assert locked.returncode == 1
-    assert "Traceback" not in locked.stderr, locked.stderr[-3000:]
-    outcome = json.loads(locked.stdout)
-    for source in outcome["sources"]:
-        assert source["status"] == "timed_out", source
-        assert source["error"].endswith(
-            "the history's database has not answered (is another process writing to it?)"
-        ), source["error"]
+    outcome = timed_out_unanswered(locked)
     assert outcome["errors"] == []  # the run itself is saved: its tables are not locked
     # Its sources' timeout, its claim's lock_timeout, its release's, and the process.
     assert seconds < 60, seconds
