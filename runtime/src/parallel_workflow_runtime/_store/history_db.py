@@ -66,12 +66,17 @@ class StoresEachFactOnce(BaseDb):
     # (SqliteDb, PostgresDb) implements them.
     def upsert_session(self, session: Any, deserialize: bool | None = True) -> Any:
         stored = without_aggregation(session)
+        session_id = str(getattr(session, "session_id", ""))
         try:
-            return super().upsert_session(stored, deserialize=deserialize)  # type: ignore[safe-super]
+            upserted = super().upsert_session(stored, deserialize=deserialize)  # type: ignore[safe-super]
         except Exception as error:
             # Agno's workflow logs a failed save and carries on: the run's outcome says why.
-            self.failed_writes()[str(getattr(session, "session_id", ""))] = reason(error)
+            self.failed_writes()[session_id] = reason(error)
             raise
+        # A later write that went through: nothing to say any more (and nothing kept, in a
+        # `serve` that lives for months).
+        self.failed_writes().pop(session_id, None)
+        return upserted
 
     def failed_writes(self) -> dict[str, str]:
         """Why the last write of a session failed, by session id (the caller pops it)."""
