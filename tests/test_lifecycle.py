@@ -820,7 +820,8 @@ def test_a_0_5_0_project_updates_keeping_its_files_and_history_and_names_an_edit
 
 
 # A test of the team's own, written against the import paths of runtime 0.9.0 (template
-# 0.7.0): deprecated since runtime 0.11.0, they still work, and say what to import instead.
+# 0.7.0): deprecated in runtime 0.11, with a warning that named the import to use instead, and
+# gone since 0.12.0.
 TEAMS_TEST = f'''"""Our own checks of the workflow's config."""
 
 from pathlib import Path
@@ -835,19 +836,26 @@ def test_the_workflow_reads_three_sources() -> None:
     assert len(load_config(CONFIG).sources) == 3
     assert SourceSummary(records=2)["records"] == 2
 '''
+# The same test with the imports that the warning of runtime 0.11 named.
+TEAMS_TEST_UPDATED = TEAMS_TEST.replace(
+    "from parallel_workflow_runtime.config import load_config\n"
+    "from parallel_workflow_runtime.results import SourceSummary\n",
+    "from parallel_workflow_runtime import SourceSummary, load_config\n",
+)
 
 
-def test_a_0_7_0_project_updates_its_runtime_imports_and_the_teams_old_ones_still_work(
+def test_a_0_7_0_project_updates_its_runtime_imports_and_the_team_moves_its_old_ones(
     releases: Path, tmp_path: Path
 ) -> None:
     """0.7.0 → this version: the template's files move to the runtime's public API (its
     sub-packages are private since runtime 0.11.0); the team's own code, which imported the
-    runtime's modules, keeps working until 0.12.0 with a DeprecationWarning naming the
-    public import."""
+    runtime's modules, fails to import them, naming the module, until it imports the public
+    names instead (the import that runtime 0.11's DeprecationWarning named)."""
     project = project_at(releases, "v0.7.0", tmp_path)
     template_files = ("tests/conftest.py", "tests/test_project.py", WORKFLOW / "workflow.py")
     assert all("from parallel_workflow_runtime." in read(project, f) for f in template_files)
-    (project / "tests" / "test_teams_checks.py").write_text(TEAMS_TEST, encoding="utf-8")
+    teams_test = project / "tests" / "test_teams_checks.py"
+    teams_test.write_text(TEAMS_TEST, encoding="utf-8")
     commit_all(project, "the team's own test")
 
     result = copier("update", "--defaults", f"--answers-file={ANSWERS}", str(project))
@@ -862,14 +870,16 @@ def test_a_0_7_0_project_updates_its_runtime_imports_and_the_teams_old_ones_stil
     environment = reinstalled(project, tmp_path)
     tests = shell("python -m pytest -q -p no:cacheprovider", project, environment)
     print(f"$ python -m pytest -q\n{tests.stdout[-1500:]}")
+    assert tests.returncode != 0
+    said = " ".join(tests.stdout.split())
+    assert "No module named 'parallel_workflow_runtime.config'" in said, said[-3000:]
+    assert "ERROR tests/test_teams_checks.py" in said and "1 error" in said, said[-3000:]
+
+    teams_test.write_text(TEAMS_TEST_UPDATED, encoding="utf-8")
+    tests = shell("python -m pytest -q -p no:cacheprovider", project, environment)
+    print(f"$ python -m pytest -q\n{tests.stdout[-1500:]}")
     assert tests.returncode == 0, tests.stdout[-4000:] + tests.stderr[-2000:]
-    said = " ".join(tests.stdout.split())  # pytest's warnings summary, its lines wrapped
-    for name, module in (("load_config", "config"), ("SourceSummary", "results")):
-        assert (
-            f"DeprecationWarning: parallel_workflow_runtime.{module} is private since"
-            f" parallel-workflow-runtime 0.11.0 and goes in 0.12.0: use"
-            f" `from parallel_workflow_runtime import {name}`"
-        ) in said, said[-3000:]
+    assert "DeprecationWarning" not in tests.stdout
 
 
 # The environment variable that overrides report_model: empty forces the offline report.

@@ -1,6 +1,6 @@
 """The runtime's shape (decision 0018): layers that import only downwards, checked by
-import-linter; modules of at most 400 lines; one public API at the package's top, and the
-paths that projects of 0.10.0 and before imported, deprecated."""
+import-linter; modules of at most 400 lines; one public API at the package's top; the
+paths that projects of 0.10.0 and before imported, gone since 0.12.0."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -53,7 +52,7 @@ def test_each_layer_imports_only_the_layers_below_it() -> None:
     result = lint_imports()
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 kept, 0 broken" in result.stdout, result.stdout
+    assert "1 kept, 0 broken" in result.stdout, result.stdout
 
 
 @pytest.mark.integration
@@ -101,30 +100,12 @@ def test_the_public_api_is_the_package_top_and_every_name_resolves() -> None:
 
 
 @pytest.mark.parametrize("old", sorted(OLD_PATHS))
-def test_an_old_path_answers_with_a_warning_that_names_the_public_import(old: str) -> None:
-    module = importlib.import_module(f"parallel_workflow_runtime.{old}")
+def test_an_old_path_is_gone_and_its_names_are_at_the_top(old: str) -> None:
+    """Deprecated in 0.11 (a DeprecationWarning named the public import), removed in 0.12.0."""
+    with pytest.raises(ModuleNotFoundError, match=f"parallel_workflow_runtime.{old}'"):
+        importlib.import_module(f"parallel_workflow_runtime.{old}")
     new = importlib.import_module(f"parallel_workflow_runtime.{OLD_PATHS[old]}")
-    public = [
-        name
+    assert any(
+        getattr(new, name, None) is getattr(parallel_workflow_runtime, name)
         for name in parallel_workflow_runtime.__all__
-        if getattr(new, name, None) is getattr(parallel_workflow_runtime, name)
-    ]
-    assert public, f"{old} had names that projects imported"
-    private = next(n for n in vars(new) if not n.startswith("_") and n not in public)
-
-    for name in public:
-        with pytest.warns(DeprecationWarning) as caught:
-            value = getattr(module, name)
-        assert value is getattr(parallel_workflow_runtime, name)
-        [warning] = caught
-        assert str(warning.message) == (
-            f"parallel_workflow_runtime.{old} is private since parallel-workflow-runtime 0.11.0"
-            f" and goes in 0.12.0: use `from parallel_workflow_runtime import {name}`"
-        )
-        assert warning.filename == __file__  # the line that imported it, not the shim's
-    with pytest.warns(DeprecationWarning, match=f"{private} is not part of its public API"):
-        assert getattr(module, private) is getattr(new, private)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with pytest.raises(AttributeError, match=f"'parallel_workflow_runtime.{old}' has no"):
-            _ = module.no_such_name
+    ), f"{old} had names that projects imported: the top exports them"

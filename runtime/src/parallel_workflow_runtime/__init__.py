@@ -6,8 +6,8 @@ sources) and depends on this package for the rest. What a project's code may imp
 at the package's top, and nowhere else: `from parallel_workflow_runtime import Source`. The
 sub-packages (`_cli`, `_serve`, `_execution`, ...) are private: they change without notice
 (decision 0018 draws them). The modules that projects imported before runtime 0.11.0
-(`parallel_workflow_runtime.config`, `.results`, `.steps`, ...) still answer, with a
-DeprecationWarning that names the import to use, until 0.12.0.
+(`parallel_workflow_runtime.config`, `.results`, `.steps`, ...) answered with a
+DeprecationWarning in 0.11 and are gone since 0.12.0.
 """
 
 from __future__ import annotations

@@ -43,12 +43,14 @@ SCHEDULE = "connectors/nightly"
 def write(target: str) -> None:
     # 0.9.0's modules, which are not this checkout's (mypy cannot find them here).
     from parallel_workflow_runtime.cursors import CursorStore  # type: ignore[import-not-found]
+    from parallel_workflow_runtime.history import (  # type: ignore[import-not-found]
+        HistoryLocation,
+        open_history,
+    )
     from parallel_workflow_runtime.scheduler import (  # type: ignore[import-not-found]
         Tick,
         TickStore,
     )
-
-    from parallel_workflow_runtime.history import HistoryLocation, open_history
 
     # 0.9.0's tables were made by create_table (create(checkfirst=True)), gone since.
     assert hasattr(CursorStore, "create_table"), "run with runtime 0.9.0 on PYTHONPATH"
