@@ -19,6 +19,20 @@ def collect(source: Source, rows: Rows) -> SourceSummary:
     return SourceSummary(records=len(keys), details={"keys": keys[:MAX_KEYS], "pid": os.getpid()})
 
 
+def collect_batches(source: Source, rows: Rows) -> SourceSummary:
+    """`collect` reading `rows.batches()`: every row's `id`, from each Arrow batch's column."""
+    keys: list[Any] = []
+    for batch in rows.batches():
+        keys += batch.column("id").to_pylist()
+    return SourceSummary(records=len(keys), details={"keys": keys[:MAX_KEYS], "pid": os.getpid()})
+
+
+def first_batch_only(source: Source, rows: Rows) -> SourceSummary:
+    """Stops after one batch: its cursor must not move past rows it never read."""
+    first = next(rows.batches(), None)
+    return SourceSummary(records=0 if first is None else first.num_rows)
+
+
 def fail_after_reading(source: Source, rows: Rows) -> SourceSummary:
     """Reads every row, then fails: its cursor must not move."""
     count = sum(1 for _ in rows)

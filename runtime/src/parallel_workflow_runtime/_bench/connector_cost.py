@@ -1,12 +1,16 @@
 """`bench --kind sql|http|file`: what reading through the workflow costs over dlt alone.
 
-For `sql` and `file` the bench writes a table of `rows` rows (an SQLite file, a Parquet file)
-and times two ways of reading it, `repeat` times each: the workflow with one connector source
-per `sources` (its `run(source, rows)` counts the rows), and dlt iterating the same resource
-alone in this process, with the same cursor. For `http` it starts an API in a process of its
-own whose every page of 100 rows comes after `page_delay` seconds, and times the `sources`
-sources together in the workflow against the slowest of them alone. It prints ratios: the
-targets (README.md, "Connector sources") are 1.15 for a table, 1.2 for the API.
+For `sql` and `file` the bench writes a table of `rows` rows (an SQLite file, or a table in the
+PostgreSQL database of `--url-env`; a Parquet file) and times two ways of reading it, `repeat`
+times each, wall and CPU: the workflow with one connector source per `sources`, whose
+`run(source, rows)` is the one the template renders (a RowProfile of `rows.batches()`), and
+dlt iterating the same resource alone in this process, with the same cursor, counting its
+chunks' rows. `sql` does it on each backend asked for (`--backend`), and on PostgreSQL times a
+plain psycopg server-side cursor over the same query too (sql_baseline.py). For `http` it
+starts an API in a process of its own whose every page of 100 rows comes after `page_delay`
+seconds, and times the `sources` sources together in the workflow against the slowest of them
+alone. It prints ratios: the targets (README.md, "Connector sources") are 1.15 for a table,
+1.2 for the API.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import os
 import socket
 import statistics
 import subprocess
@@ -26,13 +31,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from parallel_workflow_runtime._bench.sql_baseline import (
+    database_name,
+    postgres_table,
+    psycopg_baseline,
+)
 from parallel_workflow_runtime._connectors.connectors import ConnectorRun, open_rows
-from parallel_workflow_runtime._connectors.read_context import Deadline, Secrets, flattened
+from parallel_workflow_runtime._connectors.profile import RowProfile
+from parallel_workflow_runtime._connectors.read_context import Deadline, Rows, Secrets, is_frame
 from parallel_workflow_runtime._core.config import Source, SourceLimits, WorkflowConfig
 from parallel_workflow_runtime._core.connector_config import (
     FileBlock,
     HttpBlock,
     PageNumberPaginator,
+    SqlBackend,
     SqlBlock,
 )
 from parallel_workflow_runtime._core.registry import WorkflowEntry
@@ -51,11 +63,24 @@ class ConnectorBenchSettings:
     rows: int = 1_000_000  # per source
     repeat: int = 3
     page_delay: float = 0.05  # seconds the API takes for each page (http)
+    backends: tuple[SqlBackend, ...] = ("sqlalchemy",)  # sql: each timed in turn
+    # sql: the environment variable of a database URL to write the table into (None: an
+    # SQLite file); on PostgreSQL a psycopg server-side cursor is timed too.
+    url_env: str | None = None
 
 
-def count_rows(source: Source, rows: Any) -> SourceSummary:
-    """The bench's `run(source, rows)`: it counts, the least work a source can do per row."""
+def count_rows(source: Source, rows: Rows) -> SourceSummary:
+    """The bench's `run(source, rows)` of an API: it counts, the least work per row."""
     return SourceSummary(records=sum(1 for _ in rows))
+
+
+def profile_batches(source: Source, rows: Rows) -> SourceSummary:
+    """The bench's `run(source, rows)` of a table or a file: the one the template renders
+    (a RowProfile of the batches)."""
+    profile = RowProfile(cursor=source.cursor)
+    for batch in rows.batches():
+        profile.add_batch(batch)
+    return profile.summary()
 
 
 def run_connector_bench(
@@ -66,41 +91,76 @@ def run_connector_bench(
         tempfile.TemporaryDirectory(prefix="bench-") as folder,
         data_for(settings, Path(folder), say) as block,
     ):
-        sources = tuple(
-            Source(
-                id=f"{settings.kind}_{index}",
-                name=f"{settings.kind} source {index}",
-                settings={},
-                folder=Path(folder),
-                limits=SourceLimits(timeout_seconds=None),
-                kind=settings.kind,
-                connector=block,
-            )
-            for index in range(1, settings.sources + 1)
-        )
-        config = dataclasses.replace(
-            entry.config, sources=sources, max_concurrency=len(sources), path=entry.config.path
-        )
-        workflow_runs = [
-            through_workflow(entry, config) for _ in range_said(settings, say, "workflow")
-        ]
-        # A table: dlt reading it once. The API: each source alone, the slowest of them.
-        compared = sources if settings.kind == "http" else sources[:1]
-        alone_runs = [
-            max(alone(source) for source in compared)
-            for _ in range_said(settings, say, "dlt alone")
-        ]
-    workflow_seconds = statistics.median(seconds for seconds, _ in workflow_runs)
-    per_source = workflow_runs[-1][1].sources  # the first run also imports dlt and its readers
-    alone_seconds = statistics.median(alone_runs)
-    total_rows = sum(source.records for source in per_source)
-    return {
+        variants: list[SqlBlock | HttpBlock | FileBlock] = [block]
+        if isinstance(block, SqlBlock):
+            variants = [block.model_copy(update={"backend": name}) for name in settings.backends]
+        timed = [timed_block(entry, settings, Path(folder), variant, say) for variant in variants]
+        baseline = None
+        if isinstance(block, SqlBlock) and settings.url_env is not None:
+            url = os.environ[settings.url_env]
+            if url.startswith(("postgresql", "postgres")):
+                baseline = psycopg_baseline(url, block, settings, say)
+    results = {
         "kind": settings.kind,
         "sources": settings.sources,
         "rows_per_source": settings.rows,
         "repeat": settings.repeat,
         "page_delay_seconds": settings.page_delay if settings.kind == "http" else None,
+        **timed[0],
+        "target": 1.2 if settings.kind == "http" else 1.15,
+    }
+    if isinstance(block, SqlBlock):
+        results["database"] = database_name(settings)
+        results["backends"] = timed
+        results["psycopg"] = baseline
+    return results
+
+
+def timed_block(
+    entry: WorkflowEntry,
+    settings: ConnectorBenchSettings,
+    folder: Path,
+    block: SqlBlock | HttpBlock | FileBlock,
+    say: Progress,
+) -> dict[str, Any]:
+    """The workflow's runs and dlt's alone over `block`, wall and CPU (medians)."""
+    backend = block.backend if isinstance(block, SqlBlock) else None
+    label = f" ({backend})" if backend else ""
+    sources = tuple(
+        Source(
+            id=f"{settings.kind}_{index}",
+            name=f"{settings.kind} source {index}",
+            settings={},
+            folder=folder,
+            limits=SourceLimits(timeout_seconds=None),
+            kind=settings.kind,
+            connector=block,
+        )
+        for index in range(1, settings.sources + 1)
+    )
+    config = dataclasses.replace(
+        entry.config, sources=sources, max_concurrency=len(sources), path=entry.config.path
+    )
+    run = count_rows if settings.kind == "http" else profile_batches
+    workflow_runs = [
+        through_workflow(entry, config, run) for _ in range_said(settings, say, f"workflow{label}")
+    ]
+    # A table: dlt reading it once. The API: each source alone, the slowest of them.
+    compared = sources if settings.kind == "http" else sources[:1]
+    alone_runs = [
+        max((alone(source) for source in compared), key=lambda timing: timing[0])
+        for _ in range_said(settings, say, f"dlt alone{label}")
+    ]
+    workflow_seconds = statistics.median(seconds for seconds, _, _ in workflow_runs)
+    workflow_cpu = statistics.median(cpu for _, cpu, _ in workflow_runs)
+    per_source = workflow_runs[-1][2].sources  # the first run also imports dlt and its readers
+    alone_seconds = statistics.median(seconds for seconds, _ in alone_runs)
+    alone_cpu = statistics.median(cpu for _, cpu in alone_runs)
+    total_rows = sum(source.records for source in per_source)
+    return {
+        "backend": backend,
         "workflow_seconds": round(workflow_seconds, 3),
+        "workflow_cpu_seconds": round(workflow_cpu, 3),
         "rows_per_second": round(total_rows / workflow_seconds) if workflow_seconds else None,
         "per_source": [
             {
@@ -115,10 +175,11 @@ def run_connector_bench(
             for source in per_source
         ],
         "alone_seconds": round(alone_seconds, 3),
+        "alone_cpu_seconds": round(alone_cpu, 3),
         # sql, file: the workflow's read of one table against dlt's; http: all the sources
         # together against the slowest alone.
         "ratio": round(workflow_seconds / alone_seconds, 3) if alone_seconds else None,
-        "target": 1.2 if settings.kind == "http" else 1.15,
+        "cpu_ratio": round(workflow_cpu / alone_cpu, 3) if alone_cpu else None,
     }
 
 
@@ -128,30 +189,40 @@ def range_said(settings: ConnectorBenchSettings, say: Progress, what: str) -> It
         yield run
 
 
-def through_workflow(entry: WorkflowEntry, config: WorkflowConfig) -> tuple[float, Aggregation]:
-    """One run of the workflow, its sources counting the rows dlt reads for them."""
+def through_workflow(
+    entry: WorkflowEntry, config: WorkflowConfig, run: Callable[[Source, Rows], SourceSummary]
+) -> tuple[float, float, Aggregation]:
+    """One run of the workflow, its sources handing the rows dlt reads to `run`: its wall
+    time, the CPU time of this process (all its threads), and what it aggregated."""
     workflow = entry.factory(
         config=config,
         report_model="",
-        source_functions={source.id: ConnectorRun(count_rows) for source in config.sources},
+        source_functions={source.id: ConnectorRun(run) for source in config.sources},
     )
     state: dict[str, Any] = {}
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     asyncio.run(workflow.arun(input="bench", session_state=state))
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     aggregation = Aggregation.model_validate(state["aggregation"])
     failed = [f"{s.id}: {s.error}" for s in aggregation.sources if not s.ok]
     if failed:
         raise RuntimeError(f"the bench's sources failed: {failed[0]}")
-    return elapsed, aggregation
+    return elapsed, cpu, aggregation
 
 
-def alone(source: Source) -> float:
-    """dlt reading the source's resource, counted in this process: no workflow around it."""
+def alone(source: Source) -> tuple[float, float]:
+    """dlt reading the source's resource in this process, no workflow around it: its chunks
+    counted as they come (lists, rows, Arrow tables), nothing made of them. Wall and CPU."""
     chunks, _ = open_rows(source, None, Secrets(), Deadline(None, None))
-    started = time.perf_counter()
-    sum(1 for _ in flattened(chunks))
-    return time.perf_counter() - started
+    started, cpu = time.perf_counter(), time.process_time()
+    sum(chunk_rows(chunk) for chunk in chunks)
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+def chunk_rows(chunk: Any) -> int:
+    if isinstance(chunk, list):
+        return len(chunk)
+    return len(chunk) if is_frame(chunk) else 1
 
 
 @contextlib.contextmanager
@@ -159,7 +230,11 @@ def data_for(
     settings: ConnectorBenchSettings, folder: Path, say: Progress
 ) -> Iterator[SqlBlock | HttpBlock | FileBlock]:
     """The data the bench's sources read, and the block that points them at it."""
-    if settings.kind == "sql":
+    if settings.kind == "sql" and settings.url_env is not None:
+        say(f"writing a table of {settings.rows:,} rows into {settings.url_env}'s database ...")
+        with postgres_table(os.environ[settings.url_env], settings.rows, START) as table:
+            yield SqlBlock(url_env=settings.url_env, table=table, cursor="updated_at")
+    elif settings.kind == "sql":
         say(f"writing an SQLite table of {settings.rows:,} rows ...")
         sqlite_table(folder / "bench.sqlite", settings.rows)
         yield SqlBlock(

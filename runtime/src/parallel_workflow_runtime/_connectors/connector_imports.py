@@ -62,6 +62,10 @@ HEAVY_MODULES = (
     "pyarrow.vendored.version",
     "dlt.common.libs.pandas",
     "dlt.common.libs.pyarrow",
+    # The `sql` kind's backends besides sqlalchemy (sql.backend): dlt imports these in a read.
+    "dlt.common.libs.pandas_sql",
+    "dlt.sources.sql_database.arrow_helpers",
+    "connectorx",
 )
 
 _lock = threading.Lock()
@@ -90,6 +94,19 @@ def imported_once(kind: str) -> None:
 
             manager()
         _done = True
+
+
+def arrow_module() -> Any:
+    """pyarrow, for `rows.batches()`: imported under the lock of `imported_once` until that has
+    run (a test's Rows of its own, read before any connector), so that two threads never
+    import it at once. A SourceError that says what to install if it is missing."""
+    try:
+        with contextlib.nullcontext() if _done else _lock:
+            import pyarrow.compute  # type: ignore[import-untyped]
+        import pyarrow
+    except ImportError:
+        raise SourceError(missing_extra("rows.batches()", "file")) from None
+    return pyarrow
 
 
 def dlt_module(kind: str) -> Any:

@@ -13,9 +13,10 @@ variable is unset), else the database, API or folder the block names. The cursor
 the target's identity: a cursor of another target is not applied to this one (the read starts
 again, and says why).
 
-This module is what the kinds share: the run, its rows (`Reading`), the target and the rows of
-each kind (`target_of`, `open_rows`: sql.py, http.py, files.py), the cursor a read starts from
-(`resumed`; cursor_tracker.py tracks where it gets to) and a failure's line (`connector_error`).
+This module is what the kinds share: the run (its rows: reading.py's `Reading`), the target
+and the rows of each kind (`target_of`, `open_rows`: sql.py, http.py, files.py), the cursor a
+read starts from (`resumed`; cursor_tracker.py tracks where it gets to) and a failure's line
+(`connector_error`).
 
 dlt is imported when a connector first reads, not before (connector_imports.py): it takes
 two seconds to import, and a project of `python` sources never needs it.
@@ -27,11 +28,9 @@ environment variables a source's block names.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import re
-import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,15 +45,16 @@ from parallel_workflow_runtime._connectors.http import (
     sample_items,
 )
 from parallel_workflow_runtime._connectors.read_context import (
+    BATCH_ROWS,
     Chunks,
     Deadline,
     Notes,
-    Row,
     Rows,
     Secrets,
     Target,
     without_user_info,
 )
+from parallel_workflow_runtime._connectors.reading import Reading
 from parallel_workflow_runtime._connectors.sql import sql_cursor_words, sql_rows, sql_target
 from parallel_workflow_runtime._core.config import Source
 from parallel_workflow_runtime._core.connector_config import (
@@ -98,7 +98,13 @@ class ConnectorRun:
             target = target_of(source, secrets)
             start, reset = resumed(self.start, target, source)
             rows, tracker = open_rows(source, start, secrets, deadline, target, notes)
-            reading = Reading(source, rows, tracker, deadline, secrets)
+            reading = Reading(
+                rows,
+                tracker,
+                deadline,
+                failed=lambda error: connector_error(source, error, secrets),
+                batch_rows=getattr(source.connector, "chunk_size", BATCH_ROWS),
+            )
             try:
                 summary = self.function(source, reading)
                 if inspect.isawaitable(summary):  # an async def run: on a loop of its own
@@ -141,69 +147,6 @@ UNREAD = (
     "run() returned before it read every row: the cursor stays where it was, and the next run "
     "reads these rows again"
 )
-
-
-class Reading:
-    """The rows as `run(source, rows)` iterates them: it notes whether they were all read, and
-    stops a read that outlives the source's timeout (a thread cannot be stopped otherwise).
-
-    A generator underneath, not a `__next__` per row: a million rows cost a million calls."""
-
-    def __init__(
-        self,
-        source: Source,
-        rows: Chunks,
-        tracker: CursorTracker,
-        deadline: Deadline,
-        secrets: Secrets,
-    ) -> None:
-        self._source = source
-        self._secrets = secrets
-        self.exhausted = False
-        self._chunks = rows
-        self._rows = self._admitted(rows, tracker, deadline)
-
-    def __iter__(self) -> Iterator[Row]:
-        return self._rows
-
-    def __next__(self) -> Row:
-        return next(self._rows)
-
-    def close(self) -> None:
-        """Ends the read now, whether run() read every row or not: the generators underneath
-        close their cursor, connection or file. Left to the garbage collector, a read that
-        failed half-way (its frames held by the exception) kept its PostgreSQL connection
-        idle in a transaction, whose lock blocked an ALTER TABLE until the process ended."""
-        # Quietly: a failure to close must not take the place of the read's own error.
-        with contextlib.suppress(Exception):
-            self._rows.close()
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            with contextlib.suppress(Exception):
-                close()
-
-    def _admitted(
-        self, chunks: Iterator[Any], tracker: CursorTracker, deadline: Deadline
-    ) -> Generator[Row, None, None]:
-        """The rows of what dlt yields: rows one by one (as a resource does when iterated), or
-        lists of them. Per row, only what must be: the clock when there is a deadline, the
-        cursor when there is one (a list's at once), and the `yield`."""
-        admit, admitted = tracker.admit, tracker.admitted
-        keeps_cursor = tracker.field is not None
-        at, clock = deadline.at, time.monotonic
-        try:
-            for item in chunks:
-                if at is not None and clock() > at:
-                    deadline.check()  # raises
-                if item.__class__ is list:
-                    yield from admitted(item) if keeps_cursor else item
-                elif not keeps_cursor or admit(item):
-                    yield item
-        except SourceError:
-            raise
-        except Exception as error:  # the read failed: say so in dlt's or the driver's words
-            raise SourceError(connector_error(self._source, error, self._secrets)) from None
-        self.exhausted = True
 
 
 def uncut_line(error: BaseException) -> str:

@@ -162,6 +162,20 @@ class CursorTracker:
         self._at_high(at_highest)
         return items
 
+    def reached(self, highest: Any, count: int, items: Callable[[], list[Any]]) -> None:
+        """A chunk admitted whole (all past the start, no value missing) whose highest value is
+        `highest`, held by `count` of its items, which `items()` gives: the cursor moves as
+        `admitted` moves it over the same items (reading.admitted_batch, for Arrow)."""
+        if self.high is not None and highest < self.high:
+            return
+        if self.high is None or highest > self.high:
+            self.high, self.high_items, self.high_count = highest, [], 0
+        self.high_count += count
+        if self.high_count <= MAX_CURSOR_KEYS:
+            self.high_items += items()
+        elif self.high_items:
+            self.high_items = []
+
     def admit(self, item: Any) -> bool:
         """Whether `item` is new; it moves the cursor."""
         if self.field is None:

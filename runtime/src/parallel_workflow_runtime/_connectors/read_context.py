@@ -1,7 +1,8 @@
 """What every read of a connector source carries, whatever its kind: the `Target` it reads
 (the database, API or folder its block names, or its bundled sample), the `Deadline` it must
 end by, the `Notes` it makes besides its rows, and the `Secrets` no line of it may repeat; and
-the shapes of the rows it hands on (`Row`, `Rows`, `Chunks`).
+the shapes of the rows it hands on (`Row`, `Rows`, `Chunks`): `Rows` is what the user's
+`run(source, rows)` gets, rows one by one or in Arrow batches (reading.py reads them).
 """
 
 from __future__ import annotations
@@ -13,18 +14,80 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, quote_plus, urlsplit
 
+from parallel_workflow_runtime._connectors.connector_imports import arrow_module
 from parallel_workflow_runtime._core.config import Source
 from parallel_workflow_runtime._core.masking import masked_text
 from parallel_workflow_runtime._core.results import SourceError, SourceSummary
 
+if TYPE_CHECKING:
+    import pyarrow  # type: ignore[import-untyped]
+
 Row = dict[str, Any]
-# What `run(source, rows)` of a connector source receives: each row once, as a dict.
-Rows = Iterator[Row]
-# What dlt yields: lists of rows (a page, a batch of a table), or rows.
+# What dlt yields: lists of rows (a page, a batch of a table), rows, or whole chunks as Arrow
+# tables or pandas DataFrames (sql.backend pyarrow, connectorx, pandas; Parquet files).
 Chunks = Iterator[Any]
+Way = Literal["rows", "batches"]
+BATCH_ROWS = 10_000  # rows per batch when they come one by one (a test's, an API's items)
+
+
+class Rows:
+    """What `run(source, rows)` of a connector source receives: the rows read since the last
+    run, to be read one of two ways, and read to the end (the cursor moves past them only
+    then):
+
+    - `for row in rows:` each row once, as a dict of plain Python values (int, float,
+      Decimal, str, datetime, None), whatever the source's kind and sql.backend;
+    - `for batch in rows.batches():` the same rows as `pyarrow.RecordBatch`es, a chunk of
+      rows at a time, for vectorised work (pyarrow.compute, pandas, polars, DuckDB) without
+      a Python object per value. Native Arrow where the source reads Arrow (Parquet files,
+      sql.backend pyarrow or connectorx), else built from the rows' dicts.
+
+    One way per run: after rows one by one, `batches()` raises, and the other way round.
+    A test can make one from a list of dicts: `run(source, Rows([{"id": 1}]))`.
+    """
+
+    def __init__(self, rows: Iterable[Row] = (), batch_rows: int = BATCH_ROWS) -> None:
+        self._given = rows
+        self._batch_rows = batch_rows
+        self._way: Way | None = None
+        self._iterator: Iterator[Any] = iter(())
+
+    def __iter__(self) -> Iterator[Row]:
+        return self._opened("rows")
+
+    def __next__(self) -> Row:
+        return next(self._opened("rows"))
+
+    def batches(self) -> Iterator[pyarrow.RecordBatch]:
+        """The rows as Arrow record batches of about a chunk of rows each (sql.chunk_size,
+        file.chunk_size; 10,000 for rows that come one by one), none empty."""
+        return self._opened("batches")
+
+    def _opened(self, way: Way) -> Iterator[Any]:
+        if self._way is None:
+            self._way = way
+            self._iterator = self._read_rows() if way == "rows" else self._read_batches()
+        elif self._way != way:
+            first = "one by one" if self._way == "rows" else "as batches (rows.batches())"
+            raise TypeError(f"these rows are read {first} already: read them one way only")
+        return self._iterator
+
+    def _read_rows(self) -> Iterator[Row]:
+        return iter(self._given)
+
+    def _read_batches(self) -> Iterator[pyarrow.RecordBatch]:
+        arrow = arrow_module()
+        chunk: list[Row] = []
+        for row in self._given:
+            chunk.append(row)
+            if len(chunk) >= self._batch_rows:
+                yield arrow.RecordBatch.from_pylist(chunk)
+                chunk = []
+        if chunk:
+            yield arrow.RecordBatch.from_pylist(chunk)
 
 
 @dataclass(frozen=True)
@@ -172,9 +235,32 @@ def without_user_info(url: str) -> str:
 
 
 def flattened(chunks: Iterable[Any]) -> Iterator[Row]:
-    """Rows one by one from what a dlt resource yields: pages and batches as lists, or rows."""
+    """Rows one by one from what a dlt resource yields: pages and batches as lists, Arrow
+    tables and DataFrames, or rows."""
     for chunk in chunks:
         if isinstance(chunk, list):
             yield from chunk
+        elif is_frame(chunk):
+            yield from frame_rows(chunk)
         else:
             yield chunk
+
+
+def is_frame(item: Any) -> bool:
+    """Whether dlt yielded `item` as a whole chunk of rows: an Arrow table or record batch, or
+    a pandas DataFrame (by its class's module: neither library is imported to tell)."""
+    return type(item).__module__.startswith(("pyarrow", "pandas"))
+
+
+def frame_rows(frame: Any) -> list[Row]:
+    """The rows of an Arrow table or batch, or of a DataFrame, as dicts of Python values: the
+    same values as the `sqlalchemy` backend gives (datetime, not pandas' Timestamp; None for
+    a missing value)."""
+    return frame_arrow(frame).to_pylist()
+
+
+def frame_arrow(frame: Any) -> Any:
+    """An Arrow table or batch as it is; a DataFrame as an Arrow table (without its index)."""
+    if type(frame).__module__.startswith("pandas"):
+        return arrow_module().Table.from_pandas(frame, preserve_index=False)
+    return frame

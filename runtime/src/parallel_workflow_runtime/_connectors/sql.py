@@ -1,18 +1,27 @@
 """The `sql` kind: a table or a query of a database that SQLAlchemy reaches, read by dlt's
-`sql_table` (a table) or by a statement of ours (a query), from the cursor on; its target (the
-database the URL of `url_env` names, or the bundled SQLite sample), and what `check` reaches of
-it.
+`sql_table` (a table, on the sql.backend chosen) or by a statement of ours (a query), from the
+cursor on; its target (the database the URL of `url_env` names, or the bundled SQLite sample),
+and what `check` reaches of it.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from parallel_workflow_runtime._connectors.connector_imports import dlt_module
+from parallel_workflow_runtime._connectors.connector_imports import arrow_module, dlt_module
 from parallel_workflow_runtime._connectors.cursor_tracker import CursorTracker, CursorWords
-from parallel_workflow_runtime._connectors.read_context import Chunks, Deadline, Secrets, Target
+from parallel_workflow_runtime._connectors.read_context import (
+    Chunks,
+    Deadline,
+    Secrets,
+    Target,
+    frame_arrow,
+    is_frame,
+)
 from parallel_workflow_runtime._core.config import Source
 from parallel_workflow_runtime._core.connector_config import SqlBlock
 from parallel_workflow_runtime._core.results import SourceError
@@ -94,7 +103,7 @@ def sql_rows(target: Target, block: SqlBlock, tracker: CursorTracker, deadline: 
                     # (9 of the 10 s of 200,000 rows at one value) and warned on stderr.
                     primary_key=(),
                 )
-                if block.cursor
+                if block.cursor and block.backend == "sqlalchemy"
                 else None
             )
             resource = sql_table(
@@ -104,8 +113,18 @@ def sql_rows(target: Target, block: SqlBlock, tracker: CursorTracker, deadline: 
                 incremental=incremental,
                 chunk_size=block.chunk_size,
                 reflection_level="minimal",
+                backend=block.backend,
+                backend_kwargs=backend_kwargs(block, url),
+                query_adapter_callback=(
+                    since_where(block.cursor, since, tracker.start_after)
+                    if block.cursor and block.backend != "sqlalchemy"
+                    else None
+                ),
             )
-            yield from resource
+            if block.backend in ("connectorx", "pandas"):
+                yield from conformed(resource, engine, block)
+            else:
+                yield from resource
         else:
             yield from query_rows(engine, block, since, tracker.start_after)
     finally:
@@ -116,6 +135,92 @@ def sql_rows(target: Target, block: SqlBlock, tracker: CursorTracker, deadline: 
         for connection in list(lent.values()):
             connection.invalidate()
         engine.dispose()
+
+
+def since_where(cursor: str, since: Any, after: bool) -> Callable[[Any, Any], Any]:
+    """The WHERE and ORDER BY that dlt's incremental gives a table's query, for the backends
+    that yield Arrow or DataFrames: their chunks are not handed to dlt's incremental, which
+    fails on a chunk whose cursor values are all NULL (ArrowInvalid: Invalid null value) where
+    the tracker says which column has a NULL. The tracker admits the rows, as for a query."""
+
+    def adapted(query: Any, table: Any) -> Any:
+        import sqlalchemy
+
+        column = table.c[cursor]
+        if since is not None:
+            bound = column > since if after else column >= since
+            query = query.where(sqlalchemy.or_(bound, column.is_(None)))
+        return query.order_by(column.asc())
+
+    return adapted
+
+
+def backend_kwargs(block: SqlBlock, url: str) -> dict[str, Any]:
+    """dlt's backend_kwargs for sql.backend, reading `url`. pandas: decimals kept exact.
+    connectorx: a stream of Arrow batches of chunk_size rows (dlt's default reads the whole
+    table into one), over the URL dlt makes of the engine's without its driver
+    (postgresql://), or an SQLite file's path."""
+    if block.backend == "pandas":
+        return {"coerce_float": False}  # decimals stay Decimal, not floats
+    if block.backend != "connectorx":
+        return {}
+    from sqlalchemy.engine import make_url
+
+    try:
+        import connectorx  # noqa: F401  (dlt imports it; missing, one line says so here)
+    except ImportError:
+        raise SourceError(
+            "sql: backend connectorx needs the package connectorx: add the connectorx extra to"
+            " parallel-workflow-runtime[...] in the project's pyproject.toml (or pip install"
+            " connectorx), or set sql.backend to pyarrow"
+        ) from None
+    kwargs: dict[str, Any] = {"return_type": "arrow_stream", "batch_size": block.chunk_size}
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        # The sample's URL (sqlite:///file:<path>?mode=ro&uri=true) is SQLite's URI form,
+        # which connectorx takes for a file of that name: it wants sqlite://<absolute path>.
+        path = os.path.abspath(parsed.database.removeprefix("file:"))
+        kwargs["conn"] = f"sqlite://{quote(path)}"
+    return kwargs
+
+
+def conformed(chunks: Iterable[Any], engine: Any, block: SqlBlock) -> Chunks:
+    """The chunks of the connectorx and pandas backends as Arrow tables whose values are those
+    of the sqlalchemy and pyarrow backends: a DataFrame made Arrow (datetimes, not pandas'
+    Timestamps), and the columns of a NUMERIC(p, s) as decimals of that scale (connectorx
+    gives every decimal 10 places, or a float on SQLite; pandas a float)."""
+    import sqlalchemy
+
+    decimals: dict[str, tuple[int, int]] | None = None
+    for chunk in chunks:
+        if not is_frame(chunk):
+            yield chunk  # dlt's empty list before the rows, with the table's hints
+            continue
+        table = frame_arrow(chunk)
+        if decimals is None:
+            with engine.connect() as connection:
+                columns = sqlalchemy.inspect(connection).get_columns(
+                    block.table, schema=block.table_schema
+                )
+            decimals = {
+                column["name"]: (column["type"].precision or 38, column["type"].scale)
+                for column in columns
+                if isinstance(column["type"], sqlalchemy.Numeric)
+                and not isinstance(column["type"], sqlalchemy.Float)
+                and column["type"].scale is not None
+            }
+        yield with_decimals(table, decimals)
+
+
+def with_decimals(table: Any, decimals: dict[str, tuple[int, int]]) -> Any:
+    arrow = arrow_module()
+    for name, (precision, scale) in decimals.items():
+        index = table.schema.get_field_index(name)
+        wanted = arrow.decimal128(precision, scale)
+        if index >= 0 and table.schema.field(index).type != wanted:
+            field = table.schema.field(index).with_type(wanted)
+            table = table.set_column(index, field, table.column(index).cast(wanted))
+    return table
 
 
 def lent_connections(engine: Any) -> dict[Any, Any]:

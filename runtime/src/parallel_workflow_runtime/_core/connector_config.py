@@ -23,6 +23,10 @@ SOURCE_KINDS: tuple[SourceKind, ...] = get_args(SourceKind)
 CONNECTOR_KINDS: tuple[SourceKind, ...] = ("sql", "http", "file")
 
 FileFormat = Literal["csv", "jsonl", "parquet"]
+# How dlt's sql_table turns a table's rows into Python: row by row through SQLAlchemy (its
+# default), or whole chunks at once into Arrow (pyarrow, connectorx) or pandas.
+SqlBackend = Literal["sqlalchemy", "pyarrow", "connectorx", "pandas"]
+SQL_BACKENDS: tuple[SqlBackend, ...] = get_args(SqlBackend)
 
 
 class Problem(ValueError):
@@ -89,11 +93,20 @@ class SqlBlock(_Block):
     cursor: Name | None = None
     initial_value: CursorValue = None
     chunk_size: Count = 10_000
+    # dlt's `backend` of sql_table (a table's; a query is read through SQLAlchemy). pyarrow
+    # and connectorx build each chunk of rows in Arrow, pandas in a DataFrame, faster on a
+    # large table (README.md); `rows` yields the same dicts on each.
+    backend: SqlBackend = "sqlalchemy"
 
     @model_validator(mode="after")
     def _table_or_query(self) -> SqlBlock:
         if (self.table is None) == (self.query is None):
             raise Problem(" needs exactly one of table and query")
+        if self.query is not None and self.backend != "sqlalchemy":
+            raise Problem(
+                f".backend {self.backend} reads a table (sql.table): a query is read through"
+                " SQLAlchemy, so leave backend out or set it to sqlalchemy"
+            )
         return self
 
 

@@ -12,7 +12,8 @@ must not rely on another one having run.
   (a database query, an API call, a file export).
 - A connector source (`kind: sql`, `http` or `file`) defines `run(source, rows)`: dlt reads
   the rows its config.yaml block describes (only those new since the last run, when it has a
-  cursor) and `rows` yields each as a dict. Read them all: the cursor moves past the rows read.
+  cursor): `for row in rows` yields each as a dict, `rows.batches()` the same rows as Arrow
+  record batches. Read them all: the cursor moves past the rows read.
 
 Write `def run` for blocking code (it runs in a thread of its own) or `async def run` for
 asyncio code (it runs on the workflow's event loop, so it must not call blocking functions).
