@@ -44,6 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # The project's .env, for the variables the environment does not set (project.py).
         current().load_env_file()
+        if args.command == "run" and args.executor == "process":
+            from parallel_workflow_runtime._execution.warm_start import start_for_run
+
+            start_for_run(args.workflow)  # its workers' imports overlap this process's
         result: int = args.func(args)
         return result
     except USAGE_ERRORS as error:

@@ -90,7 +90,9 @@ def no_process_left_behind() -> Iterator[None]:
     uvicorn raises again once it has shut down), stops them first too; the process then ends
     as SIGTERM would have ended it, so that its parent sees the same exit status."""
     adopt_orphans()
-    spared = descendants()
+    # Not the process pools' fork server (warm_start.py), which `run` starts before this:
+    # the workers it forks, and what their sources start, are this command's.
+    spared = descendants() - {fork_server_pid()}
     handling_sigterm = threading.current_thread() is threading.main_thread()
     if handling_sigterm:  # only the main thread may set a signal handler
         previous = signal.signal(signal.SIGTERM, functools.partial(raise_terminated, os.getpid()))
@@ -124,6 +126,12 @@ def raise_terminated(owner: int, signum: int, frame: object) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
         return
     raise Terminated()
+
+
+def fork_server_pid() -> int | None:
+    """The process pools' fork server, if it runs (without importing it if not)."""
+    warm_start = sys.modules.get("parallel_workflow_runtime._execution.warm_start")
+    return None if warm_start is None else warm_start.fork_server_pid()
 
 
 def stop(pids: set[int]) -> None:

@@ -22,9 +22,11 @@ import asyncio
 import dataclasses
 import importlib.util
 import math
+from collections.abc import Iterable
 from contextvars import ContextVar
 
 from parallel_workflow_runtime._core.config import Source, WorkflowConfig
+from parallel_workflow_runtime._core.project import current
 from parallel_workflow_runtime._core.usage import ConfigError, ExecutorError
 from parallel_workflow_runtime._execution.executor_base import POOLED, Executor, ExecutorSpec
 from parallel_workflow_runtime._execution.in_process import AsyncExecutor, ThreadExecutor
@@ -55,6 +57,26 @@ def pooled_specs(config: WorkflowConfig, dask_address: str = "") -> set[Executor
         for source in config.sources
         if source.executor in POOLED
     }
+
+
+def start_process_workers_early(configs: Iterable[WorkflowConfig]) -> None:
+    """When a source of `configs` runs on `process`: start the fork server that its pool's
+    workers come from now, importing those sources' modules while the run (or the server)
+    starts itself, not after (warm_start.py). Not workflow.py, which no worker runs, and
+    whose Agno would double what the fork server imports. Returns at once."""
+    modules: list[str] = []
+    for config in configs:
+        package = f"{current().package}.workflows.{config.path.parent.name}"
+        modules += [
+            f"{package}.sources.{source.id}"
+            for source in config.sources
+            if source.executor == "process"
+        ]
+    if modules:
+        from parallel_workflow_runtime._execution.process_pool import workflows_root
+        from parallel_workflow_runtime._execution.warm_start import start_fork_server
+
+        start_fork_server(workflows_root(), modules)
 
 
 def executor_for(spec: ExecutorSpec) -> Executor:

@@ -34,7 +34,11 @@ from parallel_workflow_runtime._core.results import RunOutcome
 from parallel_workflow_runtime._core.settings import ServeSettings, load_settings
 from parallel_workflow_runtime._core.usage import ExecutorName, HistoryError
 from parallel_workflow_runtime._execution.contained_loop import LoopThread
-from parallel_workflow_runtime._execution.executors import Executors, pooled_specs
+from parallel_workflow_runtime._execution.executors import (
+    Executors,
+    pooled_specs,
+    start_process_workers_early,
+)
 from parallel_workflow_runtime._execution.running import on_executor, run_workflow
 from parallel_workflow_runtime._observe.page import record_page
 from parallel_workflow_runtime._observe.trace_view import run_spans
@@ -140,6 +144,8 @@ def app_serving(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ticking: asyncio.Future[None] | None = None
         try:
+            # The process workers' fork server imports the workflows' code meanwhile.
+            start_process_workers_early(configs.values())
             await runs.run(executors.start(specs))
             if scheduler is not None:
                 ticking = asyncio.ensure_future(runs.run(scheduler.serve_forever()))
