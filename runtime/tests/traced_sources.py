@@ -57,3 +57,11 @@ def naps(source: Source) -> SourceSummary:
     """A run of a known length, for the schedule tests."""
     time.sleep(float(source.settings["seconds"]))
     return SourceSummary(records=1)
+
+
+def holds(source: Source) -> SourceSummary:
+    """Says it started (its marker), then holds on until the run is stopped (Ctrl-C)."""
+    Path(source.settings["marker"]).touch()
+    with tracer.start_as_current_span("holding on"):
+        time.sleep(60)
+    return SourceSummary(records=1)

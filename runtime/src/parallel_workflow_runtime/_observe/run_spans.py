@@ -1,6 +1,7 @@
 """RunSpans, the span processor that every span of a traced process ends in (tracing.py sets
-it up): it keeps at most MAX_SPANS_PER_RUN of a run and hands them, in batches, to the history's
-trace tables and to the OTLP endpoint (span_exporters.py's exporters).
+it up): it keeps at most MAX_SPANS_PER_RUN of a run and hands them to the history's trace
+tables, a run's at once when it ends (span_history.py), and, in batches, to the OTLP endpoint
+(span_exporters.py's exporter).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from parallel_workflow_runtime._observe.span_exporters import WithoutPayloads
+from parallel_workflow_runtime._observe.span_history import SpanHistory
 
 if TYPE_CHECKING:
     from agno.db.base import BaseDb
@@ -17,25 +18,27 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan, Span
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    from parallel_workflow_runtime._store.history_opening import HistoryOpening
+
 log = logging.getLogger("parallel_workflow_runtime")
 
 # What a run keeps: past it, spans are counted and dropped (one warning line per run).
 MAX_SPANS_PER_RUN = 10_000
-# How often spans are written to the history and sent; how many go in one OTLP request
-# (the SDK's default: a request stays well under an OTLP receiver's size limits).
+# How often spans are sent; how many go in one OTLP request (the SDK's default: a request
+# stays well under an OTLP receiver's size limits).
 EXPORT_SECONDS = 5
 OTLP_BATCH = 512
-HISTORY_BATCH = 512
 
 
 class RunSpans:
     """The processor every span ends in: it counts a run's spans (a trace's), drops those past
-    MAX_SPANS_PER_RUN, and passes the rest to batch processors for the history and the OTLP
-    endpoint. A run's root span ending says how many of its spans were dropped."""
+    MAX_SPANS_PER_RUN, and passes the rest to the history (SpanHistory) and to a batch
+    processor for the OTLP endpoint. A run's root span ending says how many of its spans were
+    dropped."""
 
     def __init__(self, exporter: Any) -> None:
         self.exporter = exporter
-        self.history: BatchSpanProcessor | None = None
+        self.history: SpanHistory | None = None
         self.db: Any = None
         self.endpoint: BatchSpanProcessor | None = None
         self.runs: set[int] = set()  # the traces of the runs under way
@@ -43,23 +46,16 @@ class RunSpans:
         self.dropped: dict[int, int] = {}
         self.lock = threading.Lock()
 
-    def keep_in(self, db: BaseDb | None) -> None:
+    def keep_in(self, db: BaseDb | HistoryOpening | None) -> None:
         """Send the spans that end from now on to `db`'s tables (None: to no history)."""
-        from agno.tracing.exporter import DatabaseSpanExporter
-
         if db is self.db and self.history is not None:
             return
         old, self.history = self.history, None
         if old is not None:
-            old.shutdown()
+            old.close()
         self.db = db
         if db is not None:
-            from parallel_workflow_runtime._store.history import create_trace_tables
-
-            create_trace_tables(db)
-            # Short write transactions: the run's own writes to the same SQLite file wait for
-            # each (10,000 spans in one took longer than SQLite's 5 s wait, and a run was lost).
-            self.history = batched(WithoutPayloads(DatabaseSpanExporter(db=db)), HISTORY_BATCH)
+            self.history = SpanHistory(db)
         if self.endpoint is None and self.exporter is not None:
             self.endpoint = batched(self.exporter, OTLP_BATCH)
 
@@ -71,6 +67,9 @@ class RunSpans:
         if span.parent is None and span.context is not None and essential(span):
             with self.lock:
                 self.runs.add(span.context.trace_id)
+            history = self.history
+            if history is not None:
+                history.started(span)
 
     def _on_ending(self, span: Span) -> None:
         pass
@@ -106,24 +105,27 @@ class RunSpans:
                 f"tracing: run {run_id} made more than {MAX_SPANS_PER_RUN:,} spans: "
                 f"{dropped:,} were dropped, the first {MAX_SPANS_PER_RUN:,} kept"
             )
-        for processor in (self.history, self.endpoint):
-            if processor is not None:
-                processor.on_end(span)
+        if self.history is not None:
+            self.history.add(span)
+        if self.endpoint is not None:
+            self.endpoint.on_end(span)
 
     def note_dropped(self, trace_id: int, count: int) -> None:
         with self.lock:
             self.dropped[trace_id] = self.dropped.get(trace_id, 0) + count
 
     def shutdown(self) -> None:
-        for processor in (self.history, self.endpoint):
-            if processor is not None:
-                processor.shutdown()
+        if self.history is not None:
+            self.history.close()
+        if self.endpoint is not None:
+            self.endpoint.shutdown()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         done = True
-        for processor in (self.history, self.endpoint):
-            if processor is not None:
-                done = processor.force_flush(timeout_millis) and done
+        if self.history is not None:
+            done = self.history.flush(timeout_millis / 1000)
+        if self.endpoint is not None:
+            done = self.endpoint.force_flush(timeout_millis) and done
         return done
 
 
@@ -140,8 +142,7 @@ def batched(exporter: Any, batch: int) -> BatchSpanProcessor:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     # The queue holds two runs' spans: none is dropped before RunSpans' own limit. Exported
-    # every few seconds, or at the command's end (flush), rather than while a run's sources
-    # start: the export's thread would take turns with them.
+    # every few seconds, or at the command's end (flush).
     return BatchSpanProcessor(
         exporter,
         max_queue_size=MAX_SPANS_PER_RUN * 2,

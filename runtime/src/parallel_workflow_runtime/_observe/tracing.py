@@ -8,10 +8,11 @@ Off unless asked for (settings.yaml's `tracing: true`, <PREFIX>TRACING, `run --t
   a span;
 - `RunSpans` (run_spans.py), the processor that every span ends in: it keeps at most
   MAX_SPANS_PER_RUN of a run (a source that makes 100,000 spans costs the run nothing more,
-  and the run's last span says in one warning line how many were dropped) and hands them, in
-  batches, to the history (Agno's DatabaseSpanExporter: its tables agno_traces and agno_spans,
-  SQLite or PostgreSQL) and, when OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is
-  set, to that OTLP endpoint over HTTP, with the standard OTEL_* variables honoured
+  and the run's last span says in one warning line how many were dropped) and hands them to
+  the history, a run's all at once when it ends, written by a thread of their own in one
+  transaction (span_history.py: Agno's tables agno_traces and agno_spans, SQLite or
+  PostgreSQL) and, when OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set, in
+  batches to that OTLP endpoint over HTTP, with the standard OTEL_* variables honoured
   (span_exporters.py).
 
 A tracer provider that the user's code set already is kept: the spans go to it, and the
@@ -27,9 +28,13 @@ database and no route to the OTLP endpoint: a Dask worker on another machine inc
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import logging
 import os
+import sys
 import threading
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -43,11 +48,14 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
     from parallel_workflow_runtime._core.config import Source
+    from parallel_workflow_runtime._store.history_opening import HistoryOpening
 
 log = logging.getLogger("parallel_workflow_runtime")
 
-# How long the end of a command waits for its spans to reach the history and the endpoint.
+# How long the end of a command waits for its spans to reach the endpoint, and the history
+# (which may wait for the database: SQLite's lock, a PostgreSQL server).
 FLUSH_SECONDS = 5.0
+HISTORY_FLUSH_SECONDS = 60.0
 # The spans' own attributes, after the project: parallel_workflow.source.id, ...
 ATTRIBUTE_PREFIX = "parallel_workflow"
 OTLP_PROTOCOLS = ("http/protobuf",)  # what the exporter installed with the runtime speaks
@@ -74,10 +82,10 @@ def wanted(flag: bool, setting: bool) -> bool:
     return flag or setting
 
 
-def enable(db: BaseDb | None, service: str) -> Tracing:
-    """Trace from now on in this process, into `db` (the history) and the OTLP endpoint if
-    one is set; once set up, a later call only moves the history to `db`. ConfigError if
-    OpenTelemetry is not installed."""
+def enable(db: BaseDb | HistoryOpening | None, service: str) -> Tracing:
+    """Trace from now on in this process, into `db` (the history, or `run`'s history still
+    opening) and the OTLP endpoint if one is set; once set up, a later call only moves the
+    history to `db`. ConfigError if OpenTelemetry is not installed."""
     global ACTIVE
     with SETUP_LOCK:
         if ACTIVE is None:
@@ -87,8 +95,20 @@ def enable(db: BaseDb | None, service: str) -> Tracing:
         return ACTIVE
 
 
+def import_modules() -> None:
+    """What `enable` imports, imported now: `run --trace` does it before the history's thread
+    starts importing (history_opening.py), which would take turns with it for the GIL while
+    the run waits, and then does its own while the sources run. Nothing if OpenTelemetry is
+    not installed: `enable` says so."""
+    with contextlib.suppress(ImportError):
+        import_sdk_without_psutil()
+        import openinference.instrumentation.agno  # noqa: F401
+        import opentelemetry.sdk.trace  # noqa: F401
+
+
 def _set_up(service: str) -> Tracing:
     try:
+        import_sdk_without_psutil()
         from openinference.instrumentation.agno import AgnoInstrumentor
         from opentelemetry import trace
         from opentelemetry.sdk.resources import Resource
@@ -135,6 +155,30 @@ def _set_up(service: str) -> Tracing:
     instrument_agno(AgnoInstrumentor(), provider)
     tracer = provider.get_tracer("parallel_workflow_runtime")
     return Tracing(provider=provider, tracer=tracer, spans=spans, endpoint=endpoint)
+
+
+def import_sdk_without_psutil() -> None:
+    """OpenTelemetry's SDK imports psutil (a fifth of what tracing imports) for one resource
+    detector, `process`, which is not among the default ones: psutil is imported when that
+    detector first asks for it instead."""
+    if "opentelemetry.sdk.resources" in sys.modules or "psutil" in sys.modules:
+        return
+    installed = importlib.util.find_spec("psutil") is not None
+    sys.modules["psutil"] = None  # type: ignore[assignment]  # `import psutil` fails
+    try:
+        import opentelemetry.sdk.resources as resources
+    finally:
+        if "psutil" in sys.modules and sys.modules["psutil"] is None:
+            del sys.modules["psutil"]
+    if installed:
+        resources.psutil = LazyModule("psutil")
+
+
+class LazyModule(types.ModuleType):
+    """A module imported when one of its attributes is first read."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(importlib.import_module(self.__name__), name)
 
 
 def instrument_agno(instrumentor: Any, provider: Any) -> None:
@@ -210,14 +254,18 @@ def otlp_exporter() -> tuple[str | None, Any]:
 
 
 def flush() -> None:
-    """Write the process's last spans to the history, and send them to the endpoint waiting
+    """The process's spans into the history (most are there already: a run's are written as
+    it ends), waiting HISTORY_FLUSH_SECONDS at most, and sent to the endpoint, waiting
     FLUSH_SECONDS at most: the end of a command, whose process ends next."""
     tracing = ACTIVE
     if tracing is None or tracing.spans is None:
         return
     spans = tracing.spans
-    if spans.history is not None:
-        spans.history.force_flush(int(FLUSH_SECONDS * 1000))
+    if spans.history is not None and not spans.history.flush(HISTORY_FLUSH_SECONDS):
+        log.warning(
+            f"tracing: the run's spans were not written to the history within "
+            f"{HISTORY_FLUSH_SECONDS:g} s: the history's database is not answering"
+        )
     if spans.endpoint is None:
         return
     endpoint = spans.endpoint
@@ -268,25 +316,26 @@ class AttemptTrace:
         if span is None:
             return
         self.outcome = state
-        from opentelemetry.trace import Status, StatusCode
-
-        span.set_attribute(f"{ATTRIBUTE_PREFIX}.outcome", state)
+        attributes: dict[str, str | int] = {f"{ATTRIBUTE_PREFIX}.outcome": state}
         if records is not None:
-            span.set_attribute(f"{ATTRIBUTE_PREFIX}.records", records)
+            attributes[f"{ATTRIBUTE_PREFIX}.records"] = records
         if error is not None:
             # OpenTelemetry's error.type: the class of the error, or what went wrong.
-            span.set_attribute("error.type", error_type(state, error))
+            attributes["error.type"] = error_type(state, error)
+        span.set_attributes(attributes)  # at once: one turn of the span's lock
+        if error is not None:
+            from opentelemetry.trace import Status, StatusCode
+
             span.set_status(Status(StatusCode.ERROR, error))
 
     def traceparent(self) -> str:
         """This attempt's context as a W3C traceparent, for a worker process ("": none)."""
         if self.span is None:
             return ""
-        from opentelemetry.propagate import inject
-
-        carrier: dict[str, str] = {}
-        inject(carrier)
-        return carrier.get("traceparent", "")
+        # As W3C's propagator writes it (in_worker reads it with that one), without the
+        # process's propagators and a carrier for each attempt.
+        context = self.span.get_span_context()
+        return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
 
 
 NO_TRACE = AttemptTrace()

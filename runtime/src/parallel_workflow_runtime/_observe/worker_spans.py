@@ -117,7 +117,7 @@ def in_worker(traceparent: str, source: Source) -> Iterator[WorkerSpans | None]:
     if not traceparent:
         yield None
         return
-    from opentelemetry.propagate import extract
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     tracer, _ = worker_tracer()
     collected = WorkerSpans()
@@ -125,7 +125,7 @@ def in_worker(traceparent: str, source: Source) -> Iterator[WorkerSpans | None]:
     try:
         with tracer.start_as_current_span(
             f"{source.id} run in a worker",
-            context=extract({"traceparent": traceparent}),
+            context=TraceContextTextMapPropagator().extract({"traceparent": traceparent}),
             attributes={
                 f"{ATTRIBUTE_PREFIX}.source.id": source.id,
                 "process.pid": os.getpid(),
