@@ -974,7 +974,7 @@ def test_run_html_without_a_history_says_the_run_is_not_in_it(
     # As the library-only install runs: no SQLite support, so no history to read a status from.
     import parallel_workflow_runtime._cli.commands as commands
 
-    monkeypatch.setattr(commands, "history_for_run", lambda: None)
+    monkeypatch.setattr(commands, "history_while_running", lambda: None)
     replace_source(monkeypatch, entry, entry.config.sources[0].id, waits(0.01))
     page_file = tmp_path / "run.html"
     assert main(["run", "--workflow", entry.config.workflow_id, "--html", str(page_file)]) in (0, 1)

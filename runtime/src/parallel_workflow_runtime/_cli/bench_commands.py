@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
@@ -15,12 +16,13 @@ from typing import TYPE_CHECKING, TypeVar
 from rich.console import Console
 
 from parallel_workflow_runtime._cli.commands import choose, quiet_agno_logs, writable_page
-from parallel_workflow_runtime._core.connector_config import CONNECTOR_KINDS
+from parallel_workflow_runtime._core.connector_config import CONNECTOR_KINDS, SQL_BACKENDS
 from parallel_workflow_runtime._core.registry import WorkflowEntry, discover
 from parallel_workflow_runtime._core.usage import UsageError
 
 if TYPE_CHECKING:
     from parallel_workflow_runtime._bench.workflow import BenchSettings
+    from parallel_workflow_runtime._core.connector_config import SqlBackend
 
 
 Results = TypeVar("Results")  # what a bench returns, as its table printer takes it
@@ -41,6 +43,8 @@ def bench_command(args: argparse.Namespace) -> int:
         raise UsageError("--runs is for --serve")
     if args.startup:
         return startup_bench_command(args, entry)
+    if args.executor_start:
+        return executor_start_bench_command(args)
     if args.trace:
         return trace_bench_command(args, entry)
     if args.kind in CONNECTOR_KINDS:
@@ -104,6 +108,17 @@ def startup_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int
     return print_results(args, results, print_startup_bench)
 
 
+def executor_start_bench_command(args: argparse.Namespace) -> int:
+    from parallel_workflow_runtime._bench.executor_start import (
+        print_executor_start_bench,
+        run_executor_start_bench,
+    )
+
+    refuse_workflow_bench_options(args, "--executor-start")
+    results = run_executor_start_bench(args.repeat, to_stderr)
+    return print_results(args, results, print_executor_start_bench)
+
+
 def trace_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
     from parallel_workflow_runtime._bench.results import print_trace_bench
     from parallel_workflow_runtime._bench.tracing_cost import run_trace_bench
@@ -140,6 +155,13 @@ def serve_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
     return print_results(args, results, print_serve_bench, Console(highlight=False, soft_wrap=True))
 
 
+def installed(backends: tuple[SqlBackend, ...]) -> list[SqlBackend]:
+    """The backends whose package is installed (`--backend all`)."""
+    import importlib.util
+
+    return [name for name in backends if importlib.util.find_spec(name) is not None]
+
+
 def connector_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> int:
     from parallel_workflow_runtime._bench.connector_cost import (
         ConnectorBenchSettings,
@@ -149,12 +171,23 @@ def connector_bench_command(args: argparse.Namespace, entry: WorkflowEntry) -> i
 
     refuse_workflow_bench_options(args, f"--kind {args.kind}")
     http = args.kind == "http"
+    if (args.backends or args.url_env) and args.kind != "sql":
+        raise UsageError("--backend and --url-env are for --kind sql")
+    if args.url_env and not os.environ.get(args.url_env):
+        raise UsageError(f"--url-env: the environment variable {args.url_env} is not set")
+    backends = args.backends or ["sqlalchemy"]
     settings = ConnectorBenchSettings(
         kind=args.kind,
         sources=args.sources or (8 if http else 1),
         rows=args.rows or (2_000 if http else 1_000_000),
         repeat=args.repeat,
         page_delay=args.page_delay,
+        backends=tuple(
+            installed(SQL_BACKENDS)
+            if "all" in backends
+            else [name for name in SQL_BACKENDS if name in backends]
+        ),
+        url_env=args.url_env,
     )
     results = run_connector_bench(entry, settings, progress=to_stderr)
     return print_results(args, results, print_connector_bench)

@@ -161,6 +161,21 @@ def add_bench_options(bench: argparse.ArgumentParser) -> None:
         help="--kind sql, http, file: rows each source reads (default: 1,000,000; http: 2,000)",
     )
     bench.add_argument(
+        "--backend",
+        action="append",
+        choices=("sqlalchemy", "pyarrow", "connectorx", "pandas", "all"),
+        default=[],
+        dest="backends",
+        help="--kind sql: dlt's backend that reads the table (sql.backend); repeat it to time "
+        "several, all: each installed one (default: sqlalchemy)",
+    )
+    bench.add_argument(
+        "--url-env",
+        metavar="NAME",
+        help="--kind sql: the environment variable holding a PostgreSQL URL to write the table "
+        "into (default: an SQLite file); a psycopg server-side cursor is timed there too",
+    )
+    bench.add_argument(
         "--page-delay",
         type=positive(float),
         default=0.05,
@@ -172,6 +187,13 @@ def add_bench_options(bench: argparse.ArgumentParser) -> None:
         action="store_true",
         help="instead: time `run` of the workflow as a process of its own, besides its "
         'parallel block, against `python -c "import agno.workflow"`, and `--help`',
+    )
+    bench.add_argument(
+        "--executor-start",
+        action="store_true",
+        help="instead: time `run` of a project of the bench's own, 8 sources of 0.25 s of CPU, "
+        "with --executor process against thread (--repeat pairs, at least 5), and under "
+        "`serve` the time from a run's start to its process sources starting",
     )
     bench.add_argument(
         "--serve",

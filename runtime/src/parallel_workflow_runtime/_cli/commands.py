@@ -38,7 +38,12 @@ from parallel_workflow_runtime._core.usage import UsageError
 from parallel_workflow_runtime._execution.running import execute
 from parallel_workflow_runtime._execution.steps import effective_report_model
 from parallel_workflow_runtime._observe import tracing
-from parallel_workflow_runtime._store.history import history_for_run, history_location
+from parallel_workflow_runtime._store.history import history_location
+from parallel_workflow_runtime._store.history_opening import (
+    HistoryOpening,
+    history_while_running,
+    opened,
+)
 
 if TYPE_CHECKING:
     from agno.db.base import BaseDb
@@ -51,7 +56,10 @@ def run_command(args: argparse.Namespace) -> int:
     quiet_agno_logs(args.verbose)
     # Progress goes to stderr when stdout carries the JSON document.
     console = Console(stderr=args.json, highlight=False, soft_wrap=True)
-    db = history_for_run()
+    if tracing.wanted(args.trace, load_settings().tracing):
+        tracing.import_modules()  # before the history's thread starts importing (tracing.py)
+    # Opening while the sources run, when nothing needs it sooner (history_opening.py).
+    db = history_while_running()
     # A history outside the project's .data/ (an installed project's user data folder) is said
     # once: a cron job's runs should not seem lost to someone looking in .data/.
     elsewhere = history_elsewhere(load_settings())
@@ -63,6 +71,8 @@ def run_command(args: argparse.Namespace) -> int:
             outcome = run_with_progress(args, entry, console, db)
         finally:
             tracing.flush()  # the run's last spans, into the history before it is read
+            if isinstance(db, HistoryOpening):
+                db.done()  # its thread ends with the command
     if args.json:
         print(json.dumps(outcome.to_json_dict(), indent=2, ensure_ascii=False, allow_nan=False))
     elif outcome.aggregation is not None:
@@ -72,13 +82,16 @@ def run_command(args: argparse.Namespace) -> int:
     if html is not None and outcome.aggregation is not None:
         from parallel_workflow_runtime._observe.page import outcome_page, write_page
 
-        write_page(html, outcome_page(outcome, db))  # the stored run's, as history show's
+        write_page(html, outcome_page(outcome, opened(db)))  # the stored run's, as history show's
         print(f"The run's page: {html}", file=sys.stderr)
     return outcome.exit_code
 
 
 def run_with_progress(
-    args: argparse.Namespace, entry: WorkflowEntry, console: Console, db: BaseDb | None
+    args: argparse.Namespace,
+    entry: WorkflowEntry,
+    console: Console,
+    db: BaseDb | HistoryOpening | None,
 ) -> RunOutcome:
     """Run the workflow, showing its progress as `run`'s options ask."""
     options: dict[str, Any] = {

@@ -11,7 +11,6 @@ from typing import Any
 from rich import box
 from rich.cells import cell_len
 from rich.console import Console, Group
-from rich.markdown import Markdown
 from rich.table import Column, Table
 from rich.text import Text
 
@@ -99,7 +98,13 @@ def print_summary(console: Console, aggregation: Aggregation, report: str | None
             console.print(Text(f"warning: {source.name}: {warning}", style="yellow"))
     if report:
         console.print()
-        console.print(Markdown(report) if console.is_terminal else Text(report))
+        if console.is_terminal:
+            # Imported here: a run whose output is piped does not load markdown-it.
+            from rich.markdown import Markdown
+
+            console.print(Markdown(report))
+        else:
+            console.print(Text(report))
 
 
 HEADERS = ("source", "name", "status", "attempts", "records", "seconds")

@@ -9,7 +9,7 @@ import contextlib
 import dataclasses
 import signal
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from agno.run.base import RunStatus
 from agno.run.workflow import WorkflowCompletedEvent, WorkflowRunOutput
@@ -28,13 +28,19 @@ from parallel_workflow_runtime._core.settings import load_settings
 from parallel_workflow_runtime._core.usage import DEFAULT_REQUEST, ExecutorName, RunInterrupted
 from parallel_workflow_runtime._execution.children import no_process_left_behind
 from parallel_workflow_runtime._execution.contained_loop import new_loop
-from parallel_workflow_runtime._execution.executors import EXECUTORS, Executors, pooled_specs
+from parallel_workflow_runtime._execution.executors import (
+    EXECUTORS,
+    Executors,
+    pooled_specs,
+    start_process_workers_early,
+)
 from parallel_workflow_runtime._execution.interruption import INTERRUPTION, Interruption
 from parallel_workflow_runtime._execution.progress import LISTENER, Listener
 from parallel_workflow_runtime._observe import tracing
 from parallel_workflow_runtime._observe.tracing import run_root
 from parallel_workflow_runtime._store.cursor_session import CURSORS, CursorSession
 from parallel_workflow_runtime._store.cursors import CursorStore
+from parallel_workflow_runtime._store.history_opening import HistoryOpening, opened
 
 if TYPE_CHECKING:
     from agno.db.base import BaseDb
@@ -47,7 +53,7 @@ def execute(
     entry: WorkflowEntry,
     request: str = DEFAULT_REQUEST,
     *,
-    db: BaseDb | None = None,
+    db: BaseDb | HistoryOpening | None = None,
     listener: Listener | None = None,
     on_event: Callable[[Any], None] | None = None,
     executor: ExecutorName | None = None,
@@ -63,10 +69,19 @@ def execute(
     A first Ctrl-C stops the sources still running: the run then ends as usual with those
     reported as cancelled, is recorded as cancelled, and RunInterrupted is raised. A second
     Ctrl-C stops at once (KeyboardInterrupt).
+
+    A history still opening (history_opening.py) is waited for here when the run needs it
+    from the start: to claim its connector sources' cursors.
     """
     config = on_executor(entry.config, executor)
-    workflow = entry.factory(db=db, config=config)
+    # Its process workers' fork server imports meanwhile (warm_start.py).
+    start_process_workers_early([config])
+    if any(source.connector is not None for source in config.sources):
+        db = opened(db)
+    # Agno takes a HistoryOpening for the database it stands for: it calls the same methods.
+    workflow = entry.factory(db=cast("BaseDb | None", db), config=config)
     if trace:  # now that the report's model class is imported (tracing.instrument_agno)
+        # A history still opening is written to once open (span_history.py): no wait here.
         tracing.enable(db, current().distribution)
     interruption = Interruption()
 
@@ -110,7 +125,7 @@ def on_executor(config: WorkflowConfig, executor: ExecutorName | None) -> Workfl
     return dataclasses.replace(config, sources=sources)
 
 
-def mark_cancelled(db: BaseDb, run_id: str, session_id: str | None) -> None:
+def mark_cancelled(db: BaseDb | HistoryOpening, run_id: str, session_id: str | None) -> None:
     """Record a run that Ctrl-C cut short as cancelled, as Agno records a cancelled run."""
     run = db.get_run(run_id)
     if isinstance(run, WorkflowRunOutput) and session_id is not None:
@@ -122,7 +137,7 @@ async def run_workflow(
     workflow: Workflow,
     request: str,
     *,
-    db: BaseDb | None = None,
+    db: BaseDb | HistoryOpening | None = None,
     listener: Listener | None = None,
     on_event: Callable[[Any], None] | None = None,
     executors: Executors | None = None,
@@ -137,7 +152,12 @@ async def run_workflow(
     if db is None:
         CURSORS.set(None)
         return await _run_workflow(workflow, request, db, listener, on_event, executors)
-    cursors = CursorSession(CursorStore.of(db), str(workflow.id), full_refresh)
+    # The cursors' table, when a source first claims its cursor: a run of python sources never
+    # does, and does not wait for a history that is still opening.
+    history = db
+    cursors = CursorSession(
+        lambda: CursorStore.of(cast("BaseDb", opened(history))), str(workflow.id), full_refresh
+    )
     CURSORS.set(cursors)
     async with cursors.kept():
         outcome = await _run_workflow(workflow, request, db, listener, on_event, executors)
@@ -152,7 +172,7 @@ async def run_workflow(
 async def _run_workflow(
     workflow: Workflow,
     request: str,
-    db: BaseDb | None,
+    db: BaseDb | HistoryOpening | None,
     listener: Listener | None,
     on_event: Callable[[Any], None] | None,
     executors: Executors | None,
@@ -164,10 +184,14 @@ async def _run_workflow(
     session_state: dict[str, Any] = {}
     step_results: Sequence[StepOutput | list[StepOutput]] = []
     run_id: str | None = None
-    session_id: str | None = None
+    # A session id of our own while the history opens: Agno looks it up as the run starts,
+    # and the HistoryOpening answers that no such session is stored without waiting.
+    session_id = db.new_session_id() if isinstance(db, HistoryOpening) else None
     with run_root():  # its own trace, when tracing is on (tracing.py)
         if on_event is None:
-            output = await workflow.arun(input=request, session_state=session_state)
+            output = await workflow.arun(
+                input=request, session_state=session_state, session_id=session_id
+            )
             step_results, run_id, session_id = (
                 output.step_results,
                 output.run_id,
@@ -175,7 +199,11 @@ async def _run_workflow(
             )
         else:
             async for event in workflow.arun(
-                input=request, session_state=session_state, stream=True, stream_events=True
+                input=request,
+                session_state=session_state,
+                session_id=session_id,
+                stream=True,
+                stream_events=True,
             ):
                 on_event(event)
                 if isinstance(event, WorkflowCompletedEvent):
@@ -192,7 +220,7 @@ def _outcome(
     session_state: dict[str, Any],
     run_id: str | None,
     session_id: str | None,
-    db: BaseDb | None,
+    db: BaseDb | HistoryOpening | None,
 ) -> RunOutcome:
     # Agno marks a failed top-level step (e.g. the Report Agent's model) but does not raise.
     steps = [step for step in step_results if isinstance(step, StepOutput)]
@@ -202,12 +230,16 @@ def _outcome(
     if aggregation is None:
         errors.append("the run produced no aggregation")
     # Agno logs a failed save (e.g. no rights to create its tables) and carries on.
-    if db is not None and (run_id is None or db.get_run(run_id) is None):
+    unopened = db.failure() if isinstance(db, HistoryOpening) else None
+    if unopened is not None:  # HistoryError: one line that says why
+        errors.append(f"{NOT_SAVED}: {unopened}")
+    elif db is not None and (run_id is None or db.get_run(run_id) is None):
         from parallel_workflow_runtime._store.history_db import StoresEachFactOnce
 
         failed = None
-        if isinstance(db, StoresEachFactOnce):  # the history's own adapters say why
-            failed = db.failed_writes().pop(str(session_id), None)
+        history = opened(db)
+        if isinstance(history, StoresEachFactOnce):  # the history's own adapters say why
+            failed = history.failed_writes().pop(str(session_id), None)
         errors.append(NOT_SAVED if failed is None else f"{NOT_SAVED}: {failed}")
     report = next((step for step in steps if step.step_name == REPORT_STEP), None)
     return RunOutcome(

@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,7 +66,7 @@ class CursorSession:
     (their cursor is replaced by where this read gets to); None for none, empty for all.
     """
 
-    store: CursorStore
+    opens_store: Callable[[], CursorStore]  # called when a source first claims its cursor
     workflow_id: str
     full_refresh: frozenset[str] | None = None
     run_id: str | None = None
@@ -88,6 +89,10 @@ class CursorSession:
     _stop: threading.Event = field(default_factory=threading.Event)
     _renewer: threading.Thread | None = None
     _owner: asyncio.Task[Any] | None = None  # the run's task, which `kept` runs in
+
+    @functools.cached_property
+    def store(self) -> CursorStore:
+        return self.opens_store()
 
     async def claim(
         self, source_id: str, run_id: str, group: Collection[str], timeout: float | None

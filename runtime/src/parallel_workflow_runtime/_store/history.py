@@ -116,13 +116,7 @@ def open_history(location: HistoryLocation | None = None) -> BaseDb:
         except ImportError:
             raise MissingExtra(missing_extra("the run history (SQLite)", "serve")) from None
         assert location.sqlite_file is not None
-        try:
-            create_private(location.sqlite_file)
-        except OSError as error:
-            raise HistoryError(
-                f"cannot use the history in {location}: {error.strerror or error}"
-            ) from None
-        check_sqlite_file(location.sqlite_file)
+        prepare_sqlite_file(location.sqlite_file)
         db = SqliteHistory(db_file=str(location.sqlite_file), id="history")
         lock = file_lock(location.sqlite_file.with_name(location.sqlite_file.name + ".lock"))
     # Installed with the sqlite and postgres extras, which opening the database needed.
@@ -140,10 +134,12 @@ def open_history(location: HistoryLocation | None = None) -> BaseDb:
         # Agno creates a table on first use, without a lock: two processes starting on a
         # fresh database race and one loses its run ("table ... already exists"). It also
         # prints a traceback of a failure to create one (a full disk, say) before it raises:
-        # HistoryError below says what went wrong, in one line.
-        with lock, contextlib.redirect_stderr(io.StringIO()):
-            for table in ("sessions", "runs"):
-                agno_table(db, table, create=True)
+        # HistoryError below says what went wrong, in one line. (sys.stderr is the whole
+        # process's: silenced for Agno's two calls only, not what other threads print.)
+        with lock:
+            with contextlib.redirect_stderr(io.StringIO()):
+                for table in ("sessions", "runs"):
+                    agno_table(db, table, create=True)
             # Ours (the connector sources' cursors, the schedules' ticks): Alembic's revisions.
             migrate(engine_of(db))
     except ModuleNotFoundError as error:
@@ -158,6 +154,18 @@ def open_history(location: HistoryLocation | None = None) -> BaseDb:
     except OSError as error:  # the lock file: a full disk, a folder without write access
         raise HistoryError(f"cannot use the history in {location}: {error.strerror}") from None
     return db
+
+
+def prepare_sqlite_file(sqlite_file: Path) -> None:
+    """The history's SQLite file, made (private) if it is not there, and checked
+    (check_sqlite_file): HistoryError says in one line why it cannot be used."""
+    try:
+        create_private(sqlite_file)
+    except OSError as error:
+        raise HistoryError(
+            f"cannot use the history in {sqlite_file}: {error.strerror or error}"
+        ) from None
+    check_sqlite_file(sqlite_file)
 
 
 def check_sqlite_file(sqlite_file: Path) -> None:
