@@ -158,8 +158,10 @@ def rewrite_every_source_as_a_user(project: Path) -> list[str]:
                     source_id=source_id,
                     records=records,
                     imports="import asyncio\n\n" if index == 0 else "",
+                    # A connector source's run() takes the runtime's Rows, made of the rows.
+                    rows_import=f"from {package} import Rows\n" if connector else "",
                     call=("asyncio.run({})" if index == 0 else "{}").format(
-                        f'module.run(source, ({{"id": n}} for n in range({records})))'
+                        f'module.run(source, Rows({{"id": n}} for n in range({records})))'
                         if connector
                         else "module.run(source)"
                     ),
@@ -204,7 +206,7 @@ USER_SOURCE_TEST = '''"""Our source reads its table."""
 
 from __future__ import annotations
 
-{imports}from {package}.workflows.{workflow}.sources import {source_id} as module
+{imports}{rows_import}from {package}.workflows.{workflow}.sources import {source_id} as module
 
 from ..conftest import load_source
 

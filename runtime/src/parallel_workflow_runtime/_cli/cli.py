@@ -47,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run" and args.executor == "process":
             from parallel_workflow_runtime._execution.warm_start import start_for_run
 
-            start_for_run(args.workflow)  # its workers' imports overlap this process's
+            # Its workers' imports overlap this process's.
+            start_for_run(args.workflow, stdout_to_stderr=args.json)
         result: int = args.func(args)
         return result
     except USAGE_ERRORS as error:

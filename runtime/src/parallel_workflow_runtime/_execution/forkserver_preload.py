@@ -22,6 +22,8 @@ from parallel_workflow_runtime._execution.warm_start import ORDER_ENV
 
 
 def warm_up(order: dict[str, object]) -> None:
+    if order.get("stdout_to_stderr"):  # `run --json`: stdout carries the document alone
+        os.dup2(2, 1)
     root = order.get("root")
     if isinstance(root, str) and root:  # before any module of it is imported: edits are seen
         fresh_code.SEEN[root] = fresh_code.code_state(root)

@@ -58,19 +58,29 @@ def available() -> bool:
 
 
 def start_fork_server(
-    root: str = "", modules: Sequence[str] = (), workflow: str | None = None
+    root: str = "",
+    modules: Sequence[str] = (),
+    workflow: str | None = None,
+    stdout_to_stderr: bool = False,
 ) -> None:
     """Start the fork server unless it runs, importing the runtime's worker modules, then
     `modules`, the code under the workflows folder `root` noted first; with `workflow` (a
     workflow id, "" for the default one) also the modules of all that workflow's sources,
-    which the fork server finds itself. Returns at once."""
+    which the fork server finds itself; with `stdout_to_stderr`, its file descriptor 1 (and
+    so its workers') is its stderr, as `run --json` has its own while the sources run
+    (commands.printed_to_stderr), which it starts before. Returns at once."""
     if not available():
         return
     with _lock:
         if fork_server_pid() is not None:
             return  # a module it lacks is imported by the worker that needs it
         order = json.dumps(
-            {"root": root, "modules": [*WORKER_MODULES, *modules], "workflow": workflow}
+            {
+                "root": root,
+                "modules": [*WORKER_MODULES, *modules],
+                "workflow": workflow,
+                "stdout_to_stderr": stdout_to_stderr,
+            }
         )
         # The modules are imported by forkserver_preload.py, which survives any of them
         # failing: the fork server's own loop does not (only ImportError is caught there).
@@ -82,14 +92,16 @@ def start_fork_server(
             del os.environ[ORDER_ENV]
 
 
-def start_for_run(workflow: str | None) -> None:
+def start_for_run(workflow: str | None, stdout_to_stderr: bool = False) -> None:
     """`run --executor process`, first thing (cli.py): the fork server reads the workflow's
     config.yaml and imports its sources while this process imports Agno and the rest."""
     from parallel_workflow_runtime._core.project import current
 
     project = current()
     root = str(project.workflows_dir.resolve())
-    start_fork_server(root, [project.package], workflow=workflow or "")
+    start_fork_server(
+        root, [project.package], workflow=workflow or "", stdout_to_stderr=stdout_to_stderr
+    )
 
 
 def fork_server_pid() -> int | None:
